@@ -1,0 +1,46 @@
+# Set-up on a fresh machine: `make demo` (install, pull data, run the SST-2 pipeline) and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+CONFIG ?= configs/sst2.yaml
+export HF_HUB_OFFLINE = 1
+export HF_DATASETS_OFFLINE = 1
+export PREFECT_SERVER_ANALYTICS_ENABLED = false
+export DVC_NO_ANALYTICS = 1
+
+.PHONY: install data demo run test ui-mlflow ui-prefect clean
+
+install: $(VENV)/.installed
+
+# torch is pinned to the 2.13.0 CPU wheel; an unpinned torch would pull a multi-GB CUDA build.
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet "torch==2.13.0"
+	$(BIN)/pip install --quiet -e ".[test]"
+	touch $@
+
+data: install data/README.md
+
+data/README.md: data.dvc
+	$(BIN)/dvc pull --quiet
+	touch $@
+
+demo: install data
+	$(BIN)/tlflow run $(CONFIG)
+	$(BIN)/tlflow models
+
+run: install data
+	$(BIN)/tlflow run $(CONFIG)
+
+test: install data
+	$(BIN)/pytest -q
+
+ui-mlflow: install
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow/mlflow.db --port 5000
+
+ui-prefect: install
+	PREFECT_HOME=$(CURDIR)/.prefect $(BIN)/prefect server start --port 4200
+
+clean:
+	rm -rf .cache .prefect mlflow/mlflow.db mlflow/artifacts

@@ -1,0 +1,34 @@
+"""`training_pipeline`: validate -> tokenize -> pretrain -> fine-tune -> evaluate -> register/promote."""
+
+from __future__ import annotations
+
+from prefect import flow
+
+from tasks.evaluate import evaluate_model
+from tasks.finetune import finetune_model
+from tasks.pretrain import pretrain_encoder
+from tasks.register import RegistrationOutcome, register_and_promote
+from tasks.tokenize import tokenize_data
+from tasks.tracking import lineage_tags, pipeline_run
+from tasks.validate import validate_data
+from tlflow.config import PipelineConfig
+from tlflow.runtime import apply_defaults
+
+
+@flow(name="training_pipeline", log_prints=True)
+def training_pipeline(config: PipelineConfig = PipelineConfig()) -> RegistrationOutcome:
+    """Take a labelled dataset from `data/` to a fine-tuned model that is evaluated, registered
+    and promoted in MLflow. One MLflow run per flow run; one task per stage."""
+    apply_defaults()
+    tags = lineage_tags(config)
+    with pipeline_run(config, tags):
+        loaded = validate_data(config, tags["data_md5"])
+        encoder = pretrain_encoder(config)
+        tokenized = tokenize_data(config, loaded, encoder, tags["data_md5"])
+        model, tokenizer = finetune_model(config, tokenized, loaded.label_names, encoder)
+        evaluation = evaluate_model(config, model, tokenizer, tokenized, loaded.label_names)
+        return register_and_promote(config, model, tokenizer, evaluation, loaded, tags)
+
+
+if __name__ == "__main__":
+    training_pipeline()

@@ -1,0 +1,60 @@
+"""Stage 4: fine-tune the encoder with a classification head, resumable from checkpoints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from tlflow.classification import train_classifier
+from tlflow.config import PipelineConfig
+from tlflow.models import load_tokenizer
+from tlflow.tokenization import cache_key, load_tokenized
+
+CHECKPOINT_DIR = Path(".cache/tlflow/checkpoints")
+
+
+def _log_async(metrics: dict[str, float], step: int) -> None:
+    """Per-step metrics go out without blocking the training loop."""
+    mlflow.log_metrics(metrics, step=step, synchronous=False)
+
+
+@task(name="fine-tune", cache_policy=NO_CACHE, persist_result=False)
+def finetune_model(
+    cfg: PipelineConfig, tokenized: Path, label_names: list[str], encoder: str
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Fine-tune `encoder` on the tokenized train split, logging train loss and validation metrics
+    to MLflow as they happen. Checkpoints are keyed by the tokenized data, encoder and training
+    settings, so re-running the same config after a kill resumes where it stopped."""
+    logger = get_run_logger()
+    splits = load_tokenized(tokenized)
+    tokenizer = load_tokenizer(encoder)
+    key = cache_key(
+        tokenized=tokenized.name,
+        encoder=encoder,
+        model=cfg.model.model_dump(mode="json"),
+        finetune=cfg.finetune.model_dump(mode="json", exclude={"threads", "log_every_steps"}),
+    )
+    checkpoints = CHECKPOINT_DIR / cfg.name / key
+    model, result = train_classifier(cfg, splits, label_names, tokenizer, encoder, checkpoints, _log_async)
+    mlflow.log_metrics(
+        {
+            "train_seconds": result.seconds,
+            "train_samples_per_s": result.samples_per_second,
+            "train_tokens_per_s": result.tokens / result.seconds if result.seconds else 0.0,
+            "train_steps": result.steps,
+            "resumed_from_step": result.resumed_from,
+        }
+    )
+    mlflow.set_tag("checkpoint_dir", str(checkpoints))
+    if result.resumed_from:
+        logger.info("resumed from checkpoint at step %d of %d", result.resumed_from, result.total_steps)
+    logger.info(
+        "fine-tuned %d steps in %.1fs (%.1f samples/s), val %s",
+        result.steps - result.resumed_from, result.seconds, result.samples_per_second,
+        {k: round(v, 4) for k, v in result.val_metrics.items() if k in ("accuracy", "macro_f1")},
+    )
+    return model, tokenizer

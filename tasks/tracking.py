@@ -1,0 +1,37 @@
+"""The one MLflow run of a flow run, opened by the flow and shared by its tasks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import mlflow
+from prefect.runtime import flow_run
+
+from tlflow import tracking
+from tlflow.config import PipelineConfig
+
+
+def lineage_tags(cfg: PipelineConfig) -> dict[str, str]:
+    """Tags every run and model version carries (ARCHITECTURE.md: tracking conventions)."""
+    return {
+        "data_md5": tracking.data_version(),
+        "git_commit": tracking.git_commit(),
+        "prefect_flow_run_id": str(flow_run.id or "none"),
+        "config_hash": cfg.hash(),
+    }
+
+
+@contextmanager
+def pipeline_run(cfg: PipelineConfig, tags: dict[str, str]) -> Iterator[mlflow.ActiveRun]:
+    """Open the MLflow run of this flow run: experiment = config name, params = flattened config,
+    lineage tags. Tasks called inside log to it; an exception marks it FAILED."""
+    tracking.configure()
+    experiment_id = tracking.ensure_experiment(cfg.name)
+    with mlflow.start_run(experiment_id=experiment_id, run_name=flow_run.name or None, tags=tags) as run:
+        mlflow.log_params(cfg.flat())
+        mlflow.log_dict(cfg.to_dict(), "config.yaml")
+        try:
+            yield run
+        finally:
+            mlflow.flush_async_logging()

@@ -1,0 +1,65 @@
+"""Stage 1: load the dataset and run the Great Expectations suite on every split."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import warnings
+from pathlib import Path
+
+import mlflow
+from mlflow.data.pandas_dataset import PandasDataset
+from mlflow.data.dataset_source_registry import resolve_dataset_source
+from prefect import get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+
+from tlflow.config import PipelineConfig
+from tlflow.data.checks import DataValidationError, check_data
+from tlflow.data.readers import LoadedData
+
+
+def _log_lineage(cfg: PipelineConfig, loaded: LoadedData, data_md5: str) -> None:
+    for split, ds in loaded.splits.items():
+        df = ds.select_columns(["text", "label"]).to_pandas()
+        # A carved validation split comes from the training file.
+        path = cfg.data.file or cfg.data.files.get(split) or cfg.data.files["train"]
+        with warnings.catch_warnings():  # "can be interpreted in multiple ways": both are local files
+            warnings.simplefilter("ignore", UserWarning)
+            source = resolve_dataset_source(str(Path(path).resolve()))
+        mlflow.log_input(PandasDataset(df, source=source, targets="label", name=f"{cfg.name}-{split}", digest=data_md5), context=split)
+
+
+@task(name="validate-data", cache_policy=NO_CACHE, persist_result=False)
+def validate_data(cfg: PipelineConfig, data_md5: str) -> LoadedData:
+    """Load and validate; log the report, class balance and dataset lineage to the active MLflow run.
+
+    Raises DataValidationError (after logging the report) when a check fails, so the flow stops
+    before any training.
+    """
+    logger = get_run_logger()
+    loaded, report, path = check_data(cfg)
+    mlflow.log_artifact(str(path), "validation")
+    with tempfile.TemporaryDirectory() as tmp:
+        summary = Path(tmp) / "report.json"
+        summary.write_text(json.dumps(report.to_dict(), indent=2), encoding="utf-8")
+        mlflow.log_artifact(str(summary), "validation")
+    counts = {f"rows_{split}": len(ds) for split, ds in loaded.splits.items()}
+    mlflow.log_metrics({**counts, "rows_dropped_overlap": loaded.dropped_overlap, "validation_failed_checks": len(report.failures())})
+    mlflow.set_tag("validation", "passed" if report.success else "failed")
+    if not report.success:
+        create_markdown_artifact(
+            f"## Data validation failed: `{cfg.name}`\n\n```\n{report.summary()}\n```",
+            key=_artifact_key(cfg.name, "validation"),
+            description="Failed data checks",
+        )
+        raise DataValidationError(report, path)
+    _log_lineage(cfg, loaded, data_md5)
+    logger.info("validation passed: %s", report.summary().splitlines()[0])
+    return loaded
+
+
+def _artifact_key(name: str, suffix: str) -> str:
+    """Prefect artifact keys allow lowercase letters, digits and dashes only."""
+    clean = "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")
+    return f"{clean}-{suffix}"

@@ -1,0 +1,294 @@
+"""Typed configuration of one pipeline experiment.
+
+One tree of pydantic models, one model per concern. YAML files in ``configs/`` instantiate it,
+``--set a.b=c`` overrides single fields, and the same model is the Prefect flow's parameter so the
+Prefect UI renders it as a form. Every field has a default and a description.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be used; the message is one line naming the problem."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class SplitFractions(_Section):
+    """Seeded stratified split of a single labelled file into train/validation/test."""
+
+    train: float = Field(0.8, gt=0, lt=1, description="Fraction of rows for training.")
+    validation: float = Field(0.1, ge=0, lt=1, description="Fraction of rows for validation.")
+    test: float = Field(0.1, gt=0, lt=1, description="Fraction of rows for the held-out test split.")
+    seed: int = Field(42, description="Seed of the stratified split.")
+
+    @model_validator(mode="after")
+    def _sums_to_one(self) -> SplitFractions:
+        total = self.train + self.validation + self.test
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"split fractions must sum to 1, got {total:g}")
+        return self
+
+
+class DataConfig(_Section):
+    """Where a labelled dataset lives and how its raw files are read."""
+
+    format: Literal["csv", "tsv", "jsonl", "parquet", "text"] = Field(
+        "csv", description="File format. 'text' means delimited text with `separator`."
+    )
+    separator: str | None = Field(
+        None, description="Field separator for 'text' (and to override csv/tsv defaults)."
+    )
+    header: bool = Field(True, description="Whether the first row of a csv/tsv/text file names the columns.")
+    encoding: str = Field("utf-8", description="Text encoding of the files ('utf-8-sig' strips a BOM).")
+    files: dict[Literal["train", "validation", "test"], str] = Field(
+        default_factory=dict,
+        description="Split name -> file path. Give train and test (validation optional), or give `file`.",
+    )
+    file: str | None = Field(None, description="One labelled file split by `split` (instead of `files`).")
+    split: SplitFractions = Field(default_factory=SplitFractions, description="Fractions for `file`.")
+    text_columns: list[str | int] = Field(
+        default_factory=lambda: ["text"],
+        description="Column names (or 0-based indices without header) holding the text; several are joined.",
+    )
+    text_join: str = Field(". ", description="String placed between several text columns.")
+    label_column: str | int = Field("label", description="Column name (or 0-based index) holding the label.")
+    label_names: list[str] = Field(
+        default_factory=list,
+        description="Label names in id order. Empty: the sorted distinct labels of the training split.",
+    )
+    label_map: dict[str, str] = Field(
+        default_factory=dict,
+        description="Raw label value -> label name (e.g. '1': World). Unmapped values are kept and fail validation.",
+    )
+    max_train_rows: int | None = Field(
+        None, gt=0, description="Use a seeded stratified subset of this many training rows (None: all)."
+    )
+    max_eval_rows: int | None = Field(
+        None, gt=0, description="Cap validation and test splits at this many rows (seeded, stratified)."
+    )
+    seed: int = Field(42, description="Seed for row subsets.")
+    drop_train_overlap: bool = Field(
+        False,
+        description="Drop training rows whose text also appears in validation/test (reported); "
+        "otherwise such leakage fails validation.",
+    )
+
+    @model_validator(mode="after")
+    def _files_or_file(self) -> DataConfig:
+        if self.file and self.files:
+            raise ValueError("give either `files` (one per split) or `file` (split by fractions), not both")
+        if not self.file and not self.files:
+            raise ValueError("no data: give `files` (train/test[/validation]) or `file`")
+        if self.files and ("train" not in self.files or "test" not in self.files):
+            raise ValueError("`files` needs at least 'train' and 'test'")
+        if self.format == "text" and not self.separator:
+            raise ValueError("format 'text' needs a `separator`")
+        if not self.text_columns:
+            raise ValueError("`text_columns` must name at least one column")
+        return self
+
+    def paths(self) -> list[str]:
+        """All raw files this dataset reads, in a stable order."""
+        return [self.file] if self.file else [self.files[k] for k in sorted(self.files)]
+
+
+class ValidateConfig(_Section):
+    """Thresholds of the data-quality suite run on every split before training."""
+
+    min_chars: int = Field(1, ge=1, description="Shortest allowed text, in characters (after stripping).")
+    max_chars: int = Field(5000, ge=1, description="Longest allowed text, in characters.")
+    check_leakage: bool = Field(True, description="Fail when a text of train also appears in validation/test.")
+    min_class_fraction: float = Field(
+        0.0, ge=0, lt=1, description="Fail when a class has less than this share of train (0: report only)."
+    )
+    examples_per_failure: int = Field(5, ge=1, description="Offending rows shown per failed check.")
+
+
+class TaskConfig(_Section):
+    """What is learned and how it is judged."""
+
+    type: Literal["text-classification"] = Field("text-classification", description="Task type.")
+    primary_metric: Literal["accuracy", "macro_f1"] = Field(
+        "accuracy", description="Metric that decides promotion (logged as test_<metric>)."
+    )
+
+
+class ModelConfig(_Section):
+    """The encoder to start from and its tokenizer."""
+
+    base: str = Field(
+        "minilm-l6",
+        description="Base checkpoint: 'minilm-l6' (packaged all-MiniLM-L6-v2), a local path or a Hub id.",
+    )
+    init: Literal["pretrained", "random"] = Field(
+        "pretrained", description="'random' builds the architecture below from scratch (tests, baselines)."
+    )
+    num_layers: int = Field(2, ge=1, description="Layers of a randomly initialised BERT (init=random).")
+    hidden_size: int = Field(64, ge=8, description="Hidden size of a randomly initialised BERT.")
+    num_heads: int = Field(2, ge=1, description="Attention heads of a randomly initialised BERT.")
+    intermediate_size: int = Field(256, ge=8, description="Feed-forward size of a randomly initialised BERT.")
+    max_length: int = Field(128, ge=8, le=512, description="Longest tokenized sequence; longer texts are cut.")
+
+    @model_validator(mode="after")
+    def _heads_divide_hidden(self) -> ModelConfig:
+        if self.init == "random" and self.hidden_size % self.num_heads:
+            raise ValueError("hidden_size must be divisible by num_heads")
+        return self
+
+
+class PretrainConfig(_Section):
+    """Pretraining stage between tokenize and fine-tune."""
+
+    mode: Literal["none"] = Field("none", description="'none': fine-tune the base checkpoint as it is.")
+
+
+class FinetuneConfig(_Section):
+    """Supervised fine-tuning of the encoder with a task head."""
+
+    epochs: float = Field(1.0, gt=0, description="Passes over the training split (fractions allowed).")
+    batch_size: int = Field(32, ge=1, description="Examples per optimizer step.")
+    learning_rate: float = Field(5e-5, gt=0, description="Peak AdamW learning rate.")
+    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay (not on biases and LayerNorm).")
+    warmup_ratio: float = Field(0.1, ge=0, lt=1, description="Share of steps with linear warm-up.")
+    max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
+    group_by_length: bool = Field(True, description="Batch texts of similar length (less padding).")
+    eval_every_steps: int = Field(0, ge=0, description="Validate every N steps (0: once per epoch).")
+    log_every_steps: int = Field(20, ge=1, description="Log train_loss every N steps.")
+    checkpoint_every_steps: int = Field(100, ge=1, description="Save a resumable checkpoint every N steps.")
+    seed: int = Field(42, description="Seed of initialisation, shuffling and dropout.")
+    threads: int = Field(0, ge=0, description="Torch intra-op threads (0: one per physical core).")
+
+
+class EvaluateConfig(_Section):
+    """Held-out evaluation."""
+
+    batch_size: int = Field(64, ge=1, description="Examples per inference batch.")
+    misclassified_examples: int = Field(20, ge=0, description="Rows in the table of misclassified examples.")
+
+
+class PromoteConfig(_Section):
+    """Registration and the champion/challenger rule."""
+
+    register_model: bool = Field(True, description="Register the fine-tuned model in the MLflow registry.")
+    min_delta: float = Field(
+        0.0, ge=0, description="Promote only when the new score beats the champion's by more than this."
+    )
+
+
+class PipelineConfig(_Section):
+    """One experiment: dataset + task + model + budget. `name` is the MLflow experiment and model name."""
+
+    name: str = Field("sst2", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="Experiment/model name.")
+    data: DataConfig = Field(
+        default_factory=lambda: DataConfig(
+            format="tsv",
+            files={"train": "data/sst2/train.tsv", "test": "data/sst2/test.tsv", "validation": "data/sst2/dev.tsv"},
+            text_columns=["sentence"],
+            label_column="label",
+            label_names=["negative", "positive"],
+            label_map={"0": "negative", "1": "positive"},
+        ),
+        description="The labelled dataset.",
+    )
+    validate_: ValidateConfig = Field(default_factory=ValidateConfig, alias="validate", description="Data checks.")
+    task: TaskConfig = Field(default_factory=TaskConfig, description="Task type and primary metric.")
+    model: ModelConfig = Field(default_factory=ModelConfig, description="Base model and tokenizer.")
+    pretrain: PretrainConfig = Field(default_factory=PretrainConfig, description="Pretraining stage.")
+    finetune: FinetuneConfig = Field(default_factory=FinetuneConfig, description="Fine-tuning budget.")
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig, description="Evaluation.")
+    promote: PromoteConfig = Field(default_factory=PromoteConfig, description="Registration and promotion.")
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict with the YAML spelling of every key."""
+        return self.model_dump(mode="json", by_alias=True)
+
+    def flat(self) -> dict[str, str]:
+        """Flattened ``a.b.c -> value`` view, the MLflow params of a run."""
+        return flatten(self.to_dict())
+
+    def hash(self) -> str:
+        """Short stable digest of the whole config (the `config_hash` tag)."""
+        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    """Flatten nested dicts into dotted keys; lists and scalars become JSON strings."""
+    out: dict[str, str] = {}
+    for key, value in tree.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out.update(flatten(value, dotted + "."))
+        else:
+            out[dotted] = value if isinstance(value, str) else json.dumps(value)
+    return out
+
+
+def _set_dotted(tree: dict[str, Any], dotted: str, raw: str) -> None:
+    keys = dotted.split(".")
+    node = tree
+    for key in keys[:-1]:
+        child = node.get(key)
+        if child is None:
+            child = node[key] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(f"--set {dotted}: '{key}' is not a section")
+        node = child
+    node[keys[-1]] = yaml.safe_load(raw) if raw != "" else ""
+
+
+def _format_error(err: ValidationError, source: str) -> str:
+    parts = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "<root>"
+        msg = e["msg"].removeprefix("Value error, ")
+        parts.append(f"{loc}: {msg}")
+    return f"invalid config {source}: " + "; ".join(parts)
+
+
+def parse_config(tree: dict[str, Any], source: str = "<dict>") -> PipelineConfig:
+    """Validate a config tree; raise ConfigError with a one-line message on failure."""
+    try:
+        return PipelineConfig.model_validate(tree)
+    except ValidationError as err:
+        raise ConfigError(_format_error(err, source)) from None
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> PipelineConfig:
+    """Read a YAML config (or the defaults when path is None) and apply ``key=value`` overrides."""
+    tree: dict[str, Any] = {}
+    source = "<defaults>"
+    if path is not None:
+        path = Path(path)
+        source = str(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            tree = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"config {path} is not valid YAML: {str(err).splitlines()[0]}") from None
+        if not isinstance(tree, dict):
+            raise ConfigError(f"config {path} must be a mapping at the top level")
+    if overrides:
+        # Overrides replace only the named key: apply them to the fully resolved tree so that
+        # `--set data.max_train_rows=500` keeps the rest of the (default) dataset section.
+        tree = parse_config(tree, source).to_dict()
+        for item in overrides:
+            key, sep, raw = item.partition("=")
+            if not sep or not key:
+                raise ConfigError(f"--set expects key=value, got '{item}'")
+            _set_dotted(tree, key.strip(), raw)
+    return parse_config(tree, source)

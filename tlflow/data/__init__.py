@@ -1,0 +1,1 @@
+"""Dataset readers and text helpers: raw files in, canonical `datasets.DatasetDict` out."""

@@ -1,0 +1,35 @@
+"""Load a configured dataset and run its data-quality suite: the stage before any training."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tlflow.config import PipelineConfig
+from tlflow.data.readers import LoadedData, load_labelled_data
+from tlflow.validation import ValidationReport, validate_splits
+
+#: Where the latest validation report of each experiment is kept (besides MLflow).
+REPORT_DIR = Path(".cache/tlflow/reports")
+
+
+class DataValidationError(RuntimeError):
+    """The data failed its checks; the message lists each failed check with offending rows."""
+
+    def __init__(self, report: ValidationReport, report_path: Path):
+        self.report = report
+        self.report_path = report_path
+        super().__init__(f"data validation failed (report: {report_path})\n{report.summary()}")
+
+
+def check_data(cfg: PipelineConfig, report_dir: Path = REPORT_DIR) -> tuple[LoadedData, ValidationReport, Path]:
+    """Load the configured dataset, validate every split and write the HTML report.
+
+    Returns the loaded splits, the report and the report's path; raising is the caller's choice
+    (the flow stops, `tlflow validate` prints and exits non-zero).
+    """
+    loaded = load_labelled_data(cfg.data)
+    report = validate_splits(loaded.splits, loaded.label_names, cfg.validate_)
+    report_dir.mkdir(parents=True, exist_ok=True)
+    path = report_dir / f"{cfg.name}-validation.html"
+    path.write_text(report.to_html(), encoding="utf-8")
+    return loaded, report, path

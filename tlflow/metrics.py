@@ -1,0 +1,87 @@
+"""Classification metrics and the reports built from them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+
+def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, label_names: list[str]) -> dict[str, float]:
+    """Accuracy, macro-F1 and per-class precision/recall/F1 (keys `<metric>_<label>`)."""
+    y_true = np.asarray(y_true)
+    y_pred = np.asarray(y_pred)
+    labels = list(range(len(label_names)))
+    precision, recall, f1, _ = precision_recall_fscore_support(
+        y_true, y_pred, labels=labels, average=None, zero_division=0
+    )
+    metrics = {
+        "accuracy": float((y_true == y_pred).mean()),
+        "macro_f1": float(np.mean(f1)),
+    }
+    for i, name in enumerate(label_names):
+        metrics[f"precision_{name}"] = float(precision[i])
+        metrics[f"recall_{name}"] = float(recall[i])
+        metrics[f"f1_{name}"] = float(f1[i])
+    return metrics
+
+
+def confusion(y_true: np.ndarray, y_pred: np.ndarray, n_labels: int) -> np.ndarray:
+    """Confusion matrix, rows = true label, columns = predicted label."""
+    return confusion_matrix(y_true, y_pred, labels=list(range(n_labels)))
+
+
+def plot_confusion(matrix: np.ndarray, label_names: list[str], path: Path, title: str = "") -> Path:
+    """Save the confusion matrix as a PNG heat map with counts in the cells."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    size = 1.2 + 0.7 * len(label_names)
+    fig, ax = plt.subplots(figsize=(size + 1.5, size + 0.5))
+    ax.imshow(matrix, cmap="Blues")
+    ticks = range(len(label_names))
+    ax.set_xticks(ticks, label_names, rotation=45, ha="right")
+    ax.set_yticks(ticks, label_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title or "confusion matrix")
+    threshold = matrix.max() / 2 if matrix.size else 0
+    for (i, j), count in np.ndenumerate(matrix):
+        ax.text(j, i, str(count), ha="center", va="center", color="white" if count > threshold else "black")
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def misclassified_rows(
+    texts: list[str],
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    confidence: np.ndarray,
+    label_names: list[str],
+    limit: int,
+) -> list[dict]:
+    """The `limit` most confident mistakes: text, true and predicted label, confidence."""
+    wrong = np.flatnonzero(np.asarray(y_true) != np.asarray(y_pred))
+    wrong = wrong[np.argsort(-confidence[wrong], kind="stable")][:limit]
+    return [
+        {
+            "text": texts[i],
+            "true": label_names[int(y_true[i])],
+            "predicted": label_names[int(y_pred[i])],
+            "confidence": round(float(confidence[i]), 4),
+        }
+        for i in wrong
+    ]
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax, numerically stable."""
+    z = logits - logits.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)

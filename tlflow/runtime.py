@@ -1,0 +1,47 @@
+"""Process-wide defaults for running offline and quietly; applied by entry points, never on import."""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+
+#: Environment defaults: offline model/data loading, no telemetry, terse console.
+OFFLINE_DEFAULTS = {
+    "HF_HUB_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "DO_NOT_TRACK": "1",
+    "GX_ANALYTICS_ENABLED": "false",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+    "DVC_NO_ANALYTICS": "1",
+}
+
+
+def apply_defaults(quiet_console: bool = True) -> None:
+    """Set offline/telemetry defaults (explicit environment settings win) and silence library noise.
+
+    With `quiet_console`, Prefect keeps sending INFO logs to its API (the UI shows them) while the
+    terminal shows warnings and errors only, so a run ends with one short summary.
+    """
+    for key, value in OFFLINE_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+    if quiet_console:
+        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", message=".*pydantic.*", category=UserWarning)
+    for name in ("mlflow", "alembic", "great_expectations", "datasets", "httpx"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    try:
+        import datasets
+        import transformers
+
+        transformers.logging.set_verbosity_error()
+        transformers.logging.disable_progress_bar()
+        datasets.disable_progress_bars()
+    except ImportError:  # pragma: no cover - both are dependencies
+        pass

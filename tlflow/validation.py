@@ -1,0 +1,519 @@
+"""Data-quality checks run on every split before training (Great Expectations 1.x).
+
+``validate_splits`` turns each split of the reader's ``DatasetDict`` (columns ``text``, ``label``,
+``source_file``, ``source_row``) into a pandas frame with two derived columns, builds one GE
+``ExpectationSuite`` per split with ``build_suite`` and runs it with a single ``batch.validate`` call
+per split, in one ephemeral GE context per ``validate_splits`` call. The result is a
+``ValidationReport``: one ``CheckResult`` per expectation, offending rows named by file and line,
+and the class balance of every split.
+
+Derived columns (added by ``validate_splits``; a suite from ``build_suite`` expects them):
+
+* ``text_stripped``: ``text.strip()``, null for null *and* blank texts, so the length check measures
+  the stripped text and a blank row is reported only by "text not blank";
+* ``text_key``: ``normalize_text(text)``, null for null and blank texts; the leakage key.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+import math
+import os
+import warnings
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import great_expectations as gx
+import pandas as pd
+from great_expectations.data_context import set_context
+from great_expectations.data_context.data_context.context_factory import project_manager
+from great_expectations.data_context.types.base import (
+    DataContextConfig,
+    InMemoryStoreBackendDefaults,
+    ProgressBarsConfig,
+)
+
+from tlflow.config import ValidateConfig
+from tlflow.data.text import normalize_text
+
+SPLIT_ORDER = ("train", "validation", "test")
+BLANK_REGEX = r"^\s*$"
+
+# Check names (CheckResult.check). Stable: the numbers live in `observed`.
+CHECK_ROWS = "rows present"
+CHECK_TEXT_COLUMN = "column text present"
+CHECK_LABEL_COLUMN = "column label present"
+CHECK_TEXT_NOT_NULL = "text not null"
+CHECK_TEXT_NOT_BLANK = "text not blank"
+CHECK_TEXT_LENGTH = "text length within limits"
+CHECK_LABEL_NOT_NULL = "label not null"
+CHECK_LABEL_IN_SET = "label in declared set"
+CHECK_LABELS_IN_TRAIN = "every declared label in train"
+CHECK_LEAKAGE = "no overlap with train"
+CHECK_CLASS_SHARE = "min class share"
+CHECK_TRAIN_PRESENT = "train split present"
+
+# Index columns GE reports for every unexpected row; `_pos` (0-based position in the frame) lets
+# the examples show the original text even when the check ran on a derived column.
+_POS = "_pos"
+_INDEX_COLUMNS = ["source_file", "source_row", _POS]
+_VALUE_MAX_CHARS = 200
+
+
+@dataclass
+class CheckResult:
+    split: str  # "train"/"validation"/"test" or "all"
+    check: str  # short human name, e.g. "text not blank"
+    expectation: str  # GE expectation type, e.g. "expect_column_values_to_not_match_regex"
+    success: bool
+    observed: str  # one-line numbers, e.g. "3 of 500 rows (0.6%)"
+    # Up to cfg.examples_per_failure offending rows: {"file", "row", "value"} plus an optional "note"
+    # (e.g. the train row a leaked text matches). "row" is None for split-level findings.
+    examples: list[dict] = field(default_factory=list)
+
+
+@dataclass
+class ValidationReport:
+    success: bool
+    checks: list[CheckResult]
+    # split -> label -> count: declared labels in order (0 when absent), then undeclared ones;
+    # null labels are not counted (the "label not null" check reports them).
+    class_balance: dict[str, dict[str, int]]
+
+    def failures(self) -> list[CheckResult]:
+        return [c for c in self.checks if not c.success]
+
+    def summary(self) -> str:
+        """Short text for a terminal: the failed checks with examples, or one line of success."""
+        splits = list(self.class_balance) or sorted({c.split for c in self.checks if c.split != "all"})
+        if self.success:
+            lines = [f"all {len(self.checks)} checks passed on splits {', '.join(splits)}"]
+        else:
+            failed = self.failures()
+            lines = [f"data validation failed: {len(failed)} of {len(self.checks)} checks failed"]
+            for c in failed:
+                via = f" ({c.expectation})" if c.expectation else ""
+                lines.append(f"  [{c.split}] {c.check}{via}: {c.observed}")
+                lines.extend(f"      {_format_example(ex)}" for ex in c.examples)
+        for split, counts in self.class_balance.items():
+            total = sum(counts.values())
+            parts = ", ".join(f"{label}={n} ({_pct(n, total)})" for label, n in counts.items())
+            lines.append(f"  class balance {split}: {parts or 'no labels'}")
+        return "\n".join(lines)
+
+    def to_html(self) -> str:
+        """Self-contained HTML report: checks, examples of failures and class balance."""
+        e = html.escape
+        status = "PASSED" if self.success else "FAILED"
+        color = "#1a7f37" if self.success else "#cf222e"
+        out = [
+            "<!DOCTYPE html>",
+            '<html lang="en"><head><meta charset="utf-8"><title>Data validation report</title>',
+            "<style>body{font-family:sans-serif;margin:1.5em}table{border-collapse:collapse;"
+            "margin-bottom:1.5em}th,td{border:1px solid #ccc;padding:4px 8px;text-align:left;"
+            "vertical-align:top}th{background:#f3f3f3}.ok{color:#1a7f37}.fail{color:#cf222e;"
+            "font-weight:bold}code{white-space:pre-wrap}</style></head><body>",
+            f'<h1>Data validation: <span style="color:{color}">{status}</span></h1>',
+            f"<p>{len(self.checks) - len(self.failures())} of {len(self.checks)} checks passed.</p>",
+            "<h2>Checks</h2>",
+            "<table><tr><th>Split</th><th>Check</th><th>Expectation</th><th>Result</th>"
+            "<th>Observed</th></tr>",
+        ]
+        for c in self.checks:
+            cls, word = ("ok", "passed") if c.success else ("fail", "FAILED")
+            out.append(
+                f"<tr><td>{e(c.split)}</td><td>{e(c.check)}</td>"
+                f"<td><code>{e(c.expectation or '-')}</code></td>"
+                f'<td class="{cls}">{word}</td><td>{e(c.observed)}</td></tr>'
+            )
+        out.append("</table>")
+        failed = [c for c in self.failures() if c.examples]
+        if failed:
+            out.append("<h2>Offending rows</h2>")
+            for c in failed:
+                out.append(f"<h3>[{e(c.split)}] {e(c.check)}</h3>")
+                out.append("<table><tr><th>File</th><th>Row</th><th>Value</th><th>Note</th></tr>")
+                for ex in c.examples:
+                    row = "" if ex.get("row") is None else str(ex["row"])
+                    out.append(
+                        f"<tr><td>{e(str(ex.get('file') or ''))}</td><td>{e(row)}</td>"
+                        f"<td><code>{e(_show(ex.get('value')))}</code></td>"
+                        f"<td>{e(str(ex.get('note') or ''))}</td></tr>"
+                    )
+                out.append("</table>")
+        out.append("<h2>Class balance</h2>")
+        for split, counts in self.class_balance.items():
+            total = sum(counts.values())
+            out.append(f"<h3>{e(split)} ({total} labelled rows)</h3>")
+            out.append("<table><tr><th>Label</th><th>Rows</th><th>Share</th></tr>")
+            for label, n in counts.items():
+                out.append(f"<tr><td>{e(label)}</td><td>{n}</td><td>{_pct(n, total)}</td></tr>")
+            out.append("</table>")
+        out.append("</body></html>")
+        return "\n".join(out)
+
+    def to_dict(self) -> dict:
+        """JSON-serialisable form."""
+        return {
+            "success": self.success,
+            "num_checks": len(self.checks),
+            "num_failed": len(self.failures()),
+            "checks": [_jsonable(asdict(c)) for c in self.checks],
+            "class_balance": {
+                split: {str(label): int(n) for label, n in counts.items()}
+                for split, counts in self.class_balance.items()
+            },
+        }
+
+
+# --------------------------------------------------------------------------------------------------
+# Suite
+
+
+def build_suite(
+    split: str, label_names: list[str], cfg: ValidateConfig, train_texts: set[str] | None
+) -> gx.ExpectationSuite:
+    """The GE suite of one split. Each expectation carries ``meta={"check": <name>}``.
+
+    ``train_texts``: texts of the training split (raw or already normalised; they are passed
+    through ``normalize_text``) for the leakage check on validation/test; None skips that check.
+    The check flags rows of the split whose ``text_key`` is one of them, so a caller may pass only
+    the train texts that also occur in the split (``validate_splits`` does: same verdict, and GE
+    1.24 re-serialises an expectation's ``value_set`` dozens of times per validation, which with
+    all 67k SST-2 train texts took ~9 s per split).
+    """
+    E = gx.expectations
+    expectations: list[Any] = []
+
+    def add(expectation: Any, check: str) -> None:
+        expectation.meta = {"check": check}
+        expectations.append(expectation)
+
+    add(E.ExpectTableRowCountToBeBetween(min_value=1), CHECK_ROWS)
+    add(E.ExpectColumnToExist(column="text"), CHECK_TEXT_COLUMN)
+    add(E.ExpectColumnToExist(column="label"), CHECK_LABEL_COLUMN)
+    add(E.ExpectColumnValuesToNotBeNull(column="text"), CHECK_TEXT_NOT_NULL)
+    add(E.ExpectColumnValuesToNotMatchRegex(column="text", regex=BLANK_REGEX), CHECK_TEXT_NOT_BLANK)
+    add(
+        E.ExpectColumnValueLengthsToBeBetween(
+            column="text_stripped", min_value=cfg.min_chars, max_value=cfg.max_chars
+        ),
+        CHECK_TEXT_LENGTH,
+    )
+    add(E.ExpectColumnValuesToNotBeNull(column="label"), CHECK_LABEL_NOT_NULL)
+    add(E.ExpectColumnValuesToBeInSet(column="label", value_set=list(label_names)), CHECK_LABEL_IN_SET)
+    if split == "train":
+        add(
+            E.ExpectColumnDistinctValuesToContainSet(column="label", value_set=list(label_names)),
+            CHECK_LABELS_IN_TRAIN,
+        )
+    elif cfg.check_leakage and train_texts is not None:
+        keys = sorted({normalize_text(t) for t in train_texts if isinstance(t, str)} - {""})
+        add(E.ExpectColumnValuesToNotBeInSet(column="text_key", value_set=keys), CHECK_LEAKAGE)
+    # min_class_fraction: GE 1.24 has no expectation on the share of each value of a column
+    # (ExpectColumnProportionOfUniqueValues is about distinctness, ExpectColumnKlDivergence needs a
+    # reference distribution), so that one check is computed in plain pandas by validate_splits.
+
+    # Through the constructor, not suite.add_expectation(): the latter looks the suite up in the
+    # current GE context's store and raises when there is none (build_suite needs no context).
+    return gx.ExpectationSuite(name=f"tlflow-{split}", expectations=expectations)
+
+
+# --------------------------------------------------------------------------------------------------
+# Validation
+
+
+def validate_splits(splits: Any, label_names: list[str], cfg: ValidateConfig) -> ValidationReport:
+    """Run the suite on every split of ``splits`` (a ``datasets.DatasetDict`` or a mapping of split
+    name to ``datasets.Dataset`` / ``pandas.DataFrame``) and collect the report. Never raises on bad
+    data: a missing column fails its check and the checks that need it are skipped."""
+    names = [s for s in SPLIT_ORDER if s in splits] + sorted(s for s in splits if s not in SPLIT_ORDER)
+    frames = {name: _prepare_frame(splits[name], name) for name in names}
+    checks: list[CheckResult] = []
+    class_balance = {name: _class_counts(df, label_names) for name, df in frames.items()}
+
+    train = frames.get("train")
+    if train is None:
+        checks.append(
+            CheckResult("all", CHECK_TRAIN_PRESENT, "", False, f"splits: {', '.join(names) or 'none'}")
+        )
+    train_keys: set[str] | None = None
+    train_first_row: dict[str, tuple[str, int]] = {}
+    if train is not None and "text_key" in train.columns:
+        keys = train["text_key"].dropna()
+        train_keys = set(keys)
+        first = train.loc[keys.index].drop_duplicates("text_key")
+        train_first_row = dict(zip(first["text_key"], zip(first["source_file"], first["source_row"])))
+
+    with _quiet_gx() as context:
+        source = context.data_sources.add_pandas("tlflow")
+        for name, df in frames.items():
+            leak_candidates = None
+            if train_keys is not None and name != "train" and "text_key" in df.columns:
+                leak_candidates = train_keys.intersection(df["text_key"].dropna())
+            suite = build_suite(name, label_names, cfg, leak_candidates)
+            checks.extend(_run_suite(source, name, df, suite, cfg, train_first_row))
+
+    if train is not None and cfg.min_class_fraction > 0 and "label" in train.columns:
+        checks.append(_class_share_check(train, class_balance["train"], label_names, cfg))
+
+    success = all(c.success for c in checks)
+    return ValidationReport(success=success, checks=checks, class_balance=class_balance)
+
+
+def _prepare_frame(split: Any, name: str) -> pd.DataFrame:
+    df = split.copy() if isinstance(split, pd.DataFrame) else split.to_pandas()
+    df = df.reset_index(drop=True)
+    if "source_file" not in df.columns:
+        df["source_file"] = name
+    if "source_row" not in df.columns:
+        df["source_row"] = range(1, len(df) + 1)
+    df[_POS] = range(len(df))
+    if "text" in df.columns:
+        # Plain lists: pandas 3 turns None back into NaN in `where`/`map` on string columns.
+        stripped = [t.strip() or None if isinstance(t, str) else None for t in df["text"].tolist()]
+        df["text_stripped"] = pd.Series(stripped, index=df.index, dtype=object)
+        keys = [normalize_text(t) if t else None for t in stripped]
+        df["text_key"] = pd.Series(keys, index=df.index, dtype=object)
+    return df
+
+
+def _class_counts(df: pd.DataFrame, label_names: list[str]) -> dict[str, int]:
+    if "label" not in df.columns:
+        return {}
+    counts = Counter(str(v) for v in df["label"].dropna())
+    out = {label: counts.pop(label, 0) for label in label_names}
+    out.update(sorted(counts.items()))
+    return out
+
+
+@contextmanager
+def _quiet_gx() -> Iterator[Any]:
+    """One ephemeral GE context with progress bars and analytics off, no GE logging or warnings
+    reaching the terminal, and the previously current GE context (if any) restored on exit.
+
+    Progress bars ("Calculating Metrics: ...%" on stderr) are what GE prints by default; they are
+    off through the context's ``progress_bars`` config. This GE build ships no analytics client;
+    ``analytics_enabled=False`` and ``GX_ANALYTICS_ENABLED`` (setdefault) keep it that way if one
+    comes back. ``get_context`` makes the new context GE's process-wide current one; the caller's
+    current context is put back afterwards.
+    """
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    try:
+        previous = project_manager.get_current_project()
+    except Exception:  # DataContextRequiredError: no current context
+        previous = None
+    logger = logging.getLogger("great_expectations")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            # Only warnings raised from GE's own modules; none occur on pandas 3 today.
+            warnings.filterwarnings("ignore", module=r"great_expectations(\.|$)")
+            config = DataContextConfig(
+                store_backend_defaults=InMemoryStoreBackendDefaults(),
+                analytics_enabled=False,
+                progress_bars=ProgressBarsConfig(globally=False, metric_calculations=False),
+            )
+            yield gx.get_context(mode="ephemeral", project_config=config)
+    finally:
+        logger.setLevel(level)
+        set_context(previous)
+
+
+def _run_suite(
+    source: Any,
+    split: str,
+    df: pd.DataFrame,
+    suite: gx.ExpectationSuite,
+    cfg: ValidateConfig,
+    train_first_row: dict[str, tuple[str, int]],
+) -> list[CheckResult]:
+    # Checks on a missing column are skipped (the column-exists check fails and says so) instead
+    # of letting GE turn each into a metric-resolution error with a traceback.
+    present = set(df.columns)
+    kept, skipped = [], Counter()
+    for exp in suite.expectations:
+        column = getattr(exp, "column", None)
+        if column is None or exp.expectation_type == "expect_column_to_exist" or column in present:
+            kept.append(exp)
+        else:
+            skipped["text" if column in ("text_stripped", "text_key") else column] += 1
+    suite.expectations = kept
+
+    batch = (
+        source.add_dataframe_asset(split).add_batch_definition_whole_dataframe("whole").get_batch(
+            batch_parameters={"dataframe": df}
+        )
+    )
+    result = batch.validate(
+        suite,
+        result_format={
+            "result_format": "SUMMARY",
+            "partial_unexpected_count": cfg.examples_per_failure,
+            "unexpected_index_column_names": _INDEX_COLUMNS,
+            "return_unexpected_index_query": False,
+        },
+    )
+    by_check = {r.expectation_config.meta["check"]: r for r in result.results}
+    out = []
+    for exp in suite.expectations:  # suite order; GE returns results in its own order
+        check = exp.meta["check"]
+        res = by_check[check]
+        out.append(_to_check(split, check, exp, res, df, cfg, skipped, train_first_row))
+    return out
+
+
+def _to_check(
+    split: str,
+    check: str,
+    exp: Any,
+    res: Any,
+    df: pd.DataFrame,
+    cfg: ValidateConfig,
+    skipped: Counter,
+    train_first_row: dict[str, tuple[str, int]],
+) -> CheckResult:
+    etype = exp.expectation_type
+    r = res.result or {}
+    success = bool(res.success)
+    examples: list[dict] = []
+    error = _exception_message(res.exception_info)
+    if error is not None:
+        observed = f"error: {error}"
+        success = False
+    elif etype == "expect_column_to_exist":
+        if success:
+            observed = "present"
+        else:
+            n = skipped.get(exp.column, 0)
+            observed = f"column '{exp.column}' missing (columns: {', '.join(_user_columns(df))})"
+            if n:
+                observed += f"; {n} dependent checks skipped"
+    elif etype == "expect_table_row_count_to_be_between":
+        observed = f"{r.get('observed_value', len(df))} rows"
+    elif etype == "expect_column_distinct_values_to_contain_set":
+        missing = r.get("partial_missing_list")
+        if missing is None:
+            missing = sorted(set(exp.value_set) - set(df["label"].dropna()))
+        missing = [str(m) for m in missing]
+        observed = f"missing: {', '.join(missing)}" if missing else "all present"
+        files = _files(df)
+        examples = [{"file": files, "row": None, "value": m} for m in missing[: cfg.examples_per_failure]]
+    else:
+        n, total = int(r.get("unexpected_count") or 0), int(r.get("element_count") or len(df))
+        observed = f"{n} of {total} rows ({_pct(n, total)})"
+        if etype == "expect_column_value_lengths_to_be_between":
+            observed += f"; allowed {exp.min_value}..{exp.max_value} chars after stripping"
+        if n:
+            for idx in (r.get("partial_unexpected_index_list") or [])[: cfg.examples_per_failure]:
+                examples.append(_example(idx, exp.column, df, train_first_row))
+    return CheckResult(split, check, etype, success, observed, examples)
+
+
+def _exception_message(info: Any) -> str | None:
+    """GE puts a raised exception either at the top of exception_info or, for a failed metric,
+    under one key per metric; None when nothing was raised."""
+    if not isinstance(info, dict):
+        return None
+    if info.get("raised_exception"):
+        return str(info.get("exception_message") or "exception")
+    for value in info.values():
+        if isinstance(value, dict) and value.get("raised_exception"):
+            return str(value.get("exception_message") or "exception").splitlines()[0]
+    return None
+
+
+def _example(idx: dict, column: str, df: pd.DataFrame, train_first_row: dict) -> dict:
+    pos = int(idx[_POS])
+    row = df.iloc[pos]
+    shown = "text" if column in ("text_stripped", "text_key") else column
+    example = {"file": str(idx["source_file"]), "row": int(idx["source_row"]), "value": _clean(row[shown])}
+    if column == "text_stripped" and isinstance(row["text_stripped"], str):
+        example["note"] = f"{len(row['text_stripped'])} chars"
+    if column == "text_key" and row["text_key"] in train_first_row:
+        f, line = train_first_row[row["text_key"]]
+        example["note"] = f"same text as train {f}:{int(line)}"
+    return example
+
+
+def _class_share_check(
+    train: pd.DataFrame, counts: dict[str, int], label_names: list[str], cfg: ValidateConfig
+) -> CheckResult:
+    # Computed without GE: see the comment at the end of build_suite.
+    total = len(train)
+    shares = {label: counts.get(label, 0) for label in label_names}
+    rare = [(label, n) for label, n in shares.items() if n < cfg.min_class_fraction * total]
+    if total and shares:
+        smallest = min(shares, key=shares.__getitem__)
+        n = shares[smallest]
+        observed = f"smallest class {smallest}: {n} of {total} rows ({_pct(n, total)})"
+    else:
+        observed = "no labelled rows"
+    observed += f"; minimum {_pct(cfg.min_class_fraction * 100, 100)}"
+    files = _files(train)
+    examples = [
+        {"file": files, "row": None, "value": label, "note": f"{n} of {total} rows ({_pct(n, total)})"}
+        for label, n in rare[: cfg.examples_per_failure]
+    ]
+    return CheckResult(
+        "train", CHECK_CLASS_SHARE, "", not rare and total > 0, observed, examples
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# Formatting helpers
+
+
+def _pct(n: float, total: float) -> str:
+    if not total:
+        return "0%"
+    p = 100.0 * n / total
+    if p == 0 or p >= 0.1:
+        return f"{p:.1f}%"
+    return f"{p:.2g}%"
+
+
+def _user_columns(df: pd.DataFrame) -> list[str]:
+    return [str(c) for c in df.columns if c not in (_POS, "text_stripped", "text_key")]
+
+
+def _files(df: pd.DataFrame) -> str:
+    return ", ".join(sorted({str(f) for f in df["source_file"].dropna().unique()}))
+
+
+def _clean(value: Any) -> Any:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if hasattr(value, "item"):  # numpy scalar
+        value = value.item()
+    if isinstance(value, str) and len(value) > _VALUE_MAX_CHARS:
+        value = value[:_VALUE_MAX_CHARS] + "…"
+    return value
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return "<null>"
+    return repr(value) if isinstance(value, str) and not value.strip() else str(value)
+
+
+def _format_example(ex: dict) -> str:
+    where = str(ex.get("file") or "")
+    if ex.get("row") is not None:
+        where += f":{ex['row']}"
+    value = ex.get("value")
+    shown = "<null>" if value is None else repr(value) if isinstance(value, str) else str(value)
+    line = f"{where}: {shown}" if where else shown
+    if ex.get("note"):
+        line += f"  ({ex['note']})"
+    return line
+
+
+def _jsonable(obj: Any) -> Any:
+    return json.loads(json.dumps(obj, default=lambda o: o.item() if hasattr(o, "item") else str(o)))

@@ -15,7 +15,7 @@ from tlflow.config import PipelineConfig
 from tlflow.runtime import apply_defaults
 
 
-@flow(name="training_pipeline", log_prints=True)
+@flow(name="training_pipeline")
 def training_pipeline(config: PipelineConfig = PipelineConfig()) -> RegistrationOutcome:
     """Take a labelled dataset from `data/` to a fine-tuned model that is evaluated, registered
     and promoted in MLflow. One MLflow run per flow run; one task per stage."""

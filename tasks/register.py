@@ -89,8 +89,9 @@ def register_and_promote(
         metric = cfg.task.primary_metric
         new_score = evaluation.metrics[metric]
         champion = tracking.alias_version(client, cfg.name, tracking.CHAMPION)
-        champion_score = score_champion(cfg, champion.version, loaded, loaded.label_names) if champion else None
-        decision = decide(metric, new_score, champion_score, champion.version if champion else None, cfg.promote.min_delta)
+        champion_version = str(champion.version) if champion else None
+        champion_score = score_champion(cfg, champion_version, loaded, loaded.label_names) if champion else None
+        decision = decide(metric, new_score, champion_score, champion_version, cfg.promote.min_delta)
         version_tags = {
             **tags,
             **{f"test_{k}": f"{evaluation.metrics[k]:.6f}" for k in ("accuracy", "macro_f1")},
@@ -99,11 +100,11 @@ def register_and_promote(
             "decision_reason": decision.reason,
         }
         if champion_score is not None:
-            version_tags["champion_version"] = champion.version
+            version_tags["champion_version"] = champion_version
             version_tags[f"champion_test_{metric}"] = f"{champion_score:.6f}"
             mlflow.log_metric(f"champion_test_{metric}", champion_score)
         mv = tracking.register_version(model_uri, cfg.name, version_tags)
-        outcome.version, outcome.decision = mv.version, decision
+        outcome.version, outcome.decision = str(mv.version), decision
         client.update_model_version(cfg.name, mv.version, description=decision_markdown(cfg, outcome, evaluation))
         client.set_registered_model_alias(cfg.name, decision.alias, mv.version)
         mlflow.set_tags({"registered_version": mv.version, "promotion_decision": decision.alias})

@@ -25,12 +25,12 @@ def apply_defaults(quiet_console: bool = True) -> None:
     """Set offline/telemetry defaults (explicit environment settings win) and silence library noise.
 
     With `quiet_console`, Prefect keeps sending INFO logs to its API (the UI shows them) while the
-    terminal shows warnings and errors only, so a run ends with one short summary.
+    terminal shows only what the caller prints (the CLI prints one summary, or the error).
     """
     for key, value in OFFLINE_DEFAULTS.items():
         os.environ.setdefault(key, value)
     if quiet_console:
-        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
+        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", message=".*pydantic.*", category=UserWarning)

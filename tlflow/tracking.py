@@ -31,10 +31,6 @@ def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(DEFAULT_STORE_DIR / 'mlflow.db').resolve()}"
 
 
-def uses_embedded_store() -> bool:
-    return "MLFLOW_TRACKING_URI" not in os.environ
-
-
 def ui_command(mlflow_bin: str = "mlflow") -> str:
     """How to look at this store in the MLflow UI: start one on a database, or open the server."""
     uri = tracking_uri()
@@ -43,11 +39,21 @@ def ui_command(mlflow_bin: str = "mlflow") -> str:
     return f"{mlflow_bin} ui --backend-store-uri {uri} --port 5000"
 
 
-def configure() -> str:
-    """Point MLflow at the store (creating the embedded store's folders) and quieten its logs."""
+def artifact_root() -> Path | None:
+    """Artifacts of a local SQLite store live beside the database (`mlflow/artifacts` by default);
+    a tracking server decides for itself (None)."""
     uri = tracking_uri()
-    if uses_embedded_store():
-        (DEFAULT_STORE_DIR / "artifacts").mkdir(parents=True, exist_ok=True)
+    if uri.startswith("sqlite:///"):
+        return Path(uri.removeprefix("sqlite:///")).parent / "artifacts"
+    return None
+
+
+def configure() -> str:
+    """Point MLflow at the store (creating a local store's folders) and quieten its logs."""
+    uri = tracking_uri()
+    root = artifact_root()
+    if root is not None:
+        root.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     for name in ("mlflow", "alembic"):
@@ -60,7 +66,8 @@ def ensure_experiment(name: str) -> str:
     experiment = mlflow.get_experiment_by_name(name)
     if experiment is not None:
         return experiment.experiment_id
-    location = (DEFAULT_STORE_DIR / "artifacts").resolve().as_uri() if uses_embedded_store() else None
+    root = artifact_root()
+    location = root.resolve().as_uri() if root is not None else None
     try:
         return mlflow.create_experiment(name, artifact_location=location)
     except MlflowException:  # created concurrently by another run
@@ -146,6 +153,6 @@ def list_versions(client: MlflowClient, name: str | None = None) -> list[Registe
         versions = client.search_model_versions(f"name = '{model_name}'")
         for mv in sorted(versions, key=lambda v: -int(v.version)):
             rows.append(
-                RegisteredVersion(model_name, mv.version, mv.run_id, list(mv.aliases or []), dict(mv.tags or {}))
+                RegisteredVersion(model_name, str(mv.version), mv.run_id, list(mv.aliases or []), dict(mv.tags or {}))
             )
     return rows

@@ -1,0 +1,91 @@
+"""`training_pipeline` end to end under a temporary Prefect server, with a real MLflow store:
+a tiny random BERT on a few hundred real SST-2 rows."""
+
+from pathlib import Path
+
+import mlflow
+import pytest
+from mlflow import MlflowClient
+
+from flows.training import training_pipeline
+from tlflow import tracking
+from tlflow.data.checks import DataValidationError
+
+pytestmark = [pytest.mark.needs_data, pytest.mark.flow]
+
+
+def _client() -> MlflowClient:
+    tracking.configure()
+    return MlflowClient()
+
+
+def _broken_copy(root: Path) -> dict[str, str]:
+    """SST-2 sample with an unknown label, a blank text and a training row leaked into test."""
+    src = Path("data/sst2/dev.tsv").read_text(encoding="utf-8").splitlines()
+    header, rows = src[0], src[1:]
+    train = rows[:300] + ["a sentence with a strange label\t7", "   \t1"]
+    test = rows[300:500] + [rows[10]]
+    validation = rows[500:600]
+    (root / "bad").mkdir()
+    for name, lines in (("train", train), ("test", test), ("validation", validation)):
+        (root / "bad" / f"{name}.tsv").write_text("\n".join([header, *lines]) + "\n", encoding="utf-8")
+    return {split: f"bad/{split}.tsv" for split in ("train", "validation", "test")}
+
+
+def test_pipeline_registers_promotes_and_records_lineage(project, prefect_server, tiny_config):
+    cfg = tiny_config()
+    first = training_pipeline(cfg)
+
+    client = _client()
+    assert first.version == "1" and first.decision.alias == "champion"
+    assert str(client.get_model_version_by_alias(cfg.name, "champion").version) == "1"
+
+    run = client.get_run(first.run_id)
+    expected_md5 = tracking.data_version(project / "data.dvc")
+    assert run.data.tags["data_md5"] == expected_md5 != "untracked"
+    assert run.data.tags["config_hash"] == cfg.hash()
+    assert run.data.tags["prefect_flow_run_id"] not in ("", "none")
+    assert run.data.params["finetune.batch_size"] == "32"
+    for metric in ("test_accuracy", "test_macro_f1", "val_accuracy", "train_loss", "test_f1_positive"):
+        assert metric in run.data.metrics, metric
+    assert 0.0 <= run.data.metrics["test_accuracy"] <= 1.0
+    assert len(client.get_metric_history(first.run_id, "train_loss")) >= 3
+    assert {i.dataset.digest for i in run.inputs.dataset_inputs} == {expected_md5}
+    artifacts = {a.path for a in client.list_artifacts(first.run_id, "evaluation")}
+    assert {"evaluation/confusion_matrix.png", "evaluation/misclassified.json"} <= artifacts
+    assert any(a.path.endswith(".html") for a in client.list_artifacts(first.run_id, "validation"))
+
+    version = client.get_model_version(cfg.name, "1")
+    assert version.tags["data_md5"] == expected_md5
+    assert float(version.tags["test_accuracy"]) == pytest.approx(run.data.metrics["test_accuracy"], abs=1e-6)
+
+    # The registered model loads back through MLflow and predicts label names.
+    predictions = mlflow.pyfunc.load_model(f"models:/{cfg.name}@champion").predict(["a gorgeous , witty film", "dull"])
+    assert set(predictions["label"]) <= {"negative", "positive"}
+
+    # A second model is compared with the champion re-scored on the same test split.
+    second = training_pipeline(tiny_config(**{"finetune.seed": "7"}))
+    d = second.decision
+    assert second.version == "2" and d.champion_version == "1"
+    assert d.champion_score == pytest.approx(run.data.metrics["test_accuracy"], abs=1e-6)
+    champion = str(client.get_model_version_by_alias(cfg.name, "champion").version)
+    assert champion == ("2" if d.new_score > d.champion_score else "1")
+    assert client.get_model_version(cfg.name, "2").tags["decision"] == d.alias
+
+
+def test_broken_dataset_stops_before_training_and_registers_nothing(project, prefect_server, tiny_config):
+    files = _broken_copy(project)
+    cfg = tiny_config(**{"name": "broken", "data.files": str(files), "data.max_eval_rows": "null",
+                         "data.drop_train_overlap": "false"})
+    with pytest.raises(DataValidationError) as err:
+        training_pipeline(cfg)
+    message = str(err.value)
+    assert "bad/train.tsv:302" in message  # the row with the unknown label '7'
+    assert "bad/train.tsv:303" in message  # the blank text
+    assert "bad/test.tsv:202" in message  # the leaked row
+    client = _client()
+    assert client.search_registered_models() == []
+    runs = client.search_runs([tracking.ensure_experiment("broken")])
+    assert len(runs) == 1 and runs[0].info.status == "FAILED"
+    assert runs[0].data.tags["validation"] == "failed"
+    assert "train_loss" not in runs[0].data.metrics

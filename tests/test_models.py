@@ -1,0 +1,40 @@
+"""The packaged base model loads offline and learns SST-2 from a handful of real rows."""
+
+import os
+
+import numpy as np
+import pytest
+
+from tlflow.classification import train_classifier, evaluate_split
+from tlflow.config import load_config
+from tlflow.data.readers import load_labelled_data
+from tlflow.models import ModelError, load_tokenizer, resolve_base
+from tlflow.tokenization import encode_labels, tokenize_splits
+
+
+def test_minilm_resolves_to_the_packaged_weights():
+    path = resolve_base("minilm-l6")
+    assert os.path.isfile(os.path.join(path, "model.safetensors"))
+    assert os.environ["HF_HUB_OFFLINE"] == "1"
+
+
+def test_unknown_model_is_a_clear_error_offline():
+    with pytest.raises(ModelError, match="offline"):
+        load_tokenizer("no-such-org/no-such-model")
+
+
+@pytest.mark.needs_data
+def test_minilm_finetunes_on_256_sst2_rows_above_chance(project):
+    cfg = load_config("configs/sst2.yaml", [
+        "data.max_train_rows=256", "data.max_eval_rows=200", "finetune.epochs=2",
+        "finetune.learning_rate=1e-4", "finetune.checkpoint_every_steps=1000", "model.max_length=64",
+    ])
+    loaded = load_labelled_data(cfg.data)
+    tokenizer = load_tokenizer("minilm-l6")
+    tokenized = tokenize_splits(encode_labels(loaded.splits, loaded.label_names), tokenizer, 64)
+    model, result = train_classifier(cfg, tokenized, loaded.label_names, tokenizer, "minilm-l6",
+                                     project / "ckpt", progress=False)
+    evaluation = evaluate_split(model, tokenized["test"], loaded.label_names, tokenizer.pad_token_id, 64)
+    majority = np.bincount(tokenized["test"]["labels"]).max() / len(tokenized["test"])
+    assert result.steps == 16
+    assert evaluation.metrics["accuracy"] > max(0.65, majority + 0.1), evaluation.metrics

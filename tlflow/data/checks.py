@@ -18,7 +18,7 @@ class DataValidationError(RuntimeError):
     def __init__(self, report: ValidationReport, report_path: Path):
         self.report = report
         self.report_path = report_path
-        super().__init__(f"data validation failed (report: {report_path})\n{report.summary()}")
+        super().__init__(f"{report.summary()}\nHTML report: {report_path}")
 
 
 def check_data(cfg: PipelineConfig, report_dir: Path = REPORT_DIR) -> tuple[LoadedData, ValidationReport, Path]:

@@ -6,6 +6,8 @@ from pathlib import Path
 import mlflow
 import pytest
 from mlflow import MlflowClient
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
 from flows.training import training_pipeline
 from tlflow import tracking
@@ -71,6 +73,11 @@ def test_pipeline_registers_promotes_and_records_lineage(project, prefect_server
     champion = str(client.get_model_version_by_alias(cfg.name, "champion").version)
     assert champion == ("2" if d.new_score > d.champion_score else "1")
     assert client.get_model_version(cfg.name, "2").tags["decision"] == d.alias
+
+    # The Prefect UI shows the run summary as a markdown artifact.
+    with get_client(sync_client=True) as prefect:
+        artifacts = prefect.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["sst2-tiny-summary"])))
+    assert artifacts and any(f"v2: **{d.alias}**" in a.data for a in artifacts)
 
 
 def test_broken_dataset_stops_before_training_and_registers_nothing(project, prefect_server, tiny_config):

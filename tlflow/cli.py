@@ -128,6 +128,8 @@ def models(name: Annotated[str | None, typer.Argument(help="Registered model nam
     try:
         rows = tracking.list_versions(MlflowClient(), name)
     except MlflowException as err:
+        if err.error_code == "RESOURCE_DOES_NOT_EXIST":
+            _fail(f"no registered model named {name!r} in {tracking.tracking_uri()}")
         _fail(f"error: cannot read the registry at {tracking.tracking_uri()}: {str(err).splitlines()[0]}")
     if not rows:
         _fail(f"no registered model{' named ' + repr(name) if name else 's'} in {tracking.tracking_uri()}")

@@ -146,13 +146,17 @@ def alias_version(client: MlflowClient, name: str, alias: str) -> ModelVersion |
 
 
 def list_versions(client: MlflowClient, name: str | None = None) -> list[RegisteredVersion]:
-    """Registered versions (of one model or all), newest first within each model."""
-    names = [name] if name else sorted(m.name for m in client.search_registered_models())
+    """Registered versions (of one model or all) with their aliases, newest first within each model."""
+    models = [client.get_registered_model(name)] if name else client.search_registered_models()
     rows: list[RegisteredVersion] = []
-    for model_name in names:
-        versions = client.search_model_versions(f"name = '{model_name}'")
+    for model in sorted(models, key=lambda m: m.name):
+        aliases: dict[str, list[str]] = {}
+        for alias, version in (model.aliases or {}).items():
+            aliases.setdefault(str(version), []).append(alias)
+        versions = client.search_model_versions(f"name = '{model.name}'")
         for mv in sorted(versions, key=lambda v: -int(v.version)):
+            version = str(mv.version)
             rows.append(
-                RegisteredVersion(model_name, str(mv.version), mv.run_id, list(mv.aliases or []), dict(mv.tags or {}))
+                RegisteredVersion(model.name, version, mv.run_id, sorted(aliases.get(version, [])), dict(mv.tags or {}))
             )
     return rows

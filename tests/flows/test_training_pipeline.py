@@ -10,7 +10,10 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
 from flows.training import training_pipeline
+from typer.testing import CliRunner
+
 from tlflow import tracking
+from tlflow.cli import app
 from tlflow.data.checks import DataValidationError
 
 pytestmark = [pytest.mark.needs_data, pytest.mark.flow]
@@ -73,6 +76,11 @@ def test_pipeline_registers_promotes_and_records_lineage(project, prefect_server
     champion = str(client.get_model_version_by_alias(cfg.name, "champion").version)
     assert champion == ("2" if d.new_score > d.champion_score else "1")
     assert client.get_model_version(cfg.name, "2").tags["decision"] == d.alias
+
+    # `tlflow models` lists both versions with the alias on the right one.
+    listing = CliRunner().invoke(app, ["models", cfg.name]).output.splitlines()
+    assert [line.split()[1] for line in listing[1:]] == ["2", "1"]
+    assert [line.split()[2] for line in listing[1:] if line.split()[1] == champion] == ["champion"]
 
     # The Prefect UI shows the run summary as a markdown artifact.
     with get_client(sync_client=True) as prefect:

@@ -82,17 +82,20 @@ def _print_outcome(cfg: PipelineConfig, outcome) -> None:
     from mlflow import MlflowClient
 
     run = MlflowClient().get_run(outcome.run_id)
-    metric = cfg.task.primary_metric
     m = run.data.metrics
     typer.echo("")
     typer.secho(f"{cfg.name}: test_accuracy {m['test_accuracy']:.4f}, test_macro_f1 {m['test_macro_f1']:.4f}", bold=True)
     if outcome.decision is not None:
         d = outcome.decision
         verdict = "became champion" if d.promoted else "registered as challenger"
-        typer.echo(f"model {cfg.name} v{outcome.version} {verdict} ({metric}: {d.reason})")
+        typer.echo(f"model {cfg.name} v{outcome.version} {verdict} ({d.reason})")
     else:
         typer.echo("model logged, not registered (promote.register_model is false)")
-    typer.echo(f"MLflow run {outcome.run_id} (train {m.get('train_seconds', 0):.0f}s, {m.get('train_samples_per_s', 0):.0f} samples/s)")
+    if m.get("resumed_from_step", 0) >= m.get("train_steps", 1):
+        training = f"training already complete at step {m['train_steps']:.0f}, checkpoint reused"
+    else:
+        training = f"train {m['train_seconds']:.0f}s, {m['train_samples_per_s']:.0f} samples/s"
+    typer.echo(f"MLflow run {outcome.run_id} ({training})")
     for line in ui_commands():
         typer.echo(line)
 

@@ -8,7 +8,7 @@ export HF_DATASETS_OFFLINE = 1
 export PREFECT_SERVER_ANALYTICS_ENABLED = false
 export DVC_NO_ANALYTICS = 1
 
-.PHONY: install data demo run test ui-mlflow ui-prefect clean
+.PHONY: install data demo run test lint ui-mlflow ui-prefect clean
 
 install: $(VENV)/.installed
 
@@ -34,6 +34,7 @@ run: install data
 	$(BIN)/tlflow run $(CONFIG)
 
 test: install data
+	$(BIN)/ruff check tlflow tasks flows tests
 	$(BIN)/pytest -q
 
 ui-mlflow: install

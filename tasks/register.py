@@ -11,6 +11,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from tasks.tracking import artifact_key
 from tlflow import tracking
 from tlflow.classification import HF_TASK, Evaluation, score_foreign_model
 from tlflow.config import PipelineConfig
@@ -111,7 +112,7 @@ def register_and_promote(
         logger.info("registered %s v%s as %s: %s", cfg.name, mv.version, decision.alias, decision.reason)
     create_markdown_artifact(
         decision_markdown(cfg, outcome, evaluation),
-        key=f"{''.join(c if c.isalnum() else '-' for c in cfg.name.lower())}-summary",
+        key=artifact_key(cfg.name, "summary"),
         description="Pipeline outcome: metrics and promotion decision",
     )
     return outcome

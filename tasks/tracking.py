@@ -35,3 +35,9 @@ def pipeline_run(cfg: PipelineConfig, tags: dict[str, str]) -> Iterator[mlflow.A
             yield run
         finally:
             mlflow.flush_async_logging()
+
+
+def artifact_key(name: str, suffix: str) -> str:
+    """Prefect artifact key for an experiment (lowercase letters, digits and dashes only)."""
+    clean = "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")
+    return f"{clean}-{suffix}"

@@ -8,12 +8,13 @@ import warnings
 from pathlib import Path
 
 import mlflow
-from mlflow.data.pandas_dataset import PandasDataset
 from mlflow.data.dataset_source_registry import resolve_dataset_source
+from mlflow.data.pandas_dataset import PandasDataset
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
+from tasks.tracking import artifact_key
 from tlflow.config import PipelineConfig
 from tlflow.data.checks import DataValidationError, check_data
 from tlflow.data.readers import LoadedData
@@ -50,7 +51,7 @@ def validate_data(cfg: PipelineConfig, data_md5: str) -> LoadedData:
     if not report.success:
         create_markdown_artifact(
             f"## Data validation failed: `{cfg.name}`\n\n```\n{report.summary()}\n```",
-            key=_artifact_key(cfg.name, "validation"),
+            key=artifact_key(cfg.name, "validation"),
             description="Failed data checks",
         )
         raise DataValidationError(report, path)
@@ -58,8 +59,3 @@ def validate_data(cfg: PipelineConfig, data_md5: str) -> LoadedData:
     logger.info("validation passed: %s", report.summary().splitlines()[0])
     return loaded
 
-
-def _artifact_key(name: str, suffix: str) -> str:
-    """Prefect artifact keys allow lowercase letters, digits and dashes only."""
-    clean = "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")
-    return f"{clean}-{suffix}"

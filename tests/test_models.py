@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-from tlflow.classification import train_classifier, evaluate_split
+from tlflow.classification import evaluate_split, train_classifier
 from tlflow.config import load_config
 from tlflow.data.readers import load_labelled_data
 from tlflow.models import ModelError, load_tokenizer, resolve_base

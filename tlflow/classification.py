@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +27,6 @@ class Evaluation:
     confusion: np.ndarray
     misclassified: list[dict]
     label_names: list[str]
-    extra: dict = field(default_factory=dict)
 
     def confusion_png(self, path: Path, title: str = "") -> Path:
         return plot_confusion(self.confusion, self.label_names, path, title)

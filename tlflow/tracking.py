@@ -151,8 +151,8 @@ def list_versions(client: MlflowClient, name: str | None = None) -> list[Registe
     rows: list[RegisteredVersion] = []
     for model in sorted(models, key=lambda m: m.name):
         aliases: dict[str, list[str]] = {}
-        for alias, version in (model.aliases or {}).items():
-            aliases.setdefault(str(version), []).append(alias)
+        for alias, aliased in (model.aliases or {}).items():
+            aliases.setdefault(str(aliased), []).append(alias)
         versions = client.search_model_versions(f"name = '{model.name}'")
         for mv in sorted(versions, key=lambda v: -int(v.version)):
             version = str(mv.version)

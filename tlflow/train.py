@@ -62,7 +62,7 @@ def make_optimizer(model: torch.nn.Module, cfg: FinetuneConfig) -> torch.optim.A
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
-        (no_decay if param.ndim < 2 or "LayerNorm" in name or "norm" in name.lower() else decay).append(param)
+        (no_decay if param.ndim < 2 or "norm" in name.lower() else decay).append(param)
     groups = [
         {"params": decay, "weight_decay": cfg.weight_decay},
         {"params": no_decay, "weight_decay": 0.0},

@@ -8,10 +8,9 @@ import pytest
 from mlflow import MlflowClient
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
-
-from flows.training import training_pipeline
 from typer.testing import CliRunner
 
+from flows.training import training_pipeline
 from tlflow import tracking
 from tlflow.cli import app
 from tlflow.data.checks import DataValidationError

@@ -147,10 +147,59 @@ class ModelConfig(_Section):
         return self
 
 
-class PretrainConfig(_Section):
-    """Pretraining stage between tokenize and fine-tune."""
+class CorpusConfig(_Section):
+    """Unlabelled text for pretraining, with document boundaries kept."""
 
-    mode: Literal["none"] = Field("none", description="'none': fine-tune the base checkpoint as it is.")
+    sources: list[Literal["wikitext2", "gutenberg", "task"]] = Field(
+        default_factory=lambda: ["wikitext2"],
+        description="Corpora to use: 'wikitext2', 'gutenberg', and/or 'task' (the fine-tuning train texts, no labels).",
+    )
+    wikitext_dir: str = Field("data/corpus/wikitext2", description="Folder of WikiText-2 (valid.txt, test.txt).")
+    gutenberg_dir: str = Field("data/corpus/gutenberg", description="Folder of Project Gutenberg .txt books.")
+    max_documents: int | None = Field(None, gt=0, description="Use at most this many documents (seeded choice).")
+    heldout_fraction: float = Field(
+        0.05, ge=0, lt=0.5, description="Share of documents held out for perplexity (never trained on)."
+    )
+    min_documents: int = Field(2, ge=1, description="Validation fails with fewer documents.")
+    max_unknown_fraction: float = Field(
+        0.05, gt=0, le=1, description="Validation fails when more tokens than this map to [UNK]."
+    )
+
+
+class PretrainConfig(_Section):
+    """Pretraining stage between validation and fine-tuning."""
+
+    mode: Literal["none", "scratch", "continue"] = Field(
+        "none",
+        description="'none': fine-tune the base checkpoint as it is; 'scratch': new WordPiece vocabulary and "
+        "a new BERT; 'continue': domain-adaptive MLM from the base checkpoint.",
+    )
+    corpus: CorpusConfig = Field(default_factory=CorpusConfig, description="Pretraining text.")
+    vocab_size: int = Field(8000, ge=200, description="WordPiece vocabulary size (scratch).")
+    lowercase: bool = Field(True, description="Lowercase and strip accents in the new tokenizer (scratch).")
+    num_layers: int = Field(4, ge=1, description="Layers of the scratch BERT.")
+    hidden_size: int = Field(256, ge=8, description="Hidden size of the scratch BERT.")
+    num_heads: int = Field(4, ge=1, description="Attention heads of the scratch BERT.")
+    intermediate_size: int = Field(1024, ge=8, description="Feed-forward size of the scratch BERT.")
+    max_position_embeddings: int = Field(512, ge=16, description="Longest position of the scratch BERT.")
+    max_seq_length: int = Field(128, ge=16, le=512, description="Length of a pretraining example in tokens.")
+    nsp: bool = Field(True, description="Next-sentence prediction on sentence pairs (off: packed MLM only).")
+    mlm_probability: float = Field(0.15, gt=0, lt=1, description="Share of tokens selected for masking.")
+    whole_word_masking: bool = Field(False, description="Mask all sub-words of a selected word together.")
+    short_seq_prob: float = Field(0.1, ge=0, le=1, description="Share of NSP examples with a shorter target length.")
+    max_steps: int = Field(1000, ge=1, description="Optimizer steps of pretraining.")
+    batch_size: int = Field(32, ge=1, description="Examples per step.")
+    learning_rate: float = Field(5e-4, gt=0, description="Peak AdamW learning rate.")
+    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay.")
+    warmup_ratio: float = Field(0.06, ge=0, lt=1, description="Share of steps with linear warm-up.")
+    checkpoint_every_steps: int = Field(200, ge=1, description="Save a resumable checkpoint every N steps.")
+    seed: int = Field(42, description="Seed of vocabulary sampling, example creation, masking and init.")
+
+    @model_validator(mode="after")
+    def _heads_divide_hidden(self) -> PretrainConfig:
+        if self.hidden_size % self.num_heads:
+            raise ValueError("pretrain.hidden_size must be divisible by pretrain.num_heads")
+        return self
 
 
 class FinetuneConfig(_Section):

@@ -1,0 +1,1 @@
+"""Pretraining stage: corpus, vocabulary, examples and the BERT pretraining model."""

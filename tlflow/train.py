@@ -1,4 +1,4 @@
-"""Fine-tuning loop: AdamW with linear warm-up and decay, dynamic padding, fp32, resumable.
+"""Training loop shared by fine-tuning and pretraining: AdamW with linear warm-up and decay, fp32, resumable.
 
 A checkpoint (weights, optimizer, scheduler, RNG state, step) is written every
 `checkpoint_every_steps` and at the end. Batches are a pure function of (seed, epoch), so a run
@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors.torch import load_model, save_model
@@ -56,7 +57,38 @@ def set_threads(threads: int) -> int:
     return n
 
 
-def make_optimizer(model: torch.nn.Module, cfg: FinetuneConfig) -> torch.optim.AdamW:
+@dataclass(frozen=True)
+class LoopSettings:
+    """What the training loop needs to know, whichever stage (fine-tuning, pretraining) runs it."""
+
+    total_steps: int
+    batch_size: int
+    learning_rate: float
+    weight_decay: float
+    warmup_ratio: float
+    checkpoint_every_steps: int
+    seed: int
+    max_grad_norm: float = 1.0
+    group_by_length: bool = True
+    eval_every_steps: int = 0
+    log_every_steps: int = 20
+    threads: int = 0
+
+    @classmethod
+    def for_finetune(cls, cfg: FinetuneConfig, n_examples: int) -> LoopSettings:
+        """Steps from `epochs` (fractions allowed) over `n_examples`."""
+        steps_per_epoch = math.ceil(n_examples / cfg.batch_size)
+        return cls(
+            total_steps=max(1, math.ceil(cfg.epochs * steps_per_epoch)),
+            eval_every_steps=cfg.eval_every_steps or steps_per_epoch,
+            **cfg.model_dump(include={
+                "batch_size", "learning_rate", "weight_decay", "warmup_ratio", "checkpoint_every_steps", "seed",
+                "max_grad_norm", "group_by_length", "log_every_steps", "threads",
+            }),
+        )
+
+
+def make_optimizer(model: torch.nn.Module, settings: LoopSettings) -> torch.optim.AdamW:
     """AdamW without weight decay on biases and LayerNorm weights (as in BERT)."""
     decay, no_decay = [], []
     for name, param in model.named_parameters():
@@ -64,10 +96,10 @@ def make_optimizer(model: torch.nn.Module, cfg: FinetuneConfig) -> torch.optim.A
             continue
         (no_decay if param.ndim < 2 or "norm" in name.lower() else decay).append(param)
     groups = [
-        {"params": decay, "weight_decay": cfg.weight_decay},
+        {"params": decay, "weight_decay": settings.weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
-    return torch.optim.AdamW(groups, lr=cfg.learning_rate, foreach=True)
+    return torch.optim.AdamW(groups, lr=settings.learning_rate, foreach=True)
 
 
 def latest_checkpoint(checkpoint_dir: Path) -> Path | None:
@@ -104,38 +136,46 @@ def load_checkpoint(path: Path, model: PreTrainedModel) -> dict:
     return torch.load(path / "state.pt", weights_only=True)
 
 
-def finetune(
+BatchBuilder = Callable[[list[int], int], dict[str, torch.Tensor]]
+OutputMetrics = Callable[[Any], dict[str, float]]
+
+
+def train_loop(
     model: PreTrainedModel,
-    input_ids: Sequence[Sequence[int]],
-    labels: Sequence[int],
-    cfg: FinetuneConfig,
-    pad_id: int,
+    lengths: Sequence[int],
+    make_batch: BatchBuilder,
+    settings: LoopSettings,
     checkpoint_dir: Path,
     evaluate: EvalCallback | None = None,
     log_metrics: MetricsCallback | None = None,
+    output_metrics: OutputMetrics | None = None,
     progress: bool = True,
+    desc: str = "train",
 ) -> TrainResult:
-    """Train `model` on tokenized examples; resume from `checkpoint_dir` when it holds a checkpoint.
+    """Train `model`, resuming from `checkpoint_dir` when it holds a checkpoint.
 
     Args:
-        model: a model whose forward takes input_ids, attention_mask, labels and returns `.loss`.
-        input_ids: token ids per example (unpadded).
-        labels: label id per example.
-        cfg: fine-tuning budget and optimizer settings.
-        pad_id: the tokenizer's padding id.
+        model: its forward takes the tensors `make_batch` builds and returns an output with `.loss`.
+        lengths: token count of every example (drives length-grouped batching).
+        make_batch: (example indices, global step) -> model inputs; the step lets it draw
+            reproducible randomness (e.g. masking), so a resumed run sees identical batches.
+        settings: step budget, optimizer and schedule, checkpoint and logging cadence.
         checkpoint_dir: folder of this run's checkpoints (keyed by config and data by the caller).
-        evaluate: returns validation metrics (unprefixed); called per epoch or every
-            `eval_every_steps`, and at the end.
-        log_metrics: receives `{"train_loss": …}` and `{"val_<metric>": …}` with the step.
+        evaluate: returns validation metrics (unprefixed); called every `eval_every_steps` and at
+            the end, logged with a `val_` prefix.
+        log_metrics: receives `{"train_loss": …, "learning_rate": …}` (plus the window means of
+            `output_metrics`) every `log_every_steps`, and the validation metrics.
+        output_metrics: extra per-step numbers taken from the model output (e.g. MLM accuracy).
     Returns:
-        TrainResult with the step counts, last train loss window, throughput and final val metrics.
+        TrainResult with step counts, the last logged loss, throughput and final val metrics.
     """
-    set_threads(cfg.threads)
-    lengths = [len(x) for x in input_ids]
-    steps_per_epoch = math.ceil(len(lengths) / cfg.batch_size)
-    total_steps = max(1, math.ceil(cfg.epochs * steps_per_epoch))
-    optimizer = make_optimizer(model, cfg)
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_steps), total_steps)
+    set_threads(settings.threads)
+    steps_per_epoch = math.ceil(len(lengths) / settings.batch_size)
+    total_steps = settings.total_steps
+    optimizer = make_optimizer(model, settings)
+    scheduler = get_linear_schedule_with_warmup(
+        optimizer, int(settings.warmup_ratio * total_steps), total_steps
+    )
 
     step = 0
     checkpoint = latest_checkpoint(checkpoint_dir)
@@ -146,10 +186,10 @@ def finetune(
         torch.set_rng_state(state["rng"])
         step = int(state["step"])
     else:
-        torch.manual_seed(cfg.seed)
+        torch.manual_seed(settings.seed)
     resumed_from = step
     log = log_metrics or (lambda metrics, step: None)
-    eval_every = cfg.eval_every_steps or steps_per_epoch
+    eval_every = settings.eval_every_steps or steps_per_epoch
 
     def run_eval() -> dict[str, float]:
         if evaluate is None:
@@ -159,39 +199,42 @@ def finetune(
         return metrics
 
     model.train()
-    window_loss, window_n, last_loss = 0.0, 0, float("nan")
+    window: dict[str, float] = {}
+    window_n, last_loss = 0, float("nan")
     samples = tokens = 0
     val_metrics: dict[str, float] = {}
     started = time.perf_counter()
-    bar = tqdm(total=total_steps, initial=step, desc="fine-tune", unit="step", disable=not progress, leave=False)
+    bar = tqdm(total=total_steps, initial=step, desc=desc, unit="step", disable=not progress, leave=False)
     while step < total_steps:
         epoch, offset = divmod(step, steps_per_epoch)
-        batches = epoch_batches(lengths, cfg.batch_size, cfg.seed, epoch, cfg.group_by_length)
+        batches = epoch_batches(lengths, settings.batch_size, settings.seed, epoch, settings.group_by_length)
         for batch in batches[offset:]:
             if step >= total_steps:
                 break
-            ids, mask = pad_batch([input_ids[i] for i in batch], pad_id)
-            target = torch.as_tensor([labels[i] for i in batch], dtype=torch.long)
-            loss = model(input_ids=ids, attention_mask=mask, labels=target).loss
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+            inputs = make_batch(batch, step)
+            output = model(**inputs)
+            output.loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), settings.max_grad_norm)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
             samples += len(batch)
-            tokens += int(mask.sum())
-            window_loss += float(loss.detach())
+            tokens += int(inputs["attention_mask"].sum())
             window_n += 1
+            extra = output_metrics(output) if output_metrics else {}
+            for key, value in {"train_loss": float(output.loss.detach()), **extra}.items():
+                window[key] = window.get(key, 0.0) + value
             bar.update(1)
-            if step % cfg.log_every_steps == 0 or step == total_steps:
-                last_loss = window_loss / window_n
-                log({"train_loss": last_loss, "learning_rate": scheduler.get_last_lr()[0]}, step)
+            if step % settings.log_every_steps == 0 or step == total_steps:
+                means = {k: v / window_n for k, v in window.items()}
+                last_loss = means["train_loss"]
+                log({**means, "learning_rate": scheduler.get_last_lr()[0]}, step)
                 bar.set_postfix(loss=f"{last_loss:.4f}")
-                window_loss, window_n = 0.0, 0
+                window, window_n = {}, 0
             if step % eval_every == 0 and step != total_steps:
                 val_metrics = run_eval()
-            if step % cfg.checkpoint_every_steps == 0 or step == total_steps:
+            if step % settings.checkpoint_every_steps == 0 or step == total_steps:
                 state = {
                     "step": step,
                     "optimizer": optimizer.state_dict(),
@@ -212,4 +255,42 @@ def finetune(
         samples=samples,
         tokens=tokens,
         val_metrics=val_metrics,
+    )
+
+
+def finetune(
+    model: PreTrainedModel,
+    input_ids: Sequence[Sequence[int]],
+    labels: Sequence[int],
+    cfg: FinetuneConfig,
+    pad_id: int,
+    checkpoint_dir: Path,
+    evaluate: EvalCallback | None = None,
+    log_metrics: MetricsCallback | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    """Fine-tune a sequence classifier on tokenized examples with dynamic padding (see `train_loop`).
+
+    Args:
+        model: a model whose forward takes input_ids, attention_mask, labels and returns `.loss`.
+        input_ids: token ids per example (unpadded).
+        labels: label id per example.
+        cfg: fine-tuning budget and optimizer settings.
+        pad_id: the tokenizer's padding id.
+    """
+
+    def make_batch(batch: list[int], step: int) -> dict[str, torch.Tensor]:
+        ids, mask = pad_batch([input_ids[i] for i in batch], pad_id)
+        return {"input_ids": ids, "attention_mask": mask, "labels": torch.as_tensor([labels[i] for i in batch])}
+
+    return train_loop(
+        model,
+        [len(x) for x in input_ids],
+        make_batch,
+        LoopSettings.for_finetune(cfg, len(input_ids)),
+        checkpoint_dir,
+        evaluate=evaluate,
+        log_metrics=log_metrics,
+        progress=progress,
+        desc="fine-tune",
     )

@@ -1,15 +1,15 @@
-"""`training_pipeline`: validate -> tokenize -> pretrain -> fine-tune -> evaluate -> register/promote."""
+"""`training_pipeline`: validate -> pretrain (optional) -> tokenize -> fine-tune -> evaluate -> register/promote."""
 
 from __future__ import annotations
 
 from prefect import flow
 
+from flows.pretraining import pretraining_stage
 from tasks.evaluate import evaluate_model
 from tasks.finetune import finetune_model
-from tasks.pretrain import pretrain_encoder
 from tasks.register import RegistrationOutcome, register_and_promote
 from tasks.tokenize import tokenize_data
-from tasks.tracking import lineage_tags, pipeline_run
+from tasks.tracking import lineage_tags, pipeline_run, record_tags
 from tasks.validate import validate_data
 from tlflow.config import PipelineConfig
 from tlflow.runtime import apply_defaults
@@ -23,7 +23,13 @@ def training_pipeline(config: PipelineConfig = PipelineConfig()) -> Registration
     tags = lineage_tags(config)
     with pipeline_run(config, tags):
         loaded = validate_data(config, tags["data_md5"])
-        encoder = pretrain_encoder(config)
+        encoder = config.model.base
+        if config.pretrain.mode != "none":
+            task_texts = list(loaded.splits["train"]["text"]) if "task" in config.pretrain.corpus.sources else None
+            with pipeline_run(config, tags, stage="pretrain"):
+                pretrained = pretraining_stage(config, tags, task_texts)
+            encoder, tags = pretrained.path, {**tags, "encoder_version": pretrained.version}
+            record_tags({"encoder_version": pretrained.version, "encoder_path": pretrained.path})
         tokenized = tokenize_data(config, loaded, encoder, tags["data_md5"])
         model, tokenizer = finetune_model(config, tokenized, loaded.label_names, encoder)
         evaluation = evaluate_model(config, model, tokenizer, tokenized, loaded.label_names)

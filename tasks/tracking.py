@@ -23,12 +23,15 @@ def lineage_tags(cfg: PipelineConfig) -> dict[str, str]:
 
 
 @contextmanager
-def pipeline_run(cfg: PipelineConfig, tags: dict[str, str]) -> Iterator[mlflow.ActiveRun]:
+def pipeline_run(cfg: PipelineConfig, tags: dict[str, str], stage: str | None = None) -> Iterator[mlflow.ActiveRun]:
     """Open the MLflow run of this flow run: experiment = config name, params = flattened config,
-    lineage tags. Tasks called inside log to it; an exception marks it FAILED."""
+    lineage tags. Tasks called inside log to it; an exception marks it FAILED. Opened while
+    another run is active (a stage inside a pipeline), it is a nested child run named `stage`."""
     tracking.configure()
     experiment_id = tracking.ensure_experiment(cfg.name)
-    with mlflow.start_run(experiment_id=experiment_id, run_name=flow_run.name or None, tags=tags) as run:
+    nested = mlflow.active_run() is not None
+    name = stage if nested else flow_run.name or stage
+    with mlflow.start_run(experiment_id=experiment_id, run_name=name, tags=tags, nested=nested) as run:
         mlflow.log_params(cfg.flat())
         mlflow.log_dict(cfg.to_dict(), "config.yaml")
         try:
@@ -41,3 +44,8 @@ def artifact_key(name: str, suffix: str) -> str:
     """Prefect artifact key for an experiment (lowercase letters, digits and dashes only)."""
     clean = "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")
     return f"{clean}-{suffix}"
+
+
+def record_tags(tags: dict[str, str]) -> None:
+    """Add tags to the active MLflow run (e.g. lineage learnt mid-flow, like `encoder_version`)."""
+    mlflow.set_tags(tags)

@@ -162,7 +162,8 @@ class CorpusConfig(_Section):
     )
     min_documents: int = Field(2, ge=1, description="Validation fails with fewer documents.")
     max_unknown_fraction: float = Field(
-        0.05, gt=0, le=1, description="Validation fails when more tokens than this map to [UNK]."
+        0.1, gt=0, le=1,
+        description="Validation fails when more tokens than this map to [UNK] (WikiText-2 itself is ~6 % <unk>).",
     )
 
 

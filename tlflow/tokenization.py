@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from datasets import DatasetDict, load_from_disk
 from transformers import PreTrainedTokenizerBase
+
+from tlflow.atomic import atomic_dir
 
 #: Columns the trainer and evaluator read; everything else stays for reports (text, source rows).
 MODEL_COLUMNS = ("input_ids", "attention_mask", "labels")
@@ -65,16 +64,8 @@ def tokenize_splits(
 
 def save_atomically(splits: DatasetDict, target: Path) -> None:
     """Write a DatasetDict to `target` so that a crash never leaves a half-written cache entry."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    try:
+    with atomic_dir(target) as tmp:
         splits.save_to_disk(str(tmp))
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def load_tokenized(path: Path) -> DatasetDict:

@@ -12,7 +12,6 @@ import math
 import os
 import re
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from safetensors.torch import load_model, save_model
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, get_linear_schedule_with_warmup
 
+from tlflow.atomic import atomic_dir
 from tlflow.batching import epoch_batches, pad_batch
 from tlflow.config import FinetuneConfig
 
@@ -116,14 +116,10 @@ def latest_checkpoint(checkpoint_dir: Path) -> Path | None:
 
 def save_checkpoint(checkpoint_dir: Path, model: PreTrainedModel, state: dict) -> Path:
     """Write weights (safetensors) and trainer state atomically; keep the newest two."""
-    checkpoint_dir.mkdir(parents=True, exist_ok=True)
     target = checkpoint_dir / f"step-{state['step']:07d}"
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=checkpoint_dir))
-    save_model(model, str(tmp / "model.safetensors"))
-    torch.save(state, tmp / "state.pt")
-    if target.exists():
-        shutil.rmtree(target)
-    os.replace(tmp, target)
+    with atomic_dir(target) as tmp:
+        save_model(model, str(tmp / "model.safetensors"))
+        torch.save(state, tmp / "state.pt")
     old = sorted(p for p in checkpoint_dir.iterdir() if _STEP_DIR.match(p.name))[:-_KEEP_CHECKPOINTS]
     for path in old:
         shutil.rmtree(path, ignore_errors=True)

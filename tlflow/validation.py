@@ -102,7 +102,7 @@ class ValidationReport:
                 lines.extend(f"      {_format_example(ex)}" for ex in c.examples)
         for split, counts in self.class_balance.items():
             total = sum(counts.values())
-            parts = ", ".join(f"{label}={n} ({_pct(n, total)})" for label, n in counts.items())
+            parts = ", ".join(f"{label}={n} ({pct(n, total)})" for label, n in counts.items())
             lines.append(f"  class balance {split}: {parts or 'no labels'}")
         return "\n".join(lines)
 
@@ -152,7 +152,7 @@ class ValidationReport:
             out.append(f"<h3>{e(split)} ({total} labelled rows)</h3>")
             out.append("<table><tr><th>Label</th><th>Rows</th><th>Share</th></tr>")
             for label, n in counts.items():
-                out.append(f"<tr><td>{e(label)}</td><td>{n}</td><td>{_pct(n, total)}</td></tr>")
+                out.append(f"<tr><td>{e(label)}</td><td>{n}</td><td>{pct(n, total)}</td></tr>")
             out.append("</table>")
         out.append("</body></html>")
         return "\n".join(out)
@@ -250,7 +250,7 @@ def validate_splits(splits: Any, label_names: list[str], cfg: ValidateConfig) ->
         first = train.loc[keys.index].drop_duplicates("text_key")
         train_first_row = dict(zip(first["text_key"], zip(first["source_file"], first["source_row"])))
 
-    with _quiet_gx() as context:
+    with quiet_gx() as context:
         source = context.data_sources.add_pandas("tlflow")
         for name, df in frames.items():
             leak_candidates = None
@@ -293,7 +293,7 @@ def _class_counts(df: pd.DataFrame, label_names: list[str]) -> dict[str, int]:
 
 
 @contextmanager
-def _quiet_gx() -> Iterator[Any]:
+def quiet_gx() -> Iterator[Any]:
     """One ephemeral GE context with progress bars and analytics off, no GE logging or warnings
     reaching the terminal, and the previously current GE context (if any) restored on exit.
 
@@ -383,7 +383,7 @@ def _to_check(
     r = res.result or {}
     success = bool(res.success)
     examples: list[dict] = []
-    error = _exception_message(res.exception_info)
+    error = exception_message(res.exception_info)
     if error is not None:
         observed = f"error: {error}"
         success = False
@@ -407,7 +407,7 @@ def _to_check(
         examples = [{"file": files, "row": None, "value": m} for m in missing[: cfg.examples_per_failure]]
     else:
         n, total = int(r.get("unexpected_count") or 0), int(r.get("element_count") or len(df))
-        observed = f"{n} of {total} rows ({_pct(n, total)})"
+        observed = f"{n} of {total} rows ({pct(n, total)})"
         if etype == "expect_column_value_lengths_to_be_between":
             observed += f"; allowed {exp.min_value}..{exp.max_value} chars after stripping"
         if n:
@@ -416,7 +416,7 @@ def _to_check(
     return CheckResult(split, check, etype, success, observed, examples)
 
 
-def _exception_message(info: Any) -> str | None:
+def exception_message(info: Any) -> str | None:
     """GE puts a raised exception either at the top of exception_info or, for a failed metric,
     under one key per metric; None when nothing was raised."""
     if not isinstance(info, dict):
@@ -452,13 +452,13 @@ def _class_share_check(
     if total and shares:
         smallest = min(shares, key=shares.__getitem__)
         n = shares[smallest]
-        observed = f"smallest class {smallest}: {n} of {total} rows ({_pct(n, total)})"
+        observed = f"smallest class {smallest}: {n} of {total} rows ({pct(n, total)})"
     else:
         observed = "no labelled rows"
-    observed += f"; minimum {_pct(cfg.min_class_fraction * 100, 100)}"
+    observed += f"; minimum {pct(cfg.min_class_fraction * 100, 100)}"
     files = _files(train)
     examples = [
-        {"file": files, "row": None, "value": label, "note": f"{n} of {total} rows ({_pct(n, total)})"}
+        {"file": files, "row": None, "value": label, "note": f"{n} of {total} rows ({pct(n, total)})"}
         for label, n in rare[: cfg.examples_per_failure]
     ]
     return CheckResult(
@@ -470,7 +470,8 @@ def _class_share_check(
 # Formatting helpers
 
 
-def _pct(n: float, total: float) -> str:
+def pct(n: float, total: float) -> str:
+    """``n`` as a share of ``total`` for reports, e.g. "12.5%" (small shares keep two digits)."""
     if not total:
         return "0%"
     p = 100.0 * n / total

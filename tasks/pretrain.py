@@ -56,7 +56,8 @@ def corpus_key(cfg: PipelineConfig, data_md5: str, task_texts: list[str] | None)
 def load_pretraining_corpus(cfg: PipelineConfig, task_texts: list[str] | None) -> Corpus:
     """Read the configured corpora (documents kept whole) and hold out documents for perplexity."""
     docs = load_corpus(cfg.pretrain.corpus, task_texts, seed=cfg.pretrain.seed)
-    train, heldout = split_heldout(docs, cfg.pretrain.corpus.heldout_fraction, cfg.pretrain.seed)
+    minimum = 2 if cfg.pretrain.nsp else 1  # NotNext partners come from another document
+    train, heldout = split_heldout(docs, cfg.pretrain.corpus.heldout_fraction, cfg.pretrain.seed, minimum)
     mlflow.log_metrics({"corpus_documents": len(docs), "corpus_heldout_documents": len(heldout)})
     get_run_logger().info("corpus: %d documents (%d held out)", len(docs), len(heldout))
     return Corpus(train, heldout)

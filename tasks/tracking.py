@@ -30,7 +30,7 @@ def pipeline_run(cfg: PipelineConfig, tags: dict[str, str], stage: str | None = 
     tracking.configure()
     experiment_id = tracking.ensure_experiment(cfg.name)
     nested = mlflow.active_run() is not None
-    name = stage if nested else flow_run.name or stage
+    name = (stage if nested and stage else flow_run.name) or stage
     with mlflow.start_run(experiment_id=experiment_id, run_name=name, tags=tags, nested=nested) as run:
         mlflow.log_params(cfg.flat())
         mlflow.log_dict(cfg.to_dict(), "config.yaml")

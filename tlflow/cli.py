@@ -65,17 +65,24 @@ def run(
     cfg = _config(config, set_)
     _prepare_env(verbose)
     from flows.training import training_pipeline  # Prefect is imported here, not by the library
+
+    outcome = _guarded(lambda: training_pipeline(cfg))
+    _print_outcome(cfg, outcome)
+
+
+def _guarded(run_flow):
+    """Run a flow; data and model errors end the command with their one-line message, exit 1."""
     from tlflow.data.checks import DataValidationError
     from tlflow.data.readers import DataError
     from tlflow.models import ModelError
+    from tlflow.pretraining.corpus import CorpusError
 
     try:
-        outcome = training_pipeline(cfg)
+        return run_flow()
     except DataValidationError as err:
         _fail(f"{err}\nNothing was trained or registered.")
-    except (DataError, ModelError) as err:
+    except (DataError, ModelError, CorpusError) as err:
         _fail(f"error: {err}\nNothing was trained or registered.")
-    _print_outcome(cfg, outcome)
 
 
 def _print_outcome(cfg: PipelineConfig, outcome) -> None:
@@ -96,6 +103,40 @@ def _print_outcome(cfg: PipelineConfig, outcome) -> None:
     else:
         training = f"train {m['train_seconds']:.0f}s, {m['train_samples_per_s']:.0f} samples/s"
     typer.echo(f"MLflow run {outcome.run_id} ({training})")
+    for line in ui_commands():
+        typer.echo(line)
+
+
+@app.command()
+def pretrain(config: ConfigArg = None, set_: SetOpt = None, verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
+    """Run `pretraining_pipeline` (pretrain.mode scratch or continue) and register `<name>-encoder`."""
+    cfg = _config(config, set_)
+    if cfg.pretrain.mode == "none":
+        _fail("pretrain.mode is 'none': set it to 'scratch' or 'continue' (e.g. --set pretrain.mode=scratch)", 2)
+    _prepare_env(verbose)
+    from flows.pretraining import pretraining_pipeline
+
+    encoder = _guarded(lambda: pretraining_pipeline(cfg))
+    typer.echo(f"{cfg.name}-encoder v{encoder.version} registered; encoder files: {encoder.path}")
+    for line in ui_commands():
+        typer.echo(line)
+
+
+report_app = typer.Typer(no_args_is_help=True, help="Comparisons across pipeline runs.")
+app.add_typer(report_app, name="report")
+
+
+@report_app.command("transfer")
+def report_transfer(config: ConfigArg = None, set_: SetOpt = None, verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
+    """Fine-tune CONFIG's task from random init, a scratch-pretrained encoder, the base checkpoint and
+    the base after continued in-domain pretraining (same budget); print the comparison table."""
+    cfg = _config(config, set_)
+    _prepare_env(verbose)
+    from flows.transfer import transfer_report
+    from tlflow.transfer import report_markdown
+
+    results = _guarded(lambda: transfer_report(cfg))
+    typer.echo(report_markdown(cfg.task.primary_metric, results))
     for line in ui_commands():
         typer.echo(line)
 

@@ -379,18 +379,21 @@ def load_corpus(cfg: CorpusConfig, task_texts: Sequence[str] | None = None, seed
     return docs
 
 
-def split_heldout(docs: Sequence[Document], fraction: float, seed: int) -> tuple[list[Document], list[Document]]:
+def split_heldout(
+    docs: Sequence[Document], fraction: float, seed: int, minimum: int = 1
+) -> tuple[list[Document], list[Document]]:
     """(train, heldout): a seeded share of whole documents held out, both in the original order.
 
     Whole documents, not sentences, are held out so no held-out text has a neighbour in training.
-    With fraction > 0 and at least two documents, at least one is held out and one is kept.
+    With fraction > 0, at least `minimum` documents are held out (NSP needs two, to draw NotNext
+    partners from) and at least one is kept.
     """
     if not 0 <= fraction < 1:
         raise ValueError(f"heldout fraction must be in [0, 1), got {fraction}")
     n = len(docs)
     n_held = round(fraction * n)
     if fraction > 0 and n >= 2:
-        n_held = min(max(n_held, 1), n - 1)
+        n_held = min(max(n_held, minimum), n - 1)
     if n_held == 0:
         return list(docs), []
     held = set(np.random.default_rng(seed).choice(n, size=n_held, replace=False).tolist())

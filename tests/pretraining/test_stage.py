@@ -1,0 +1,70 @@
+"""Pretraining end to end in the library: scratch vocabulary + BERT and continued pretraining,
+and both encoders fine-tuned by the classification stage."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from tlflow.classification import train_classifier
+from tlflow.config import load_config
+from tlflow.data.readers import load_labelled_data
+from tlflow.models import load_tokenizer
+from tlflow.pretraining.corpus import load_corpus, split_heldout
+from tlflow.pretraining.model import build_continue_model, build_scratch_model, save_encoder
+from tlflow.pretraining.stage import build_examples, make_collator, pretrain, score_heldout
+from tlflow.pretraining.vocab import train_wordpiece
+from tlflow.tokenization import encode_labels, tokenize_splits
+
+pytestmark = pytest.mark.needs_data
+
+TINY = [
+    "pretrain.num_layers=2", "pretrain.hidden_size=64", "pretrain.num_heads=2", "pretrain.intermediate_size=128",
+    "pretrain.vocab_size=2000", "pretrain.max_seq_length=48", "pretrain.batch_size=16", "pretrain.learning_rate=2e-3",
+    "pretrain.corpus.max_documents=30", "pretrain.checkpoint_every_steps=1000",
+]
+
+
+def _finetune_from(encoder: Path, project: Path) -> float:
+    cfg = load_config("configs/sst2.yaml", ["data.max_train_rows=64", "data.max_eval_rows=32",
+                                            "finetune.checkpoint_every_steps=1000", "model.max_length=32"])
+    loaded = load_labelled_data(cfg.data)
+    tokenizer = load_tokenizer(str(encoder))
+    splits = tokenize_splits(encode_labels(loaded.splits, loaded.label_names), tokenizer, 32)
+    model, result = train_classifier(cfg, splits, loaded.label_names, tokenizer, str(encoder), project / "ft", progress=False)
+    assert result.steps == 2
+    return result.train_loss
+
+
+def test_scratch_pretraining_lowers_heldout_mlm_loss_and_feeds_fine_tuning(project):
+    cfg = load_config(None, TINY + ["pretrain.mode=scratch", "pretrain.max_steps=40"]).pretrain
+    docs = load_corpus(cfg.corpus, seed=cfg.seed)
+    train_docs, heldout_docs = split_heldout(docs, 0.1, cfg.seed)
+    tokenizer = train_wordpiece((s for d in train_docs for s in d.sentences), cfg.vocab_size, max_length=512)
+    train, heldout = (build_examples(d, tokenizer, cfg, cfg.seed) for d in (train_docs, heldout_docs))
+    assert set(train["next_sentence_label"]) == {0, 1}
+    model = build_scratch_model(cfg, tokenizer)
+    before = score_heldout(model, make_collator(heldout, tokenizer, cfg, 1234), len(heldout), 16)
+    result, after = pretrain(model, tokenizer, train, heldout, cfg, project / "ckpt", progress=False)
+    assert result.steps == 40
+    assert after["mlm_loss"] < before["mlm_loss"] - 0.5, (before, after)
+    assert after["perplexity"] < before["perplexity"]
+    assert 0.0 <= after["nsp_accuracy"] <= 1.0
+
+    encoder = save_encoder(model, tokenizer, project / "encoder")
+    assert torch.isfinite(torch.tensor(_finetune_from(encoder, project)))
+
+
+def test_continued_pretraining_from_minilm_feeds_fine_tuning(project):
+    cfg = load_config(None, TINY + ["pretrain.mode=continue", "pretrain.max_steps=3", "pretrain.nsp=false",
+                                    "pretrain.learning_rate=5e-5"]).pretrain
+    tokenizer = load_tokenizer("minilm-l6")
+    docs = load_corpus(cfg.corpus, seed=cfg.seed)[:6]
+    examples = build_examples(docs, tokenizer, cfg, cfg.seed)
+    assert "next_sentence_label" not in examples.column_names
+    assert max(len(x) for x in examples["input_ids"]) == 48  # packed to the full length
+    model = build_continue_model("minilm-l6", use_nsp=False, seed=cfg.seed)
+    result, heldout = pretrain(model, tokenizer, examples, examples.select(range(4)), cfg, project / "ckpt", progress=False)
+    assert result.steps == 3 and heldout["mlm_loss"] > 0
+    encoder = save_encoder(model, tokenizer, project / "encoder")
+    assert torch.isfinite(torch.tensor(_finetune_from(encoder, project)))

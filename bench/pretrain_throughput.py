@@ -255,10 +255,11 @@ def run_ours(data: dict, cfg: PretrainConfig) -> tuple[BertForMaskedPretraining,
     torch.set_num_threads(THREADS)
     model = build_scratch_model(cfg, data["tokenizer"])
     collator = make_collator(data["ours_train"], data["tokenizer"], cfg, cfg.seed)
-    marks: dict[str, float] = {}
+    marks: dict = {}
 
     def make_batch(batch, step):
-        marks.setdefault("start", time.perf_counter())
+        if "start" not in marks:
+            marks["meter"], marks["start"] = CpuMeter(), time.perf_counter()
         return collator(batch, step)
 
     losses: list[tuple[int, float]] = []
@@ -268,6 +269,8 @@ def run_ours(data: dict, cfg: PretrainConfig) -> tuple[BertForMaskedPretraining,
             losses.append((step, metrics["train_loss"]))
         if step == cfg.max_steps and "train_loss" in metrics:
             marks["end"] = time.perf_counter()  # after the last optimizer step, before the checkpoint
+            marks["other_load"] = marks["meter"].other_load()
+            marks["threads"] = torch.get_num_threads()
 
     counter = TokenCounter(model)
     with tempfile.TemporaryDirectory(prefix="tlflow-bench-") as tmp:
@@ -287,6 +290,8 @@ def run_ours(data: dict, cfg: PretrainConfig) -> tuple[BertForMaskedPretraining,
         "tokens_per_s": counter.tokens / seconds,
         "steps_per_s": result.steps / seconds,
         "train_loop_seconds_incl_final_checkpoint": result.seconds,
+        "other_load_cpus": marks["other_load"],
+        "threads": marks["threads"],
         "final_train_loss_window": result.train_loss,
         "train_loss_curve": losses,
     }
@@ -300,7 +305,9 @@ class BudgetCallback(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kwargs):
         if self.counter.tokens >= self.target or state.global_step >= state.max_steps:
-            self.marks.setdefault("end", time.perf_counter())
+            self.marks["end"] = time.perf_counter()
+            self.marks["other_load"] = self.marks["meter"].other_load()
+            self.marks["threads"] = torch.get_num_threads()
             self.marks["steps"] = state.global_step
             control.should_training_stop = True
         return control
@@ -317,11 +324,12 @@ def run_baseline(data: dict, cfg: PretrainConfig, target_tokens: int) -> tuple[B
     # The schedule must end where the run ends: steps for the token budget plus a small margin;
     # the callback stops at the budget (the learning rate is then within ~2 % of zero, as ours).
     max_steps = math.ceil(1.02 * target_tokens / mean_batch_tokens) + 1
-    marks: dict[str, float] = {}
+    marks: dict = {}
     inner = DataCollatorForLanguageModeling(tokenizer=tokenizer, mlm_probability=cfg.mlm_probability)
 
     def collate(features):
-        marks.setdefault("start", time.perf_counter())
+        if "start" not in marks:
+            marks["meter"], marks["start"] = CpuMeter(), time.perf_counter()
         return inner(features)
 
     with tempfile.TemporaryDirectory(prefix="hf-bench-") as tmp:
@@ -360,6 +368,8 @@ def run_baseline(data: dict, cfg: PretrainConfig, target_tokens: int) -> tuple[B
         "tokens_per_s": counter.tokens / seconds,
         "steps_per_s": marks["steps"] / seconds,
         "trainer_train_runtime": output.metrics.get("train_runtime"),
+        "other_load_cpus": marks["other_load"],
+        "threads": marks["threads"],
         "mean_train_loss": output.training_loss,
         "optimizer": str(args.optim),
     }
@@ -436,6 +446,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=250, help="optimizer steps of ours (sets the token budget)")
     parser.add_argument("--repeats", type=int, default=3, help="runs per contender, alternating")
+    parser.add_argument("--max-wait", type=float, default=30.0,
+                        help="seconds to wait at most for other processes to quieten before each run")
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
     started = time.perf_counter()
@@ -454,17 +466,21 @@ def main() -> None:
     runs: dict[str, list[dict]] = {"ours": [], "baseline": []}
     for r in range(args.repeats):
         gc.collect()
+        waited, _ = wait_for_quiet(args.max_wait)
         model, stats = run_ours(data, cfg)
+        stats["waited_for_quiet_s"] = waited
         stats["heldout"] = evaluate(model, data, cfg)
         runs["ours"].append(stats)
         print(f"[{r + 1}/{args.repeats}] ours     {stats['steps']:4d} steps {stats['tokens']:8d} tok "
-              f"{stats['seconds']:6.1f}s {stats['tokens_per_s']:7.0f} tok/s "
+              f"{stats['seconds']:6.1f}s {stats['tokens_per_s']:7.0f} tok/s (outside load {stats['other_load_cpus']:.2f} CPU) "
               f"held-out loss packed {stats['heldout']['packed']['mlm_loss']:.3f} "
               f"lines {stats['heldout']['lines']['mlm_loss']:.3f}", flush=True)
         target = stats["tokens"]
         del model
         gc.collect()
+        waited, _ = wait_for_quiet(args.max_wait)
         model, stats = run_baseline(data, cfg, target)
+        stats["waited_for_quiet_s"] = waited
         sparse = as_masked_pretraining(model, cfg, data["tokenizer"])
         stats["conversion_max_abs_diff"] = check_conversion(
             model, sparse, make_collator(data["heldout"]["lines"], data["tokenizer"], cfg, HELDOUT_MASK_SEED)
@@ -473,7 +489,7 @@ def main() -> None:
         stats["target_tokens"] = target
         runs["baseline"].append(stats)
         print(f"[{r + 1}/{args.repeats}] baseline {stats['steps']:4d} steps {stats['tokens']:8d} tok "
-              f"{stats['seconds']:6.1f}s {stats['tokens_per_s']:7.0f} tok/s "
+              f"{stats['seconds']:6.1f}s {stats['tokens_per_s']:7.0f} tok/s (outside load {stats['other_load_cpus']:.2f} CPU) "
               f"held-out loss packed {stats['heldout']['packed']['mlm_loss']:.3f} "
               f"lines {stats['heldout']['lines']['mlm_loss']:.3f}", flush=True)
         del model, sparse

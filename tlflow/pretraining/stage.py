@@ -131,9 +131,12 @@ def make_collator(examples: Dataset, tokenizer: PreTrainedTokenizerBase, cfg: Pr
 
 def output_metrics(output) -> dict[str, float]:
     """Per-step MLM/NSP numbers for the training log."""
-    metrics = {"mlm_loss": float(output.mlm_loss), "mlm_accuracy": int(output.mlm_correct) / max(1, int(output.mlm_total))}
+    metrics = {
+        "mlm_loss": float(output.mlm_loss.detach()),
+        "mlm_accuracy": int(output.mlm_correct) / max(1, int(output.mlm_total)),
+    }
     if output.nsp_loss is not None:
-        metrics["nsp_loss"] = float(output.nsp_loss)
+        metrics["nsp_loss"] = float(output.nsp_loss.detach())
         metrics["nsp_accuracy"] = int(output.nsp_correct) / max(1, int(output.nsp_total))
     return metrics
 

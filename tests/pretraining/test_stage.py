@@ -68,3 +68,32 @@ def test_continued_pretraining_from_minilm_feeds_fine_tuning(project):
     assert result.steps == 3 and heldout["mlm_loss"] > 0
     encoder = save_encoder(model, tokenizer, project / "encoder")
     assert torch.isfinite(torch.tensor(_finetune_from(encoder, project)))
+
+
+class Crash(RuntimeError):
+    pass
+
+
+def test_pretraining_resumes_exactly_after_a_crash(project):
+    cfg = load_config(None, TINY + ["pretrain.mode=scratch", "pretrain.max_steps=12", "pretrain.checkpoint_every_steps=5",
+                                    "pretrain.corpus.max_documents=8"]).pretrain
+    docs = load_corpus(cfg.corpus, seed=cfg.seed)
+    tokenizer = train_wordpiece((s for d in docs for s in d.sentences), 500, max_length=512)
+    examples = build_examples(docs, tokenizer, cfg, cfg.seed)
+    heldout = examples.select(range(8))
+
+    reference = build_scratch_model(cfg, tokenizer)
+    pretrain(reference, tokenizer, examples, heldout, cfg, project / "ref", progress=False)
+
+    def crash_at_7(metrics, step):
+        if step == 7:
+            raise Crash()
+
+    with pytest.raises(Crash):
+        pretrain(build_scratch_model(cfg, tokenizer), tokenizer, examples, heldout, cfg, project / "run",
+                 log_metrics=crash_at_7, progress=False)
+    resumed = build_scratch_model(cfg, tokenizer)
+    result, _ = pretrain(resumed, tokenizer, examples, heldout, cfg, project / "run", progress=False)
+    assert result.resumed_from == 5 and result.steps == 12
+    for (name, a), (_, b) in zip(reference.state_dict().items(), resumed.state_dict().items()):
+        assert torch.allclose(a, b, atol=1e-5), name

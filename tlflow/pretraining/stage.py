@@ -27,19 +27,6 @@ from tlflow.train import LoopSettings, MetricsCallback, TrainResult, train_loop
 HELDOUT_MASK_SEED = 1234
 
 
-def special_ids(tokenizer: PreTrainedTokenizerBase) -> SpecialIds:
-    """Ids the masking must know: [CLS], [SEP], [MASK], [PAD] and the vocabulary size."""
-    never = {tokenizer.cls_token_id, tokenizer.sep_token_id, tokenizer.pad_token_id, tokenizer.mask_token_id}
-    return SpecialIds(
-        cls=tokenizer.cls_token_id,
-        sep=tokenizer.sep_token_id,
-        mask=tokenizer.mask_token_id,
-        pad=tokenizer.pad_token_id,
-        vocab_size=len(tokenizer),
-        never_mask=frozenset(never),
-    )
-
-
 def tokenize_documents(docs: Sequence[Document], tokenizer: PreTrainedTokenizerBase) -> list[list[list[int]]]:
     """Token ids per sentence per document, without special tokens (one batched tokenizer call)."""
     sentences = [s for doc in docs for s in doc.sentences]
@@ -58,12 +45,12 @@ def build_examples(
     ids = tokenize_documents(docs, tokenizer)
     if cfg.nsp:
         rows = create_nsp_examples(
-            ids, cfg.max_seq_length, cfg.short_seq_prob, np.random.default_rng(seed), special_ids(tokenizer)
+            ids, cfg.max_seq_length, cfg.short_seq_prob, np.random.default_rng(seed), SpecialIds.from_tokenizer(tokenizer)
         )
         keep = ("input_ids", "token_type_ids", "next_sentence_label")
         rows = [{k: r[k] for k in keep} for r in rows]
     else:
-        rows = pack_sequences(ids, cfg.max_seq_length, special_ids(tokenizer))
+        rows = pack_sequences(ids, cfg.max_seq_length, SpecialIds.from_tokenizer(tokenizer))
     return Dataset.from_list(rows)
 
 
@@ -122,7 +109,7 @@ def make_collator(examples: Dataset, tokenizer: PreTrainedTokenizerBase, cfg: Pr
         input_ids=examples["input_ids"],
         token_type_ids=examples["token_type_ids"],
         nsp_labels=examples["next_sentence_label"] if "next_sentence_label" in columns and cfg.nsp else None,
-        special=special_ids(tokenizer),
+        special=SpecialIds.from_tokenizer(tokenizer),
         probability=cfg.mlm_probability,
         seed=seed,
         word_starts=word_starts,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,7 +85,8 @@ def validate_pretraining_corpus(cfg: PipelineConfig, corpus: Corpus, tokenizer_s
     """Great Expectations suite on the corpus; raises (after logging the report) when it fails."""
     tokenizer = load_tokenizer(tokenizer_source)
     docs = [(d.source, d.doc_id, d.sentences) for d in corpus.train + corpus.heldout]
-    min_tokens = cfg.pretrain.max_steps * cfg.pretrain.batch_size * 8  # at least ~8 tokens per example slot
+    p = cfg.pretrain
+    min_tokens = math.ceil(p.max_steps * p.batch_size * p.max_seq_length / p.corpus.max_passes)
     report = validate_corpus(corpus_frame(docs, tokenizer), cfg.pretrain.corpus, min_tokens)
     REPORT_DIR.mkdir(parents=True, exist_ok=True)
     path = REPORT_DIR / f"{cfg.name}-corpus-validation.html"

@@ -70,7 +70,7 @@ def run(
     _print_outcome(cfg, outcome)
 
 
-def _guarded(run_flow):
+def _guarded(run_flow, consequence: str = "Nothing was trained or registered."):
     """Run a flow; data and model errors end the command with their one-line message, exit 1."""
     from tlflow.data.checks import DataValidationError
     from tlflow.data.readers import DataError
@@ -80,9 +80,9 @@ def _guarded(run_flow):
     try:
         return run_flow()
     except DataValidationError as err:
-        _fail(f"{err}\nNothing was trained or registered.")
+        _fail(f"{err}\n{consequence}")
     except (DataError, ModelError, CorpusError) as err:
-        _fail(f"error: {err}\nNothing was trained or registered.")
+        _fail(f"error: {err}\n{consequence}")
 
 
 def _print_outcome(cfg: PipelineConfig, outcome) -> None:
@@ -135,7 +135,10 @@ def report_transfer(config: ConfigArg = None, set_: SetOpt = None, verbose: Anno
     from flows.transfer import transfer_report
     from tlflow.transfer import report_markdown
 
-    results = _guarded(lambda: transfer_report(cfg))
+    results = _guarded(
+        lambda: transfer_report(cfg),
+        "The failing variant trained and registered nothing; variants finished before it stay in MLflow.",
+    )
     typer.echo(report_markdown(cfg.task.primary_metric, results))
     for line in ui_commands():
         typer.echo(line)

@@ -161,6 +161,11 @@ class CorpusConfig(_Section):
         0.05, ge=0, lt=0.5, description="Share of documents held out for perplexity (never trained on)."
     )
     min_documents: int = Field(2, ge=1, description="Validation fails with fewer documents.")
+    max_passes: float = Field(
+        10.0, gt=0,
+        description="Validation fails when the step budget (steps x batch x max_seq_length tokens) would "
+        "pass over the corpus more often than this.",
+    )
     max_unknown_fraction: float = Field(
         0.1, gt=0, le=1,
         description="Validation fails when more tokens than this map to [UNK] (WikiText-2 itself is ~6 % <unk>).",

@@ -173,14 +173,18 @@ def train_loop(
         optimizer, int(settings.warmup_ratio * total_steps), total_steps
     )
 
-    step = 0
+    # Work done before a resume counts: a resumed (or already finished) run reports the whole
+    # training's time and throughput, not only the last segment's.
+    step = samples = tokens = 0
+    seconds_before = 0.0
     checkpoint = latest_checkpoint(checkpoint_dir)
     if checkpoint is not None:
         state = load_checkpoint(checkpoint, model)
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["rng"])
-        step = int(state["step"])
+        step, samples, tokens = int(state["step"]), int(state.get("samples", 0)), int(state.get("tokens", 0))
+        seconds_before = float(state.get("seconds", 0.0))
     else:
         torch.manual_seed(settings.seed)
     resumed_from = step
@@ -197,7 +201,6 @@ def train_loop(
     model.train()
     window: dict[str, float] = {}
     window_n, last_loss = 0, float("nan")
-    samples = tokens = 0
     val_metrics: dict[str, float] = {}
     started = time.perf_counter()
     bar = tqdm(total=total_steps, initial=step, desc=desc, unit="step", disable=not progress, leave=False)
@@ -236,10 +239,13 @@ def train_loop(
                     "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(),
                     "rng": torch.get_rng_state(),
+                    "samples": samples,
+                    "tokens": tokens,
+                    "seconds": seconds_before + time.perf_counter() - started,
                 }
                 save_checkpoint(checkpoint_dir, model, state)
     bar.close()
-    seconds = time.perf_counter() - started
+    seconds = seconds_before + time.perf_counter() - started
     val_metrics = run_eval()
     model.eval()
     return TrainResult(

@@ -47,7 +47,7 @@ class Crash(RuntimeError):
 
 def test_resume_after_a_crash_continues_exactly(tmp_path):
     reference = tiny_model()
-    finetune(reference, IDS, LABELS, cfg(), 0, tmp_path / "ref", progress=False)
+    full = finetune(reference, IDS, LABELS, cfg(), 0, tmp_path / "ref", progress=False)
 
     def crash_at_step_13(metrics, step):
         if step == 13:
@@ -61,6 +61,8 @@ def test_resume_after_a_crash_continues_exactly(tmp_path):
     resumed = tiny_model()
     result = finetune(resumed, IDS, LABELS, cfg(), 0, tmp_path / "run", progress=False)
     assert result.resumed_from == 10 and result.steps == 24
+    assert result.samples == full.samples == 3 * 64  # work before the crash still counts
+    assert result.tokens == full.tokens and result.seconds > 0
     for (name, a), (_, b) in zip(reference.state_dict().items(), resumed.state_dict().items()):
         assert torch.allclose(a, b, atol=1e-6), name
 

@@ -8,7 +8,7 @@ export HF_DATASETS_OFFLINE = 1
 export PREFECT_SERVER_ANALYTICS_ENABLED = false
 export DVC_NO_ANALYTICS = 1
 
-.PHONY: install data demo run test lint ui-mlflow ui-prefect clean
+.PHONY: install data demo run test bench ui-mlflow ui-prefect clean
 
 install: $(VENV)/.installed
 
@@ -36,6 +36,11 @@ run: install data
 test: install data
 	$(BIN)/ruff check tlflow tasks flows tests
 	$(BIN)/pytest -q
+
+# Benchmarks (scripts, not tests): results in bench/results/, table in bench/README.md.
+bench: install data
+	$(BIN)/pip install --quiet -e ".[test,bench]"
+	$(BIN)/python bench/pretrain_throughput.py
 
 ui-mlflow: install
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow/mlflow.db --port 5000

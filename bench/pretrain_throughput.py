@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import datetime as dt
 import gc
 import io
@@ -55,7 +56,6 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 import transformers  # noqa: E402
 from datasets import Dataset  # noqa: E402
@@ -259,19 +259,8 @@ class TokenCounter:
 
 
 def loop_settings(cfg: PretrainConfig) -> LoopSettings:
-    """The LoopSettings `tlflow.pretraining.stage.pretrain` builds (checkpoints only at the end)."""
-    return LoopSettings(
-        total_steps=cfg.max_steps,
-        batch_size=cfg.batch_size,
-        learning_rate=cfg.learning_rate,
-        weight_decay=cfg.weight_decay,
-        warmup_ratio=cfg.warmup_ratio,
-        checkpoint_every_steps=cfg.checkpoint_every_steps,
-        seed=cfg.seed,
-        eval_every_steps=cfg.max_steps,
-        log_every_steps=max(1, min(20, cfg.max_steps // 10)),
-        threads=THREADS,
-    )
+    """The LoopSettings `tlflow.pretraining.stage.pretrain` uses, at the benchmark's thread count."""
+    return dataclasses.replace(LoopSettings.for_pretrain(cfg), threads=THREADS)
 
 
 def run_ours(data: dict, cfg: PretrainConfig, abort_load: float | None = None) -> tuple[BertForMaskedPretraining, dict]:

@@ -25,7 +25,7 @@ from transformers import PreTrainedModel, get_linear_schedule_with_warmup
 
 from tlflow.atomic import atomic_dir
 from tlflow.batching import epoch_batches, pad_batch
-from tlflow.config import FinetuneConfig
+from tlflow.config import FinetuneConfig, PretrainConfig
 
 MetricsCallback = Callable[[dict[str, float], int], None]
 EvalCallback = Callable[[PreTrainedModel], dict[str, float]]
@@ -84,6 +84,19 @@ class LoopSettings:
             **cfg.model_dump(include={
                 "batch_size", "learning_rate", "weight_decay", "warmup_ratio", "checkpoint_every_steps", "seed",
                 "max_grad_norm", "group_by_length", "log_every_steps", "threads",
+            }),
+        )
+
+
+    @classmethod
+    def for_pretrain(cls, cfg: PretrainConfig) -> LoopSettings:
+        """`max_steps` steps; held-out scoring at the end; about ten log points."""
+        return cls(
+            total_steps=cfg.max_steps,
+            eval_every_steps=cfg.max_steps,
+            log_every_steps=max(1, min(20, cfg.max_steps // 10)),
+            **cfg.model_dump(include={
+                "batch_size", "learning_rate", "weight_decay", "warmup_ratio", "checkpoint_every_steps", "seed",
             }),
         )
 

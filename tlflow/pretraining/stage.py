@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -165,17 +165,9 @@ def pretrain(
     """Pretrain `model` for `cfg.max_steps` steps; returns the loop result and held-out metrics."""
     collator = make_collator(train_examples, tokenizer, cfg, cfg.seed)
     heldout = make_collator(heldout_examples, tokenizer, cfg, HELDOUT_MASK_SEED)
-    settings = LoopSettings(
-        total_steps=cfg.max_steps,
-        batch_size=cfg.batch_size,
-        learning_rate=cfg.learning_rate,
-        weight_decay=cfg.weight_decay,
-        warmup_ratio=cfg.warmup_ratio,
-        checkpoint_every_steps=cfg.checkpoint_every_steps,
-        seed=cfg.seed,
-        eval_every_steps=eval_every_steps or cfg.max_steps,
-        log_every_steps=max(1, min(20, cfg.max_steps // 10)),
-    )
+    settings = LoopSettings.for_pretrain(cfg)
+    if eval_every_steps:
+        settings = replace(settings, eval_every_steps=eval_every_steps)
     result = train_loop(
         model,
         [len(x) for x in train_examples["input_ids"]],

@@ -541,6 +541,8 @@ def main() -> None:
         stats["conversion_max_abs_diff"] = check_conversion(
             model, sparse, make_collator(data["heldout"]["lines"], data["tokenizer"], cfg, HELDOUT_MASK_SEED)
         )
+        if stats["conversion_max_abs_diff"] > 1e-4:
+            raise RuntimeError(f"converted baseline differs from BertForMaskedLM: {stats['conversion_max_abs_diff']}")
         stats["heldout"] = evaluate(sparse, data, cfg)
         stats["target_tokens"] = target
         runs["baseline"].append(stats)

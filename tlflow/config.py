@@ -199,7 +199,7 @@ class PretrainConfig(_Section):
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay.")
     warmup_ratio: float = Field(0.06, ge=0, lt=1, description="Share of steps with linear warm-up.")
     checkpoint_every_steps: int = Field(200, ge=1, description="Save a resumable checkpoint every N steps.")
-    seed: int = Field(42, description="Seed of vocabulary sampling, example creation, masking and init.")
+    seed: int = Field(42, description="Seed of document hold-out, example creation, masking and initialisation (WordPiece training itself is not seeded).")
 
     @model_validator(mode="after")
     def _heads_divide_hidden(self) -> PretrainConfig:

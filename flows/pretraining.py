@@ -17,6 +17,7 @@ from tasks.tracking import lineage_tags, pipeline_run
 from tasks.validate import validate_data
 from tlflow.config import PipelineConfig
 from tlflow.runtime import apply_defaults
+from tlflow.task_types.registry import get_task_type
 
 
 def pretraining_stage(config: PipelineConfig, tags: dict[str, str], task_texts: list[str] | None) -> Encoder:
@@ -40,7 +41,8 @@ def pretraining_pipeline(config: PipelineConfig = PipelineConfig()) -> Encoder:
     with pipeline_run(config, tags):
         task_texts = None
         if "task" in config.pretrain.corpus.sources:
-            task_texts = list(validate_data(config, tags["data_md5"]).splits["train"]["text"])
+            train = validate_data(config, tags["data_md5"]).splits["train"]
+            task_texts = get_task_type(config.task.type).corpus_texts(train)
         return pretraining_stage(config, tags, task_texts)
 
 

@@ -13,6 +13,7 @@ from tasks.tracking import lineage_tags, pipeline_run, record_tags
 from tasks.validate import validate_data
 from tlflow.config import PipelineConfig
 from tlflow.runtime import apply_defaults
+from tlflow.task_types.registry import get_task_type
 
 
 @flow(name="training_pipeline")
@@ -25,14 +26,16 @@ def training_pipeline(config: PipelineConfig = PipelineConfig()) -> Registration
         loaded = validate_data(config, tags["data_md5"])
         encoder = config.model.base
         if config.pretrain.mode != "none":
-            task_texts = list(loaded.splits["train"]["text"]) if "task" in config.pretrain.corpus.sources else None
+            task_texts = None
+            if "task" in config.pretrain.corpus.sources:
+                task_texts = get_task_type(config.task.type).corpus_texts(loaded.splits["train"])
             with pipeline_run(config, tags, stage="pretrain"):
                 pretrained = pretraining_stage(config, tags, task_texts)
             encoder, tags = pretrained.path, {**tags, "encoder_version": pretrained.version}
             record_tags({"encoder_version": pretrained.version, "encoder_path": pretrained.path})
         tokenized = tokenize_data(config, loaded, encoder, tags["data_md5"])
-        model, tokenizer = finetune_model(config, tokenized, loaded.label_names, encoder)
-        evaluation = evaluate_model(config, model, tokenizer, tokenized, loaded.label_names)
+        model, tokenizer = finetune_model(config, tokenized, loaded, encoder)
+        evaluation = evaluate_model(config, model, tokenizer, loaded)
         return register_and_promote(config, model, tokenizer, evaluation, loaded, tags)
 
 

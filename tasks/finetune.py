@@ -1,4 +1,4 @@
-"""Stage 4: fine-tune the encoder with a classification head, resumable from checkpoints."""
+"""Stage 4: fine-tune the encoder with the task's head, resumable from checkpoints."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from tlflow.classification import train_classifier
 from tlflow.config import PipelineConfig
+from tlflow.data.readers import LoadedData
+from tlflow.finetuning import train_task_model
 from tlflow.models import load_tokenizer
 from tlflow.tokenization import cache_key, load_tokenized
 
@@ -24,13 +25,13 @@ def _log_async(metrics: dict[str, float], step: int) -> None:
 
 @task(name="fine-tune", cache_policy=NO_CACHE, persist_result=False)
 def finetune_model(
-    cfg: PipelineConfig, tokenized: Path, label_names: list[str], encoder: str
+    cfg: PipelineConfig, tokenized: Path, loaded: LoadedData, encoder: str
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Fine-tune `encoder` on the tokenized train split, logging train loss and validation metrics
     to MLflow as they happen. Checkpoints are keyed by the tokenized data, encoder and training
     settings, so re-running the same config after a kill resumes where it stopped."""
     logger = get_run_logger()
-    splits = load_tokenized(tokenized)
+    features = load_tokenized(tokenized)["train"]
     tokenizer = load_tokenizer(encoder)
     key = cache_key(
         tokenized=tokenized.name,
@@ -39,7 +40,9 @@ def finetune_model(
         finetune=cfg.finetune.model_dump(mode="json", exclude={"threads", "log_every_steps"}),
     )
     checkpoints = CHECKPOINT_DIR / cfg.name / key
-    model, result = train_classifier(cfg, splits, label_names, tokenizer, encoder, checkpoints, _log_async)
+    model, result = train_task_model(
+        cfg, features.to_dict(), loaded.splits["validation"], loaded.label_names, tokenizer, encoder, checkpoints, _log_async
+    )
     mlflow.log_metrics(
         {
             "train_seconds": result.seconds,
@@ -53,8 +56,8 @@ def finetune_model(
     if result.resumed_from:
         logger.info("resumed from checkpoint at step %d of %d", result.resumed_from, result.total_steps)
     logger.info(
-        "fine-tuned %d steps in %.1fs (%.1f samples/s), val %s",
+        "fine-tuned %d steps in %.1fs (%.1f samples/s), val %s %.4f",
         result.steps - result.resumed_from, result.seconds, result.samples_per_second,
-        {k: round(v, 4) for k, v in result.val_metrics.items() if k in ("accuracy", "macro_f1")},
+        cfg.task.primary_metric, result.val_metrics.get(cfg.task.primary_metric, float("nan")),
     )
     return model, tokenizer

@@ -13,10 +13,12 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from tasks.tracking import artifact_key
 from tlflow import tracking
-from tlflow.classification import HF_TASK, Evaluation, score_foreign_model
 from tlflow.config import PipelineConfig
 from tlflow.data.readers import LoadedData
 from tlflow.promotion import Decision, decide
+from tlflow.serving import load_task_model, log_task_model
+from tlflow.task_types.base import Evaluation, TaskSettings
+from tlflow.task_types.registry import get_task_type
 
 
 @dataclass
@@ -28,17 +30,15 @@ class RegistrationOutcome:
     model_uri: str
 
 
-def score_champion(cfg: PipelineConfig, champion_version: str, loaded: LoadedData, label_names: list[str]) -> float:
-    """Re-score the current champion on this run's test split (same examples as the new model)."""
-    components = mlflow.transformers.load_model(
-        f"models:/{cfg.name}/{champion_version}", return_type="components"
+def score_champion(cfg: PipelineConfig, champion_version: str, loaded: LoadedData) -> float:
+    """Re-score the current champion on this run's test split (same examples as the new model),
+    with its own tokenizer and label names."""
+    champion = load_task_model(f"models:/{cfg.name}/{champion_version}")
+    settings = TaskSettings.from_config(cfg)
+    evaluation = get_task_type(cfg.task.type).evaluate(
+        champion.model, champion.tokenizer, loaded.splits["test"], loaded.label_names, settings
     )
-    test = loaded.splits["test"]
-    metrics = score_foreign_model(
-        components["model"], components["tokenizer"], list(test["text"]), list(test["label"]),
-        label_names, cfg.model.max_length, cfg.evaluate.batch_size,
-    )
-    return metrics[cfg.task.primary_metric]
+    return evaluation.metrics[cfg.task.primary_metric]
 
 
 def decision_markdown(cfg: PipelineConfig, outcome: RegistrationOutcome, evaluation: Evaluation) -> str:
@@ -50,7 +50,7 @@ def decision_markdown(cfg: PipelineConfig, outcome: RegistrationOutcome, evaluat
         "",
         "| metric | value |",
         "|---|---|",
-        *(f"| test_{k} | {evaluation.metrics[k]:.4f} |" for k in ("accuracy", "macro_f1")),
+        *(f"| test_{k} | {evaluation.metrics[k]:.4f} |" for k in evaluation.headline),
     ]
     if d:
         champion = f"v{d.champion_version}: {d.champion_score:.4f}" if d.champion_version else "none"
@@ -73,7 +73,8 @@ def register_and_promote(
     loaded: LoadedData,
     tags: dict[str, str],
 ) -> RegistrationOutcome:
-    """Log the model (transformers flavor, tokenizer, signature, input example, safetensors),
+    """Log the model (`TaskModel` pyfunc: weights as safetensors, tokenizer, task settings,
+    signature, input example),
     register it under the config's name, and set `champion` when there is none yet or the new
     model beats the champion re-scored on the same test split; `challenger` otherwise.
 
@@ -82,8 +83,8 @@ def register_and_promote(
     """
     logger = get_run_logger()
     run_id = mlflow.active_run().info.run_id
-    example = list(loaded.splits["test"]["text"][:3])
-    model_uri = tracking.log_transformers_model(model, tokenizer, HF_TASK, example)
+    example = get_task_type(cfg.task.type).requests(loaded.splits["test"].select(range(3)))
+    model_uri = log_task_model(model, tokenizer, TaskSettings.from_config(cfg), example)
     outcome = RegistrationOutcome(cfg.name, None, None, run_id, model_uri)
     if cfg.promote.register_model:
         client = MlflowClient()
@@ -91,11 +92,12 @@ def register_and_promote(
         new_score = evaluation.metrics[metric]
         champion = tracking.alias_version(client, cfg.name, tracking.CHAMPION)
         champion_version = str(champion.version) if champion else None
-        champion_score = score_champion(cfg, champion_version, loaded, loaded.label_names) if champion else None
+        champion_score = score_champion(cfg, champion_version, loaded) if champion else None
         decision = decide(metric, new_score, champion_score, champion_version, cfg.promote.min_delta)
         version_tags = {
             **tags,
-            **{f"test_{k}": f"{evaluation.metrics[k]:.6f}" for k in ("accuracy", "macro_f1")},
+            **{f"test_{k}": f"{evaluation.metrics[k]:.6f}" for k in evaluation.headline},
+            "task_type": cfg.task.type,
             "primary_metric": metric,
             "decision": decision.alias,
             "decision_reason": decision.reason,

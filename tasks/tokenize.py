@@ -1,4 +1,4 @@
-"""Stage 2: tokenize the validated splits, cached on disk."""
+"""Stage 2: turn the validated training split into the task's features, cached on disk."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from prefect.cache_policies import NO_CACHE
 from tlflow.config import PipelineConfig
 from tlflow.data.readers import LoadedData
 from tlflow.models import load_tokenizer, resolve_base
+from tlflow.task_types.base import TaskSettings
+from tlflow.task_types.registry import get_task_type
 from tlflow.tokenization import cache_key, file_digest, tokenize_cached
 
 CACHE_DIR = Path(".cache/tlflow/tokenized")
@@ -18,19 +20,24 @@ CACHE_DIR = Path(".cache/tlflow/tokenized")
 
 @task(name="tokenize", cache_policy=NO_CACHE, persist_result=False)
 def tokenize_data(cfg: PipelineConfig, loaded: LoadedData, tokenizer_source: str, data_md5: str) -> Path:
-    """Tokenize with the encoder's fast tokenizer; reuse the cache when (data md5, file contents,
-    tokenizer, max length, dataset config) are unchanged. Returns the tokenized dataset folder."""
+    """Tokenize with the encoder's fast tokenizer (label alignment, QA windows: the task type's
+    preprocessing); reuse the cache when (data md5, file contents, tokenizer, max length, task
+    settings, dataset config) are unchanged. Returns the features folder."""
     tokenizer = load_tokenizer(tokenizer_source)
+    settings = TaskSettings.from_config(cfg)
     key = cache_key(
         data_md5=data_md5,
         files=file_digest(loaded.files),
         tokenizer=resolve_base(tokenizer_source),
         vocab=len(tokenizer),
-        max_length=cfg.model.max_length,
+        task=settings.__dict__ | {"batch_size": None},
         data=cfg.data.model_dump(mode="json"),
         labels=loaded.label_names,
     )
-    result = tokenize_cached(loaded.splits, loaded.label_names, tokenizer, cfg.model.max_length, CACHE_DIR, key)
+    task_type = get_task_type(cfg.task.type)
+    result = tokenize_cached(
+        lambda: task_type.train_features(loaded.splits["train"], loaded.label_names, tokenizer, settings), CACHE_DIR, key
+    )
     mlflow.set_tag("tokenize_cache", "hit" if result.cache_hit else "miss")
     get_run_logger().info("tokenized data %s (%s)", result.path, "cache hit" if result.cache_hit else "built")
     return result.path

@@ -22,13 +22,16 @@ from tlflow.data.readers import LoadedData
 
 def _log_lineage(cfg: PipelineConfig, loaded: LoadedData, data_md5: str) -> None:
     for split, ds in loaded.splits.items():
-        df = ds.select_columns(["text", "label"]).to_pandas()
+        df = ds.remove_columns(["source_file", "source_row"]).to_pandas()
         # A carved validation split comes from the training file.
         path = cfg.data.file or cfg.data.files.get(split) or cfg.data.files["train"]
         with warnings.catch_warnings():  # "can be interpreted in multiple ways": both are local files
             warnings.simplefilter("ignore", UserWarning)
             source = resolve_dataset_source(str(Path(path).resolve()))
-        mlflow.log_input(PandasDataset(df, source=source, targets="label", name=f"{cfg.name}-{split}", digest=data_md5), context=split)
+        targets = {"label": "label", "tags": "tags", "answer_texts": "answer_texts"}
+        target = next((targets[c] for c in df.columns if c in targets), None)
+        dataset = PandasDataset(df, source=source, targets=target, name=f"{cfg.name}-{split}", digest=data_md5)
+        mlflow.log_input(dataset, context=split)
 
 
 @task(name="validate-data", cache_policy=NO_CACHE, persist_result=False)

@@ -5,11 +5,12 @@ import os
 import numpy as np
 import pytest
 
-from tlflow.classification import evaluate_split, train_classifier
 from tlflow.config import load_config
 from tlflow.data.readers import load_labelled_data
+from tlflow.finetuning import train_task_model
 from tlflow.models import ModelError, load_tokenizer, resolve_base
-from tlflow.tokenization import encode_labels, tokenize_splits
+from tlflow.task_types.base import TaskSettings
+from tlflow.task_types.registry import get_task_type
 
 
 def test_minilm_resolves_to_the_packaged_weights():
@@ -31,10 +32,12 @@ def test_minilm_finetunes_on_256_sst2_rows_above_chance(project):
     ])
     loaded = load_labelled_data(cfg.data)
     tokenizer = load_tokenizer("minilm-l6")
-    tokenized = tokenize_splits(encode_labels(loaded.splits, loaded.label_names), tokenizer, 64)
-    model, result = train_classifier(cfg, tokenized, loaded.label_names, tokenizer, "minilm-l6",
-                                     project / "ckpt", progress=False)
-    evaluation = evaluate_split(model, tokenized["test"], loaded.label_names, tokenizer.pad_token_id, 64)
-    majority = np.bincount(tokenized["test"]["labels"]).max() / len(tokenized["test"])
+    task, settings = get_task_type(cfg.task.type), TaskSettings.from_config(cfg)
+    features = task.train_features(loaded.splits["train"], loaded.label_names, tokenizer, settings)
+    model, result = train_task_model(cfg, features, loaded.splits["validation"], loaded.label_names, tokenizer,
+                                     "minilm-l6", project / "ckpt", progress=False)
+    test = loaded.splits["test"]
+    evaluation = task.evaluate(model, tokenizer, test, loaded.label_names, settings)
+    majority = np.unique(test["label"], return_counts=True)[1].max() / len(test)
     assert result.steps == 32
     assert evaluation.metrics["accuracy"] > max(0.65, majority + 0.1), evaluation.metrics

@@ -7,7 +7,7 @@ to a fixed max length.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -44,12 +44,44 @@ def sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
     return [order[i : i + batch_size].tolist() for i in range(0, len(order), batch_size)]
 
 
+#: Label of positions the loss ignores (special tokens, later sub-words, padding).
+IGNORE_INDEX = -100
+
+
+def pad_sequences(sequences: Sequence[Sequence[int]], value: int) -> torch.Tensor:
+    """Right-pad integer lists with `value` to the longest one."""
+    width = max(len(s) for s in sequences)
+    out = torch.full((len(sequences), width), value, dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        out[row, : len(seq)] = torch.as_tensor(seq, dtype=torch.long)
+    return out
+
+
 def pad_batch(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Right-pad token id lists to the longest one; returns (input_ids, attention_mask)."""
-    width = max(len(s) for s in sequences)
-    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(sequences), width), dtype=torch.long)
-    for row, seq in enumerate(sequences):
-        ids[row, : len(seq)] = torch.as_tensor(seq, dtype=torch.long)
-        mask[row, : len(seq)] = 1
+    ids = pad_sequences(sequences, pad_id)
+    mask = pad_sequences([[1] * len(s) for s in sequences], 0)
     return ids, mask
+
+
+def collate(features: Mapping[str, Sequence], indices: Sequence[int], pad_id: int) -> dict[str, torch.Tensor]:
+    """Model inputs for the examples `indices` of column-wise `features`, padded to the longest.
+
+    input_ids (padded with `pad_id`) and attention_mask always; token_type_ids (padded with 0)
+    when present; labels per example, or per token (padded with IGNORE_INDEX); start_positions and
+    end_positions (question answering) when present.
+    """
+    ids, mask = pad_batch([features["input_ids"][i] for i in indices], pad_id)
+    batch = {"input_ids": ids, "attention_mask": mask}
+    if "token_type_ids" in features:
+        batch["token_type_ids"] = pad_sequences([features["token_type_ids"][i] for i in indices], 0)
+    if "labels" in features:
+        labels = [features["labels"][i] for i in indices]
+        if isinstance(labels[0], (list, tuple, np.ndarray)):
+            batch["labels"] = pad_sequences(labels, IGNORE_INDEX)
+        else:
+            batch["labels"] = torch.as_tensor(labels, dtype=torch.long)
+    for key in ("start_positions", "end_positions"):
+        if key in features:
+            batch[key] = torch.as_tensor([features[key][i] for i in indices], dtype=torch.long)
+    return batch

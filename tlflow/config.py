@@ -43,8 +43,11 @@ class SplitFractions(_Section):
 class DataConfig(_Section):
     """Where a labelled dataset lives and how its raw files are read."""
 
-    format: Literal["csv", "tsv", "jsonl", "parquet", "text"] = Field(
-        "csv", description="File format. 'text' means delimited text with `separator`."
+    format: Literal["csv", "tsv", "jsonl", "parquet", "text", "conll", "squad"] = Field(
+        "csv",
+        description="File format. 'text' means delimited text with `separator`; 'conll' is one token per line "
+        "with a blank line between sentences (token-classification); 'squad' is SQuAD-style JSON "
+        "(question-answering).",
     )
     separator: str | None = Field(
         None, description="Field separator for 'text' (and to override csv/tsv defaults)."
@@ -62,7 +65,21 @@ class DataConfig(_Section):
         description="Column names (or 0-based indices without header) holding the text; several are joined.",
     )
     text_join: str = Field(". ", description="String placed between several text columns.")
-    label_column: str | int = Field("label", description="Column name (or 0-based index) holding the label.")
+    columns: dict[str, str | int] = Field(
+        default_factory=dict,
+        description="Raw column (name, or 0-based index) of each task-specific field. sentence-pair: text_pair; "
+        "token-classification: tokens, tags (conll: field indices, default 0 and -1; tables: lists or "
+        "space-separated strings); question-answering from tables: id, title, question, context, answer_text, "
+        "answer_start. A field not given is read from the column of the same name.",
+    )
+    group_column: str | None = Field(
+        None,
+        description="Split `file` so that rows sharing this canonical field (e.g. 'title' or 'context') stay in "
+        "one split. question-answering defaults to 'title' (SQuAD: split by article).",
+    )
+    label_column: str | int = Field(
+        "label", description="Column name (or 0-based index) holding the label (classification task types)."
+    )
     label_names: list[str] = Field(
         default_factory=list,
         description="Label names in id order. Empty: the sorted distinct labels of the training split.",
@@ -115,13 +132,45 @@ class ValidateConfig(_Section):
     examples_per_failure: int = Field(5, ge=1, description="Offending rows shown per failed check.")
 
 
+#: Task type -> metrics that may decide promotion; the first is the default `primary_metric`.
+PRIMARY_METRICS: dict[str, tuple[str, ...]] = {
+    "text-classification": ("accuracy", "macro_f1", "f1"),
+    "sentence-pair": ("f1", "accuracy", "macro_f1"),
+    "token-classification": ("f1", "precision", "recall", "token_accuracy"),
+    "question-answering": ("f1", "exact_match"),
+}
+
+
 class TaskConfig(_Section):
     """What is learned and how it is judged."""
 
-    type: Literal["text-classification"] = Field("text-classification", description="Task type.")
-    primary_metric: Literal["accuracy", "macro_f1"] = Field(
-        "accuracy", description="Metric that decides promotion (logged as test_<metric>)."
+    type: Literal["text-classification", "sentence-pair", "token-classification", "question-answering"] = Field(
+        "text-classification",
+        description="Task type: single-text classification, sentence-pair classification, named-entity "
+        "recognition (token-classification) or extractive question answering.",
     )
+    primary_metric: str | None = Field(
+        None,
+        description="Metric that decides promotion (logged as test_<metric>). Empty: the task type's default "
+        "(accuracy; f1 for pairs (of the second label), entities (micro) and answers).",
+    )
+    doc_stride: int = Field(128, ge=8, description="question-answering: tokens shared by consecutive context windows.")
+    max_answer_length: int = Field(30, ge=1, description="question-answering: longest answer span, in tokens.")
+    n_best_size: int = Field(20, ge=1, description="question-answering: start/end candidates per window.")
+    label_all_subwords: bool = Field(
+        False, description="token-classification: train on every sub-word (default: the first of each word only)."
+    )
+
+    @model_validator(mode="after")
+    def _known_metric(self) -> TaskConfig:
+        allowed = PRIMARY_METRICS[self.type]
+        if self.primary_metric is None:
+            self.__dict__["primary_metric"] = allowed[0]  # direct: validate_assignment would recurse
+        elif self.primary_metric not in allowed:
+            raise ValueError(
+                f"primary_metric '{self.primary_metric}' is not a metric of {self.type} (one of: {', '.join(allowed)})"
+            )
+        return self
 
 
 class ModelConfig(_Section):

@@ -9,7 +9,9 @@ from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 
 def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, label_names: list[str]) -> dict[str, float]:
-    """Accuracy, macro-F1 and per-class precision/recall/F1 (keys `<metric>_<label>`)."""
+    """Accuracy, macro-F1 and per-class precision/recall/F1 (keys `<metric>_<label>`); with two
+    labels also `f1`, the F1 of the second (positive) label. A prediction of -1 (a label outside
+    `label_names`) is always wrong."""
     y_true = np.asarray(y_true)
     y_pred = np.asarray(y_pred)
     labels = list(range(len(label_names)))
@@ -20,6 +22,8 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, label_names: 
         "accuracy": float((y_true == y_pred).mean()),
         "macro_f1": float(np.mean(f1)),
     }
+    if len(label_names) == 2:
+        metrics["f1"] = float(f1[1])
     for i, name in enumerate(label_names):
         metrics[f"precision_{name}"] = float(precision[i])
         metrics[f"recall_{name}"] = float(recall[i])
@@ -73,7 +77,7 @@ def misclassified_rows(
         {
             "text": texts[i],
             "true": label_names[int(y_true[i])],
-            "predicted": label_names[int(y_pred[i])],
+            "predicted": label_names[int(y_pred[i])] if y_pred[i] >= 0 else "(unknown label)",
             "confidence": round(float(confidence[i]), 4),
         }
         for i in wrong

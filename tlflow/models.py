@@ -6,10 +6,14 @@ from pathlib import Path
 
 import torch
 from transformers import (
+    AutoModelForQuestionAnswering,
     AutoModelForSequenceClassification,
+    AutoModelForTokenClassification,
     AutoTokenizer,
     BertConfig,
+    BertForQuestionAnswering,
     BertForSequenceClassification,
+    BertForTokenClassification,
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
@@ -48,20 +52,35 @@ def load_tokenizer(base: str) -> PreTrainedTokenizerBase:
     return tokenizer
 
 
-def build_classifier(
-    cfg: ModelConfig, label_names: list[str], vocab_size: int, seed: int
+#: Task type -> (Auto class for a pretrained base, BERT class for a random init) of its model head.
+TASK_HEADS: dict[str, tuple[type, type]] = {
+    "text-classification": (AutoModelForSequenceClassification, BertForSequenceClassification),
+    "sentence-pair": (AutoModelForSequenceClassification, BertForSequenceClassification),
+    "token-classification": (AutoModelForTokenClassification, BertForTokenClassification),
+    "question-answering": (AutoModelForQuestionAnswering, BertForQuestionAnswering),
+}
+
+
+def build_task_model(
+    cfg: ModelConfig, task: str, label_names: list[str], vocab_size: int, seed: int
 ) -> PreTrainedModel:
-    """Sequence-classification model: the base checkpoint with a fresh head, or a random BERT.
+    """The task's model: the base checkpoint with a fresh head, or a random BERT.
 
     Args:
         cfg: model section of the config (`init` chooses pretrained weights or a random BERT of
             the configured size, the latter for tests and from-scratch baselines).
-        label_names: class names in id order; stored in the model config as id2label/label2id.
+        task: task type; picks the head (sequence, token or span classification).
+        label_names: class (or tag) names in id order, stored in the model config as
+            id2label/label2id; empty for question answering (two logits per token).
         vocab_size: size of the tokenizer's vocabulary (random init only).
         seed: seeds the head's (and a random model's) initialisation.
     """
-    id2label = dict(enumerate(label_names))
-    label2id = {name: i for i, name in id2label.items()}
+    auto_class, bert_class = TASK_HEADS[task]
+    labels: dict = {}
+    if label_names:
+        id2label = dict(enumerate(label_names))
+        labels = {"num_labels": len(label_names), "id2label": id2label,
+                  "label2id": {name: i for i, name in id2label.items()}}
     torch.manual_seed(seed)
     if cfg.init == "random":
         config = BertConfig(
@@ -71,18 +90,11 @@ def build_classifier(
             num_attention_heads=cfg.num_heads,
             intermediate_size=cfg.intermediate_size,
             max_position_embeddings=max(cfg.max_length, 64),
-            num_labels=len(label_names),
-            id2label=id2label,
-            label2id=label2id,
+            **labels,
         )
-        return BertForSequenceClassification(config)
+        return bert_class(config)
     try:
-        return AutoModelForSequenceClassification.from_pretrained(
-            resolve_base(cfg.base),
-            num_labels=len(label_names),
-            id2label=id2label,
-            label2id=label2id,
-            dtype=torch.float32,
-        )
+        return auto_class.from_pretrained(resolve_base(cfg.base), dtype=torch.float32, **labels)
     except (OSError, ValueError) as err:
         raise ModelError(f"cannot load base model '{cfg.base}' offline: {str(err).splitlines()[0]}") from None
+

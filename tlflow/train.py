@@ -13,7 +13,7 @@ import os
 import re
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel, get_linear_schedule_with_warmup
 
 from tlflow.atomic import atomic_dir
-from tlflow.batching import epoch_batches, pad_batch
+from tlflow.batching import collate, epoch_batches
 from tlflow.config import FinetuneConfig, PretrainConfig
 
 MetricsCallback = Callable[[dict[str, float], int], None]
@@ -275,8 +275,7 @@ def train_loop(
 
 def finetune(
     model: PreTrainedModel,
-    input_ids: Sequence[Sequence[int]],
-    labels: Sequence[int],
+    features: Mapping[str, Sequence],
     cfg: FinetuneConfig,
     pad_id: int,
     checkpoint_dir: Path,
@@ -284,24 +283,20 @@ def finetune(
     log_metrics: MetricsCallback | None = None,
     progress: bool = True,
 ) -> TrainResult:
-    """Fine-tune a sequence classifier on tokenized examples with dynamic padding (see `train_loop`).
+    """Fine-tune a task model on tokenized examples with dynamic padding (see `train_loop`).
 
     Args:
-        model: a model whose forward takes input_ids, attention_mask, labels and returns `.loss`.
-        input_ids: token ids per example (unpadded).
-        labels: label id per example.
+        model: a model whose forward takes the tensors `collate` builds and returns `.loss`.
+        features: column-wise examples: input_ids (unpadded) plus what the task trains on
+            (labels per example or per token, token_type_ids, start/end positions).
         cfg: fine-tuning budget and optimizer settings.
         pad_id: the tokenizer's padding id.
     """
-
-    def make_batch(batch: list[int], step: int) -> dict[str, torch.Tensor]:
-        ids, mask = pad_batch([input_ids[i] for i in batch], pad_id)
-        return {"input_ids": ids, "attention_mask": mask, "labels": torch.as_tensor([labels[i] for i in batch])}
-
+    input_ids = features["input_ids"]
     return train_loop(
         model,
         [len(x) for x in input_ids],
-        make_batch,
+        lambda batch, step: collate(features, batch, pad_id),
         LoopSettings.for_finetune(cfg, len(input_ids)),
         checkpoint_dir,
         evaluate=evaluate,

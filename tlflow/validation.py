@@ -39,7 +39,10 @@ from great_expectations.data_context.types.base import (
 )
 
 from tlflow.config import ValidateConfig
+from tlflow.data.readers import overlap_keys
 from tlflow.data.text import normalize_text
+from tlflow.task_types.iob import iob2_error
+from tlflow.task_types.squad_format import answer_mismatch
 
 SPLIT_ORDER = ("train", "validation", "test")
 BLANK_REGEX = r"^\s*$"
@@ -57,12 +60,28 @@ CHECK_LABELS_IN_TRAIN = "every declared label in train"
 CHECK_LEAKAGE = "no overlap with train"
 CHECK_CLASS_SHARE = "min class share"
 CHECK_TRAIN_PRESENT = "train split present"
+CHECK_PAIR_NOT_BLANK = "second text not blank"
+CHECK_TAGS_ALIGN = "tokens and tags align"
+CHECK_TAGS_IOB2 = "tags form valid IOB2"
+CHECK_TAGS_IN_SET = "tags in declared set"
+CHECK_CONTEXT_NOT_BLANK = "context not blank"
+CHECK_ANSWER_AT_START = "answer text at answer_start"
+
+#: Derived columns holding a one-line problem description (None when the row is fine); a failed
+#: check on one of them shows the row's text with the problem as the note.
+_PROBLEM_COLUMNS = ("alignment_error", "iob2_error", "unknown_tags", "answer_error")
+_CLASSIFICATION = ("text-classification", "sentence-pair")
 
 # Index columns GE reports for every unexpected row; `_pos` (0-based position in the frame) lets
 # the examples show the original text even when the check ran on a derived column.
 _POS = "_pos"
 _INDEX_COLUMNS = ["source_file", "source_row", _POS]
 _VALUE_MAX_CHARS = 200
+#: Derived column -> the user's column it comes from (reports name the latter).
+_SOURCE_COLUMN = {
+    "text_stripped": "text", "text_key": "text", "text_pair_stripped": "text_pair", "context_stripped": "context",
+    "alignment_error": "tags", "iob2_error": "tags", "unknown_tags": "tags", "answer_error": "answer_texts",
+}
 
 
 @dataclass
@@ -176,7 +195,11 @@ class ValidationReport:
 
 
 def build_suite(
-    split: str, label_names: list[str], cfg: ValidateConfig, train_texts: set[str] | None
+    split: str,
+    label_names: list[str],
+    cfg: ValidateConfig,
+    train_texts: set[str] | None,
+    task: str = "text-classification",
 ) -> gx.ExpectationSuite:
     """The GE suite of one split. Each expectation carries ``meta={"check": <name>}``.
 
@@ -196,7 +219,8 @@ def build_suite(
 
     add(E.ExpectTableRowCountToBeBetween(min_value=1), CHECK_ROWS)
     add(E.ExpectColumnToExist(column="text"), CHECK_TEXT_COLUMN)
-    add(E.ExpectColumnToExist(column="label"), CHECK_LABEL_COLUMN)
+    if task in _CLASSIFICATION:
+        add(E.ExpectColumnToExist(column="label"), CHECK_LABEL_COLUMN)
     add(E.ExpectColumnValuesToNotBeNull(column="text"), CHECK_TEXT_NOT_NULL)
     add(E.ExpectColumnValuesToNotMatchRegex(column="text", regex=BLANK_REGEX), CHECK_TEXT_NOT_BLANK)
     add(
@@ -205,14 +229,25 @@ def build_suite(
         ),
         CHECK_TEXT_LENGTH,
     )
-    add(E.ExpectColumnValuesToNotBeNull(column="label"), CHECK_LABEL_NOT_NULL)
-    add(E.ExpectColumnValuesToBeInSet(column="label", value_set=list(label_names)), CHECK_LABEL_IN_SET)
-    if split == "train":
-        add(
-            E.ExpectColumnDistinctValuesToContainSet(column="label", value_set=list(label_names)),
-            CHECK_LABELS_IN_TRAIN,
-        )
-    elif cfg.check_leakage and train_texts is not None:
+    if task in _CLASSIFICATION:
+        add(E.ExpectColumnValuesToNotBeNull(column="label"), CHECK_LABEL_NOT_NULL)
+        add(E.ExpectColumnValuesToBeInSet(column="label", value_set=list(label_names)), CHECK_LABEL_IN_SET)
+        if split == "train":
+            add(
+                E.ExpectColumnDistinctValuesToContainSet(column="label", value_set=list(label_names)),
+                CHECK_LABELS_IN_TRAIN,
+            )
+    if task == "sentence-pair":
+        add(E.ExpectColumnValuesToNotBeNull(column="text_pair_stripped"), CHECK_PAIR_NOT_BLANK)
+    elif task == "token-classification":
+        add(E.ExpectColumnValuesToBeNull(column="alignment_error"), CHECK_TAGS_ALIGN)
+        add(E.ExpectColumnValuesToBeNull(column="iob2_error"), CHECK_TAGS_IOB2)
+        if label_names:
+            add(E.ExpectColumnValuesToBeNull(column="unknown_tags"), CHECK_TAGS_IN_SET)
+    elif task == "question-answering":
+        add(E.ExpectColumnValuesToNotBeNull(column="context_stripped"), CHECK_CONTEXT_NOT_BLANK)
+        add(E.ExpectColumnValuesToBeNull(column="answer_error"), CHECK_ANSWER_AT_START)
+    if split != "train" and cfg.check_leakage and train_texts is not None:
         keys = sorted({normalize_text(t) for t in train_texts if isinstance(t, str)} - {""})
         add(E.ExpectColumnValuesToNotBeInSet(column="text_key", value_set=keys), CHECK_LEAKAGE)
     # min_class_fraction: GE 1.24 has no expectation on the share of each value of a column
@@ -228,14 +263,16 @@ def build_suite(
 # Validation
 
 
-def validate_splits(splits: Any, label_names: list[str], cfg: ValidateConfig) -> ValidationReport:
-    """Run the suite on every split of ``splits`` (a ``datasets.DatasetDict`` or a mapping of split
-    name to ``datasets.Dataset`` / ``pandas.DataFrame``) and collect the report. Never raises on bad
-    data: a missing column fails its check and the checks that need it are skipped."""
+def validate_splits(
+    splits: Any, label_names: list[str], cfg: ValidateConfig, task: str = "text-classification"
+) -> ValidationReport:
+    """Run the suite of `task` on every split of ``splits`` (a ``datasets.DatasetDict`` or a mapping
+    of split name to ``datasets.Dataset`` / ``pandas.DataFrame``) and collect the report. Never
+    raises on bad data: a missing column fails its check and the checks that need it are skipped."""
     names = [s for s in SPLIT_ORDER if s in splits] + sorted(s for s in splits if s not in SPLIT_ORDER)
-    frames = {name: _prepare_frame(splits[name], name) for name in names}
+    frames = {name: _prepare_frame(splits[name], name, task, label_names) for name in names}
     checks: list[CheckResult] = []
-    class_balance = {name: _class_counts(df, label_names) for name, df in frames.items()}
+    class_balance = {name: _class_counts(df, label_names, task) for name, df in frames.items()}
 
     train = frames.get("train")
     if train is None:
@@ -256,17 +293,17 @@ def validate_splits(splits: Any, label_names: list[str], cfg: ValidateConfig) ->
             leak_candidates = None
             if train_keys is not None and name != "train" and "text_key" in df.columns:
                 leak_candidates = train_keys.intersection(df["text_key"].dropna())
-            suite = build_suite(name, label_names, cfg, leak_candidates)
+            suite = build_suite(name, label_names, cfg, leak_candidates, task)
             checks.extend(_run_suite(source, name, df, suite, cfg, train_first_row))
 
-    if train is not None and cfg.min_class_fraction > 0 and "label" in train.columns:
+    if train is not None and cfg.min_class_fraction > 0 and task in _CLASSIFICATION and "label" in train.columns:
         checks.append(_class_share_check(train, class_balance["train"], label_names, cfg))
 
     success = all(c.success for c in checks)
     return ValidationReport(success=success, checks=checks, class_balance=class_balance)
 
 
-def _prepare_frame(split: Any, name: str) -> pd.DataFrame:
+def _prepare_frame(split: Any, name: str, task: str = "text-classification", label_names: list[str] = ()) -> pd.DataFrame:
     df = split.copy() if isinstance(split, pd.DataFrame) else split.to_pandas()
     df = df.reset_index(drop=True)
     if "source_file" not in df.columns:
@@ -274,16 +311,53 @@ def _prepare_frame(split: Any, name: str) -> pd.DataFrame:
     if "source_row" not in df.columns:
         df["source_row"] = range(1, len(df) + 1)
     df[_POS] = range(len(df))
+    if task == "question-answering" and "question" in df.columns:
+        df["text"] = df["question"]  # the text checks (not blank, length) apply to the question
     if "text" in df.columns:
-        # Plain lists: pandas 3 turns None back into NaN in `where`/`map` on string columns.
-        stripped = [t.strip() or None if isinstance(t, str) else None for t in df["text"].tolist()]
-        df["text_stripped"] = pd.Series(stripped, index=df.index, dtype=object)
-        keys = [normalize_text(t) if t else None for t in stripped]
+        df["text_stripped"] = _stripped(df["text"])
+        keys = overlap_keys(df, task) if _has_overlap_fields(df, task) else [None] * len(df)
         df["text_key"] = pd.Series(keys, index=df.index, dtype=object)
+    for column in ("text_pair", "context"):
+        if column in df.columns:
+            df[f"{column}_stripped"] = _stripped(df[column])
+    if task == "token-classification" and {"tokens", "tags"} <= set(df.columns):
+        declared = set(label_names)
+        rows = list(zip(df["tokens"].tolist(), df["tags"].tolist()))
+        df["alignment_error"] = _problems(
+            None if len(t) == len(g) else f"{len(t)} tokens but {len(g)} tags" for t, g in rows
+        )
+        df["iob2_error"] = _problems(iob2_error(list(g)) for _, g in rows)
+        df["unknown_tags"] = _problems(
+            ("undeclared tags: " + ", ".join(sorted(set(g) - declared))) if set(g) - declared else None
+            for _, g in rows
+        )
+    if task == "question-answering" and {"context", "answer_texts", "answer_starts"} <= set(df.columns):
+        df["answer_error"] = _problems(
+            answer_mismatch(c, list(t), list(s)) if isinstance(c, str) else "no context"
+            for c, t, s in zip(df["context"], df["answer_texts"], df["answer_starts"])
+        )
     return df
 
 
-def _class_counts(df: pd.DataFrame, label_names: list[str]) -> dict[str, int]:
+def _stripped(values: pd.Series) -> pd.Series:
+    # Plain lists: pandas 3 turns None back into NaN in `where`/`map` on string columns.
+    return pd.Series([t.strip() or None if isinstance(t, str) else None for t in values.tolist()],
+                     index=values.index, dtype=object)
+
+
+def _problems(values: Any) -> pd.Series:
+    return pd.Series(list(values), dtype=object)
+
+
+def _has_overlap_fields(df: pd.DataFrame, task: str) -> bool:
+    needed = {"question-answering": "context", "sentence-pair": "text_pair"}.get(task, "text")
+    return needed in df.columns
+
+
+def _class_counts(df: pd.DataFrame, label_names: list[str], task: str = "text-classification") -> dict[str, int]:
+    if task == "token-classification" and "tags" in df.columns:
+        # Entities per type (the B- tags), the class balance of a tagging task.
+        return dict(sorted(Counter(t[2:] for tags in df["tags"] for t in tags if t.startswith("B-")).items()))
     if "label" not in df.columns:
         return {}
     counts = Counter(str(v) for v in df["label"].dropna())
@@ -343,7 +417,7 @@ def _run_suite(
         if column is None or exp.expectation_type == "expect_column_to_exist" or column in present:
             kept.append(exp)
         else:
-            skipped["text" if column in ("text_stripped", "text_key") else column] += 1
+            skipped[_SOURCE_COLUMN.get(column, column)] += 1
     suite.expectations = kept
 
     batch = (
@@ -432,7 +506,11 @@ def exception_message(info: Any) -> str | None:
 def _example(idx: dict, column: str, df: pd.DataFrame, train_first_row: dict) -> dict:
     pos = int(idx[_POS])
     row = df.iloc[pos]
-    shown = "text" if column in ("text_stripped", "text_key") else column
+    if column in _PROBLEM_COLUMNS:
+        shown = "text" if "text" in df.columns else column
+        return {"file": str(idx["source_file"]), "row": int(idx["source_row"]), "value": _clean(row[shown]),
+                "note": str(row[column])}
+    shown = _SOURCE_COLUMN.get(column, column)
     example = {"file": str(idx["source_file"]), "row": int(idx["source_row"]), "value": _clean(row[shown])}
     if column == "text_stripped" and isinstance(row["text_stripped"], str):
         example["note"] = f"{len(row['text_stripped'])} chars"
@@ -481,7 +559,7 @@ def pct(n: float, total: float) -> str:
 
 
 def _user_columns(df: pd.DataFrame) -> list[str]:
-    return [str(c) for c in df.columns if c not in (_POS, "text_stripped", "text_key")]
+    return [str(c) for c in df.columns if c != _POS and c not in _SOURCE_COLUMN]
 
 
 def _files(df: pd.DataFrame) -> str:

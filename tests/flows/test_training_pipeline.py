@@ -56,7 +56,7 @@ def test_pipeline_registers_promotes_and_records_lineage(project, prefect_server
     assert len(client.get_metric_history(first.run_id, "train_loss")) >= 3
     assert {i.dataset.digest for i in run.inputs.dataset_inputs} == {expected_md5}
     artifacts = {a.path for a in client.list_artifacts(first.run_id, "evaluation")}
-    assert {"evaluation/confusion_matrix.png", "evaluation/misclassified.json"} <= artifacts
+    assert {"evaluation/confusion_matrix.png", "evaluation/mistakes.json"} <= artifacts
     assert any(a.path.endswith(".html") for a in client.list_artifacts(first.run_id, "validation"))
 
     version = client.get_model_version(cfg.name, "1")

@@ -6,15 +6,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from tlflow.classification import train_classifier
 from tlflow.config import load_config
 from tlflow.data.readers import load_labelled_data
+from tlflow.finetuning import train_task_model
 from tlflow.models import load_tokenizer
 from tlflow.pretraining.corpus import load_corpus, split_heldout
 from tlflow.pretraining.model import build_continue_model, build_scratch_model, save_encoder
 from tlflow.pretraining.stage import build_examples, make_collator, pretrain, score_heldout
 from tlflow.pretraining.vocab import train_wordpiece
-from tlflow.tokenization import encode_labels, tokenize_splits
+from tlflow.task_types.base import TaskSettings
+from tlflow.task_types.registry import get_task_type
 
 pytestmark = pytest.mark.needs_data
 
@@ -30,8 +31,11 @@ def _finetune_from(encoder: Path, project: Path) -> float:
                                             "finetune.checkpoint_every_steps=1000", "model.max_length=32"])
     loaded = load_labelled_data(cfg.data)
     tokenizer = load_tokenizer(str(encoder))
-    splits = tokenize_splits(encode_labels(loaded.splits, loaded.label_names), tokenizer, 32)
-    model, result = train_classifier(cfg, splits, loaded.label_names, tokenizer, str(encoder), project / "ft", progress=False)
+    features = get_task_type(cfg.task.type).train_features(
+        loaded.splits["train"], loaded.label_names, tokenizer, TaskSettings.from_config(cfg)
+    )
+    model, result = train_task_model(cfg, features, loaded.splits["validation"], loaded.label_names, tokenizer,
+                                     str(encoder), project / "ft", progress=False)
     assert result.steps == 2
     return result.train_loss
 

@@ -46,7 +46,7 @@ def test_hash_changes_with_content_only():
         (["finetune.batch_size=0"], "finetune.batch_size"),
         (["finetune.bogus=1"], "finetune.bogus"),
         (["data.split.train=0.9"], "sum to 1"),
-        (["task.primary_metric=bleu"], "task.primary_metric"),
+        (["task.primary_metric=bleu"], "primary_metric 'bleu' is not a metric of text-classification"),
         (["nokey"], "key=value"),
     ],
 )

@@ -11,6 +11,7 @@ from tlflow.train import finetune, latest_checkpoint
 EXAMPLES = [([2, 5, 6, 3], 0), ([2, 7, 5, 3], 1), ([2, 6, 6, 5, 3], 0), ([2, 5, 7, 7, 3], 1)] * 16
 IDS = [x for x, _ in EXAMPLES]
 LABELS = [y for _, y in EXAMPLES]
+FEATURES = {"input_ids": IDS, "labels": LABELS}
 
 
 def tiny_model(seed=0):
@@ -27,7 +28,7 @@ def cfg(**kw):
 
 def test_loss_falls_and_metrics_are_reported(tmp_path):
     logged = []
-    result = finetune(tiny_model(), IDS, LABELS, cfg(epochs=6), 0, tmp_path, log_metrics=lambda m, s: logged.append((s, m)), progress=False)
+    result = finetune(tiny_model(), FEATURES, cfg(epochs=6), 0, tmp_path, log_metrics=lambda m, s: logged.append((s, m)), progress=False)
     losses = [m["train_loss"] for _, m in logged if "train_loss" in m]
     assert result.steps == result.total_steps == 48
     assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5 - 0.2
@@ -36,7 +37,7 @@ def test_loss_falls_and_metrics_are_reported(tmp_path):
 
 def test_eval_callback_results_are_logged_with_val_prefix(tmp_path):
     logged = {}
-    finetune(tiny_model(), IDS, LABELS, cfg(epochs=2), 0, tmp_path,
+    finetune(tiny_model(), FEATURES, cfg(epochs=2), 0, tmp_path,
              evaluate=lambda m: {"accuracy": 0.5}, log_metrics=lambda m, s: logged.update(m), progress=False)
     assert logged["val_accuracy"] == 0.5
 
@@ -47,7 +48,7 @@ class Crash(RuntimeError):
 
 def test_resume_after_a_crash_continues_exactly(tmp_path):
     reference = tiny_model()
-    full = finetune(reference, IDS, LABELS, cfg(), 0, tmp_path / "ref", progress=False)
+    full = finetune(reference, FEATURES, cfg(), 0, tmp_path / "ref", progress=False)
 
     def crash_at_step_13(metrics, step):
         if step == 13:
@@ -55,11 +56,11 @@ def test_resume_after_a_crash_continues_exactly(tmp_path):
 
     crashed = tiny_model()
     with pytest.raises(Crash):
-        finetune(crashed, IDS, LABELS, cfg(), 0, tmp_path / "run", log_metrics=crash_at_step_13, progress=False)
+        finetune(crashed, FEATURES, cfg(), 0, tmp_path / "run", log_metrics=crash_at_step_13, progress=False)
     assert latest_checkpoint(tmp_path / "run").name == "step-0000010"
 
     resumed = tiny_model()
-    result = finetune(resumed, IDS, LABELS, cfg(), 0, tmp_path / "run", progress=False)
+    result = finetune(resumed, FEATURES, cfg(), 0, tmp_path / "run", progress=False)
     assert result.resumed_from == 10 and result.steps == 24
     assert result.samples == full.samples == 3 * 64  # work before the crash still counts
     assert result.tokens == full.tokens and result.seconds > 0
@@ -68,5 +69,5 @@ def test_resume_after_a_crash_continues_exactly(tmp_path):
 
 
 def test_only_the_newest_checkpoints_are_kept(tmp_path):
-    finetune(tiny_model(), IDS, LABELS, cfg(), 0, tmp_path, progress=False)
+    finetune(tiny_model(), FEATURES, cfg(), 0, tmp_path, progress=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["step-0000020", "step-0000024"]

@@ -27,8 +27,8 @@ def check_data(cfg: PipelineConfig, report_dir: Path = REPORT_DIR) -> tuple[Load
     Returns the loaded splits, the report and the report's path; raising is the caller's choice
     (the flow stops, `tlflow validate` prints and exits non-zero).
     """
-    loaded = load_labelled_data(cfg.data)
-    report = validate_splits(loaded.splits, loaded.label_names, cfg.validate_)
+    loaded = load_labelled_data(cfg.data, cfg.task.type)
+    report = validate_splits(loaded.splits, loaded.label_names, cfg.validate_, cfg.task.type)
     report_dir.mkdir(parents=True, exist_ok=True)
     path = report_dir / f"{cfg.name}-validation.html"
     path.write_text(report.to_html(), encoding="utf-8")

@@ -1,12 +1,19 @@
-"""Read labelled text-classification data into a canonical `datasets.DatasetDict`.
+"""Read the data of any task type into a canonical `datasets.DatasetDict`.
 
-Every raw file (csv, tsv, delimited text, jsonl, parquet) becomes a table of four columns:
+Every raw file (csv, tsv, delimited text, jsonl, parquet; conll for token-classification, SQuAD
+JSON for question-answering) becomes a table with the canonical columns of its task type
+(`TASK_COLUMNS`), always ending in:
 
-* ``text`` (str or None): the text, several ``text_columns`` joined with ``text_join``;
-* ``label`` (str or None): the label name (raw value stripped, then mapped by ``label_map``);
 * ``source_file`` (str): the path as given in the config;
-* ``source_row`` (int): 1-based line of the row in the raw file (header counted), or the
-  1-based row index for parquet. Rows of a csv with quoted line breaks keep the line they start on.
+* ``source_row`` (int): 1-based line of the row in the raw file (header counted), the 1-based row
+  index for parquet, the line of a sentence's first token (conll), or the 1-based question number
+  (SQuAD JSON). Rows of a csv with quoted line breaks keep the line they start on.
+
+Classification task types have ``text`` (several ``text_columns`` joined with ``text_join``),
+``label`` (raw value stripped, then mapped by ``label_map``) and, for sentence pairs, ``text_pair``.
+Token classification has ``tokens`` and ``tags`` (lists) and ``text`` (the tokens joined by spaces);
+question answering has ``id``, ``title``, ``question``, ``context``, ``answer_texts`` and
+``answer_starts`` (lists).
 
 Reading never judges content (blank texts, unknown labels, duplicates): the validation suite
 reports those with ``source_file``/``source_row``. Files that cannot be read at all raise
@@ -30,15 +37,32 @@ import pandas as pd
 from tlflow.config import DataConfig, SplitFractions
 from tlflow.data.text import normalize_text
 
-COLUMNS = ["text", "label", "source_file", "source_row"]
-FEATURES = datasets.Features(
-    {
-        "text": datasets.Value("string"),
-        "label": datasets.Value("string"),
-        "source_file": datasets.Value("string"),
-        "source_row": datasets.Value("int64"),
-    }
-)
+_STR, _INT = datasets.Value("string"), datasets.Value("int64")
+_SOURCE = {"source_file": _STR, "source_row": _INT}
+#: Canonical columns (and their Arrow types) of each task type's splits.
+TASK_FEATURES: dict[str, datasets.Features] = {
+    "text-classification": datasets.Features({"text": _STR, "label": _STR, **_SOURCE}),
+    "sentence-pair": datasets.Features({"text": _STR, "text_pair": _STR, "label": _STR, **_SOURCE}),
+    "token-classification": datasets.Features(
+        {"tokens": datasets.List(_STR), "tags": datasets.List(_STR), "text": _STR, **_SOURCE}
+    ),
+    "question-answering": datasets.Features(
+        {
+            "id": _STR, "title": _STR, "question": _STR, "context": _STR,
+            "answer_texts": datasets.List(_STR), "answer_starts": datasets.List(_INT), **_SOURCE,
+        }
+    ),
+}
+TASK_COLUMNS = {task: list(features) for task, features in TASK_FEATURES.items()}
+COLUMNS = TASK_COLUMNS["text-classification"]
+FEATURES = TASK_FEATURES["text-classification"]
+#: Task-specific fields read from tables (DataConfig.columns maps them to raw columns).
+_TABLE_FIELDS = {
+    "text-classification": ((), ()),
+    "sentence-pair": (("text_pair",), ()),
+    "token-classification": (("tokens", "tags"), ()),
+    "question-answering": (("question", "context", "answer_text", "answer_start"), ("id", "title")),
+}
 SPLITS = ("train", "validation", "test")
 CARVED_VALIDATION_FRACTION = 0.1
 
@@ -62,10 +86,10 @@ class LoadedData:
 # --------------------------------------------------------------------------- reading one file
 
 
-def read_table(path: str | Path, cfg: DataConfig) -> pd.DataFrame:
-    """Read one raw file into a DataFrame with the columns text, label, source_file, source_row.
+def read_table(path: str | Path, cfg: DataConfig, task: str = "text-classification") -> pd.DataFrame:
+    """Read one raw file into a DataFrame with the canonical columns of `task` (`TASK_COLUMNS`).
 
-    ``cfg`` gives format, separator, header, encoding, text/label columns and the label map.
+    ``cfg`` gives format, separator, header, encoding, the columns to read and the label map.
     An empty file (or one with only a header) gives an empty frame; the caller decides whether
     that is an error. Raises `DataError` for a missing file, undecodable bytes, a row with the
     wrong number of fields, bad JSON and missing columns.
@@ -74,33 +98,97 @@ def read_table(path: str | Path, cfg: DataConfig) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{source}: file not found")
+    if cfg.format in ("conll", "squad"):
+        return _read_structured(source, cfg, task)
+    required, optional = _table_fields(cfg, task)
     if cfg.format == "parquet":
-        names, columns, rows = _read_parquet(path, source, cfg)
+        names, columns, rows = _read_parquet(path, source, required, optional)
     else:
-        text = _decode(path.read_bytes(), source, cfg.encoding)
+        text = decode_text(path.read_bytes(), source, cfg.encoding)
         if cfg.format == "jsonl":
-            names, columns, rows = _read_jsonl(text, source, cfg)
+            names, columns, rows = _read_jsonl(text, source, required, optional)
         else:
-            names, columns, rows = _read_delimited(text, source, cfg)
-    if not rows:
-        return _frame([], [], source, [])
-    texts = _join_texts([columns[k] for k in _keys(cfg.text_columns)], cfg.text_join)
-    labels = _map_labels(columns[_key(cfg.label_column)], cfg.label_map)
-    return _frame(texts, labels, source, rows)
+            names, columns, rows = _read_delimited(text, source, cfg, required, optional)
+    frame = _canonical(task, cfg, columns, rows)
+    frame["source_file"] = pd.Series([source] * len(rows), dtype=object)
+    frame["source_row"] = pd.Series(rows, dtype="int64")
+    return frame[TASK_COLUMNS[task]]
 
 
-def _frame(texts: list, labels: list, source: str, rows: list[int]) -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            "text": pd.Series(texts, dtype=object),
-            "label": pd.Series(labels, dtype=object),
-            "source_file": pd.Series([source] * len(rows), dtype=object),
-            "source_row": pd.Series(rows, dtype="int64"),
-        }
-    )
+def _read_structured(source: str, cfg: DataConfig, task: str) -> pd.DataFrame:
+    """conll (token-classification) and SQuAD JSON (question-answering)."""
+    expected = {"conll": "token-classification", "squad": "question-answering"}[cfg.format]
+    if task != expected:
+        raise DataError(f"{source}: format '{cfg.format}' holds {expected} data, not {task}")
+    if cfg.format == "conll":
+        from tlflow.task_types.conll_format import read_conll
+
+        token_index = int(cfg.columns.get("tokens", 0))
+        tag_index = int(cfg.columns.get("tags", -1))
+        frame = read_conll(source, cfg.encoding, token_index, tag_index, cfg.separator)
+    else:
+        from tlflow.task_types.squad_format import read_squad_json
+
+        frame = read_squad_json(source, cfg.encoding)
+    return frame[TASK_COLUMNS[task]].reset_index(drop=True)
 
 
-def _decode(raw: bytes, source: str, encoding: str) -> str:
+def _table_fields(cfg: DataConfig, task: str) -> tuple[list[str], list[str]]:
+    """Raw column keys a table must have, and those it may have."""
+    fields, optional = _TABLE_FIELDS[task]
+    required = [_key(cfg.columns.get(f, f)) for f in fields]
+    if task in ("text-classification", "sentence-pair"):
+        required = [*_keys(cfg.text_columns), _key(cfg.label_column), *required]
+    return list(dict.fromkeys(required)), [_key(cfg.columns.get(f, f)) for f in optional]
+
+
+def _canonical(task: str, cfg: DataConfig, columns: dict[str, list], rows: list[int]) -> pd.DataFrame:
+    """Canonical fields of `task` from the raw columns read from a table."""
+
+    def raw(field: str) -> list:
+        return columns.get(_key(cfg.columns.get(field, field)), [None] * len(rows))
+
+    def obj(values: list) -> pd.Series:
+        return pd.Series(values, dtype=object)
+
+    if task in ("text-classification", "sentence-pair"):
+        out = {"text": obj(_join_texts([columns[k] for k in _keys(cfg.text_columns)], cfg.text_join) if rows else [])}
+        if task == "sentence-pair":
+            out["text_pair"] = obj(raw("text_pair"))
+        out["label"] = obj(_map_labels(columns[_key(cfg.label_column)], cfg.label_map) if rows else [])
+        return pd.DataFrame(out)
+    if task == "token-classification":
+        tokens = [_as_list(v) for v in raw("tokens")]
+        return pd.DataFrame({
+            "tokens": obj(tokens),
+            "tags": obj([_as_list(v) for v in raw("tags")]),
+            "text": obj([" ".join(t) for t in tokens]),
+        })
+    contexts = raw("context")
+    ids = [i if i is not None else f"row-{r}" for i, r in zip(raw("id"), rows)]
+    titles = [t if t is not None else c for t, c in zip(raw("title"), contexts)]
+    starts = [[int(float(x)) for x in _as_list(v)] for v in raw("answer_start")]
+    return pd.DataFrame({
+        "id": obj(ids), "title": obj(titles), "question": obj(raw("question")), "context": obj(contexts),
+        "answer_texts": obj([_as_list(v) for v in raw("answer_text")]), "answer_starts": obj(starts),
+    })
+
+
+def _as_list(value: str | None) -> list[str]:
+    """A list field from a table: JSON (jsonl/parquet lists arrive as JSON text) or space-separated."""
+    if value is None:
+        return []
+    text = value.strip()
+    if text.startswith("["):
+        try:
+            return [str(v) for v in json.loads(text)]
+        except json.JSONDecodeError:
+            pass
+    return text.split()
+
+
+def decode_text(raw: bytes, source: str, encoding: str) -> str:
+    """Decode a whole raw file (a DataError names the line of the first bad byte); drop a UTF-8 BOM."""
     try:
         text = raw.decode(encoding)
     except LookupError:
@@ -122,10 +210,6 @@ def _keys(columns: list[str | int]) -> list[str]:
     return [_key(c) for c in columns]
 
 
-def _wanted(cfg: DataConfig) -> list[str]:
-    return list(dict.fromkeys([*_keys(cfg.text_columns), _key(cfg.label_column)]))
-
-
 def _missing(source: str, column: str, names: list[str] | None, ncols: int) -> DataError:
     if names is None:
         return DataError(
@@ -134,7 +218,9 @@ def _missing(source: str, column: str, names: list[str] | None, ncols: int) -> D
     return DataError(f"{source}: no column '{column}' (columns: {', '.join(repr(n) for n in names)})")
 
 
-def _read_delimited(text: str, source: str, cfg: DataConfig) -> tuple[list[str] | None, dict, list[int]]:
+def _read_delimited(
+    text: str, source: str, cfg: DataConfig, wanted: list[str], optional: list[str]
+) -> tuple[list[str] | None, dict, list[int]]:
     """csv/tsv/text: parse with the csv module so every row keeps its exact line number."""
     sep = cfg.separator or _DEFAULT_SEPARATOR[cfg.format]
     # GLUE tsv files contain unbalanced quotes: only csv honours quoting.
@@ -165,15 +251,17 @@ def _read_delimited(text: str, source: str, cfg: DataConfig) -> tuple[list[str] 
         records, lines = records[1:], lines[1:]
     ncols = width or 0
     columns: dict[str, list[str]] = {}
-    for key in _wanted(cfg):
+    for key in [*wanted, *optional]:
         if names is None:
             if not key.isdigit() or int(key) >= ncols:
-                if not records:
+                if not records or key in optional:
                     continue  # empty file: nothing to check against
                 raise _missing(source, key, None, ncols)
             pos = int(key)
         elif key in names:
             pos = names.index(key)
+        elif key in optional:
+            continue
         else:
             raise _missing(source, key, names, ncols)
         columns[key] = [r[pos] for r in records]
@@ -195,7 +283,7 @@ def _to_str(value: Any) -> str | None:
     return str(value)
 
 
-def _read_jsonl(text: str, source: str, cfg: DataConfig) -> tuple[list[str], dict, list[int]]:
+def _read_jsonl(text: str, source: str, wanted: list[str], optional: list[str]) -> tuple[list[str], dict, list[int]]:
     """jsonl: one JSON object per line; columns by key, absent keys are missing values."""
     objects: list[dict] = []
     lines: list[int] = []
@@ -212,16 +300,16 @@ def _read_jsonl(text: str, source: str, cfg: DataConfig) -> tuple[list[str], dic
         lines.append(number)
     names = list(dict.fromkeys(k for obj in objects for k in obj))
     columns: dict[str, list] = {}
-    for key in _wanted(cfg):
+    for key in [*wanted, *optional]:
         if key not in names:
-            if not objects:
+            if not objects or key in optional:
                 continue
             raise _missing(source, key, names, len(names))
         columns[key] = [_to_str(obj.get(key)) for obj in objects]
     return names, columns, lines
 
 
-def _read_parquet(path: Path, source: str, cfg: DataConfig) -> tuple[list[str], dict, list[int]]:
+def _read_parquet(path: Path, source: str, wanted: list[str], optional: list[str]) -> tuple[list[str], dict, list[int]]:
     try:
         df = pd.read_parquet(path)
     except Exception as err:  # pyarrow raises many types for a corrupt file
@@ -229,8 +317,10 @@ def _read_parquet(path: Path, source: str, cfg: DataConfig) -> tuple[list[str], 
         raise DataError(f"{source}: cannot read parquet: {first}") from None
     names = [str(c) for c in df.columns]
     columns: dict[str, list] = {}
-    for key in _wanted(cfg):
+    for key in [*wanted, *optional]:
         if key not in names:
+            if key in optional:
+                continue
             raise _missing(source, key, names, len(names))
         columns[key] = [_to_str(v) for v in df.iloc[:, names.index(key)].tolist()]
     return names, columns, list(range(1, len(df) + 1))
@@ -269,6 +359,8 @@ def _map_labels(raw: list[str | None], label_map: dict[str, str]) -> list[str | 
 
 def _label_groups(df: pd.DataFrame) -> list[np.ndarray]:
     """Row positions of each distinct label (missing labels form one group), in first-seen order."""
+    if "label" not in df.columns:  # task types without labels: one group
+        return [np.arange(len(df))] if len(df) else []
     codes, _ = pd.factorize(df["label"].astype(object), use_na_sentinel=False)
     order = np.argsort(codes, kind="stable")
     bounds = np.flatnonzero(np.diff(codes[order])) + 1
@@ -344,55 +436,114 @@ def stratified_sample(df: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
 # --------------------------------------------------------------------------- whole dataset
 
 
-def _drop_overlap(train: pd.DataFrame, others: list[pd.DataFrame]) -> tuple[pd.DataFrame, int]:
-    held_out = {normalize_text(t) for df in others for t in df["text"] if t is not None}
-    leaked = np.fromiter(
-        (t is not None and normalize_text(t) in held_out for t in train["text"]), dtype=bool, count=len(train)
-    )
+def grouped_split(df: pd.DataFrame, fractions: dict[str, float], column: str, seed: int) -> dict[str, pd.DataFrame]:
+    """Split rows so that all rows sharing a value of `column` land in the same split.
+
+    Groups are shuffled (seeded) and handed out in order: each split other than 'train' takes
+    groups until it holds its fraction of the rows; 'train' takes the rest. Pure; rows keep their
+    original order.
+    """
+    if column not in df.columns:
+        raise DataError(f"group_column '{column}' is not a field of this task type (fields: {', '.join(df.columns)})")
+    keys = df[column].astype(object).where(df[column].notna(), "")
+    groups = list(dict.fromkeys(keys))
+    order = np.random.default_rng(seed).permutation(len(groups))
+    sizes = keys.value_counts()
+    assignment: dict[Any, str] = {}
+    targets = [(name, share * len(df)) for name, share in fractions.items() if name != "train"]
+    taken = {name: 0 for name, _ in targets}
+    for i in order:
+        group = groups[i]
+        for name, target in targets:
+            if taken[name] < target:
+                assignment[group], taken[name] = name, taken[name] + int(sizes[group])
+                break
+        else:
+            assignment[group] = "train"
+    split_of = keys.map(assignment)
+    return {name: df[split_of == name].reset_index(drop=True) for name in fractions}
+
+
+def overlap_keys(df: pd.DataFrame, task: str) -> list[str | None]:
+    """What two rows share when one leaks into another split: the text (pairs: both texts;
+    question-answering: the context), normalised; None for a missing text."""
+    if task == "question-answering":
+        values = df["context"].tolist()
+    elif task == "sentence-pair":
+        values = [None if a is None or b is None else f"{a} ||| {b}" for a, b in zip(df["text"], df["text_pair"])]
+    else:
+        values = df["text"].tolist()
+    return [normalize_text(v) if isinstance(v, str) and v.strip() else None for v in values]
+
+
+def _drop_overlap(train: pd.DataFrame, others: list[pd.DataFrame], task: str) -> tuple[pd.DataFrame, int]:
+    held_out = {k for df in others for k in overlap_keys(df, task) if k is not None}
+    leaked = np.fromiter((k is not None and k in held_out for k in overlap_keys(train, task)), dtype=bool, count=len(train))
     return train[~leaked].reset_index(drop=True), int(leaked.sum())
 
 
-def load_labelled_data(cfg: DataConfig) -> LoadedData:
-    """Read every file of ``cfg`` and return the canonical train/validation/test splits.
+def _label_names(cfg: DataConfig, train: pd.DataFrame, task: str) -> list[str]:
+    """Declared label names, or those of the training split (tags for token classification,
+    'O' first; none for question answering)."""
+    if cfg.label_names or task == "question-answering":
+        return list(cfg.label_names)
+    if task == "token-classification":
+        tags = {t for tags in train["tags"] for t in tags if t}
+        return ["O", *sorted(tags - {"O"})]
+    return sorted({v for v in train["label"] if v is not None})
+
+
+def _split(df: pd.DataFrame, fractions: dict[str, float], group: str | None, seed: int) -> dict[str, pd.DataFrame]:
+    return grouped_split(df, fractions, group, seed) if group else _partition(df, fractions, seed)
+
+
+def load_labelled_data(cfg: DataConfig, task: str = "text-classification") -> LoadedData:
+    """Read every file of ``cfg`` and return the canonical train/validation/test splits of `task`.
 
     Steps, in order:
 
-    1. ``cfg.files`` are read one per split; or ``cfg.file`` is read and cut by
-       `stratified_split` with ``cfg.split``.
+    1. ``cfg.files`` are read one per split; or ``cfg.file`` is read and cut with ``cfg.split``:
+       by `grouped_split` when ``cfg.group_column`` is set (question-answering: 'title' by
+       default), otherwise by `stratified_split` (per label; one group without labels).
     2. Without a validation split ('validation' absent from ``cfg.files``, or
-       ``cfg.split.validation == 0``), 10 % of train is carved out as validation, stratified by
-       label and seeded by ``cfg.seed``.
-    3. ``cfg.drop_train_overlap``: training rows whose `normalize_text` equals that of any
-       validation/test text are dropped and counted in ``dropped_overlap``.
+       ``cfg.split.validation == 0``), 10 % of train is carved out as validation, the same way,
+       seeded by ``cfg.seed``.
+    3. ``cfg.drop_train_overlap``: training rows whose `overlap_keys` equals that of any
+       validation/test row are dropped and counted in ``dropped_overlap``.
     4. ``cfg.max_train_rows`` / ``cfg.max_eval_rows``: `stratified_sample` of train /
        validation and test, seeded by ``cfg.seed``.
 
-    ``label_names`` is ``cfg.label_names``, or the sorted distinct labels of train when empty.
+    ``label_names`` is ``cfg.label_names``, or taken from train when empty (`_label_names`).
     Raises `DataError` when a file cannot be read or a split ends up with no rows.
     """
+    group = cfg.group_column or ("title" if task == "question-answering" else None)
     frames: dict[str, pd.DataFrame] = {}
     origin: dict[str, str] = {}
     if cfg.files:
         for split in SPLITS:
             if split in cfg.files:
-                frames[split] = read_table(cfg.files[split], cfg)
+                frames[split] = read_table(cfg.files[split], cfg, task)
                 origin[split] = cfg.files[split]
                 if frames[split].empty:
                     raise DataError(f"{cfg.files[split]}: {split} split is empty (0 rows)")
     else:
-        whole = read_table(cfg.file, cfg)
+        whole = read_table(cfg.file, cfg, task)
         if whole.empty:
             raise DataError(f"{cfg.file}: no rows to split into train/validation/test (0 rows)")
-        frames = stratified_split(whole, cfg.split)
+        if group:
+            wanted = {"train": cfg.split.train, "validation": cfg.split.validation, "test": cfg.split.test}
+            frames = _split(whole, {k: v for k, v in wanted.items() if v}, group, cfg.split.seed)
+        else:
+            frames = stratified_split(whole, cfg.split)
         origin = {split: cfg.file for split in SPLITS}
     if "validation" not in frames:
         share = {"train": 1 - CARVED_VALIDATION_FRACTION, "validation": CARVED_VALIDATION_FRACTION}
-        carved = _partition(frames["train"], share, cfg.seed)
+        carved = _split(frames["train"], share, group, cfg.seed)
         frames["train"], frames["validation"] = carved["train"], carved["validation"]
         origin["validation"] = origin["train"]
     dropped = 0
     if cfg.drop_train_overlap:
-        frames["train"], dropped = _drop_overlap(frames["train"], [frames["validation"], frames["test"]])
+        frames["train"], dropped = _drop_overlap(frames["train"], [frames["validation"], frames["test"]], task)
     if cfg.max_train_rows:
         frames["train"] = stratified_sample(frames["train"], cfg.max_train_rows, cfg.seed)
     if cfg.max_eval_rows:
@@ -401,11 +552,13 @@ def load_labelled_data(cfg: DataConfig) -> LoadedData:
     for split in SPLITS:
         if frames[split].empty:
             raise DataError(f"{origin[split]}: {split} split is empty (0 rows) after splitting/filtering")
-    label_names = list(cfg.label_names) or sorted({v for v in frames["train"]["label"] if v is not None})
+    features = TASK_FEATURES[task]
     splits = datasets.DatasetDict(
         {
-            split: datasets.Dataset.from_pandas(frames[split][COLUMNS], features=FEATURES, preserve_index=False)
+            split: datasets.Dataset.from_pandas(frames[split][list(features)], features=features, preserve_index=False)
             for split in SPLITS
         }
     )
-    return LoadedData(splits=splits, label_names=label_names, dropped_overlap=dropped, files=cfg.paths())
+    return LoadedData(
+        splits=splits, label_names=_label_names(cfg, frames["train"], task), dropped_overlap=dropped, files=cfg.paths()
+    )

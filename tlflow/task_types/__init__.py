@@ -1,0 +1,1 @@
+"""Task types beyond text classification: data formats, label schemes and metrics per task."""

@@ -1,0 +1,83 @@
+"""Sequence classification: one text (text-classification) or a pair of texts (sentence-pair)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from datasets import Dataset
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from tlflow.inference import forward_outputs
+from tlflow.metrics import classification_metrics, confusion, misclassified_rows, softmax
+from tlflow.task_types.base import Evaluation, TaskSettings, TaskType
+
+
+class TextClassification(TaskType):
+    name = "text-classification"
+    headline_metrics = ("accuracy", "macro_f1")
+    request_columns = {"text": "the text to classify"}
+    response_fields = {"label": "predicted label name", "score": "its softmax probability"}
+
+    def encode(self, tokenizer: PreTrainedTokenizerBase, frame: pd.DataFrame | Dataset, max_length: int) -> dict:
+        """Token ids (and segment ids for pairs), truncated to `max_length`, unpadded."""
+        return dict(tokenizer(list(frame["text"]), truncation=True, max_length=max_length,
+                              return_token_type_ids=False, return_attention_mask=False))
+
+    def train_features(self, split, label_names, tokenizer, settings) -> dict[str, list]:
+        index = {name: i for i, name in enumerate(label_names)}
+        features = self.encode(tokenizer, split, settings.max_length)
+        features["labels"] = [index[name] for name in split["label"]]
+        return features
+
+    def probabilities(self, model: PreTrainedModel, tokenizer, frame, settings: TaskSettings) -> np.ndarray:
+        features = self.encode(tokenizer, frame, settings.max_length)
+        logits = forward_outputs(model, features, tokenizer.pad_token_id, settings.batch_size)["logits"]
+        return softmax(np.stack(logits))
+
+    def predict(self, model, tokenizer, requests, settings) -> list[dict[str, Any]]:
+        probs = self.probabilities(model, tokenizer, self.check_requests(requests), settings)
+        id2label = model.config.id2label
+        return [{"label": id2label[int(p.argmax())], "score": float(p.max())} for p in probs]
+
+    def evaluate(self, model, tokenizer, split, label_names, settings, n_mistakes=0) -> Evaluation:
+        probs = self.probabilities(model, tokenizer, split, settings)
+        # Compared by name: a model with another label order (or unknown labels: wrong) is scored fairly.
+        index = {name: i for i, name in enumerate(label_names)}
+        id2label = model.config.id2label
+        y_pred = np.asarray([index.get(id2label[int(i)], -1) for i in probs.argmax(-1)])
+        y_true = np.asarray([index[name] for name in split["label"]])
+        mistakes = misclassified_rows(self.shown_texts(split), y_true, y_pred, probs.max(-1), label_names, n_mistakes)
+        return Evaluation(
+            metrics=classification_metrics(y_true, y_pred, label_names),
+            headline=self.headline(label_names),
+            mistakes=mistakes if n_mistakes else [],
+            confusion=confusion(y_true, y_pred, len(label_names)),
+            label_names=label_names,
+        )
+
+    def headline(self, label_names: list[str]) -> tuple[str, ...]:
+        return self.headline_metrics + (("f1",) if len(label_names) == 2 else ())
+
+    def shown_texts(self, split) -> list[str]:
+        return list(split["text"])
+
+
+class SentencePair(TextClassification):
+    name = "sentence-pair"
+    headline_metrics = ("accuracy", "f1")
+    request_columns = {"text": "first sentence (segment A)", "text_pair": "second sentence (segment B)"}
+
+    def encode(self, tokenizer, frame, max_length) -> dict:
+        return dict(tokenizer(list(frame["text"]), list(frame["text_pair"]), truncation=True, max_length=max_length,
+                              return_token_type_ids=True, return_attention_mask=False))
+
+    def corpus_texts(self, split) -> list[str]:
+        return [t for pair in zip(split["text"], split["text_pair"]) for t in pair if t]
+
+    def headline(self, label_names: list[str]) -> tuple[str, ...]:
+        return self.headline_metrics if len(label_names) == 2 else ("accuracy", "macro_f1")
+
+    def shown_texts(self, split) -> list[str]:
+        return [f"{a} ||| {b}" for a, b in zip(split["text"], split["text_pair"])]

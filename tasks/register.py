@@ -33,8 +33,8 @@ class RegistrationOutcome:
 def score_champion(cfg: PipelineConfig, champion_version: str, loaded: LoadedData) -> float:
     """Re-score the current champion on this run's test split (same examples as the new model),
     with its own tokenizer and label names."""
-    champion = load_task_model(f"models:/{cfg.name}/{champion_version}")
     settings = TaskSettings.from_config(cfg)
+    champion = load_task_model(f"models:/{cfg.name}/{champion_version}", settings)
     evaluation = get_task_type(cfg.task.type).evaluate(
         champion.model, champion.tokenizer, loaded.splits["test"], loaded.label_names, settings
     )

@@ -16,7 +16,7 @@ from typing import Any
 
 import mlflow
 import pandas as pd
-from mlflow.models import infer_signature
+from mlflow.models import get_model_info, infer_signature
 from mlflow.pyfunc import PythonModel
 from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
@@ -42,6 +42,16 @@ class TaskModel(PythonModel):
         self.model.eval()
         return self
 
+    @classmethod
+    def from_parts(
+        cls, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, settings: TaskSettings
+    ) -> TaskModel:
+        wrapper = cls()
+        wrapper.settings, wrapper.task, wrapper.model, wrapper.tokenizer = (
+            settings, get_task_type(settings.task), model, tokenizer
+        )
+        return wrapper
+
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         return pd.DataFrame(self.task.predict(self.model, self.tokenizer, model_input, self.settings))
 
@@ -54,10 +64,7 @@ def log_task_model(
     The signature is inferred from a real prediction on `example`, so it documents the actual
     response format.
     """
-    task = get_task_type(settings.task)
-    wrapper = TaskModel()
-    wrapper.settings, wrapper.task, wrapper.model, wrapper.tokenizer = settings, task, model, tokenizer
-    output = wrapper.predict(None, example)
+    output = TaskModel.from_parts(model, tokenizer, settings).predict(None, example)
     with tempfile.TemporaryDirectory() as tmp:
         hf_dir = Path(tmp) / HF_DIR
         model.save_pretrained(hf_dir, safe_serialization=True)
@@ -83,6 +90,15 @@ def log_task_model(
     return info.model_uri
 
 
-def load_task_model(model_uri: str) -> TaskModel:
-    """The `TaskModel` behind a logged or registered model (e.g. `models:/sst2@champion`)."""
+def load_task_model(model_uri: str, settings: TaskSettings | None = None) -> TaskModel:
+    """The `TaskModel` behind a logged or registered model (e.g. `models:/sst2@champion`).
+
+    A text-classification model logged with MLflow's transformers flavor (before the task
+    interface existed) is wrapped with `settings`, so an older champion can still be re-scored.
+    """
+    if "transformers" in get_model_info(model_uri).flavors:
+        if settings is None:
+            raise ValueError(f"{model_uri} is a transformers-flavor model: give the TaskSettings to wrap it")
+        parts = mlflow.transformers.load_model(model_uri, return_type="components")
+        return TaskModel.from_parts(parts["model"], parts["tokenizer"], settings)
     return mlflow.pyfunc.load_model(model_uri).unwrap_python_model()

@@ -3,7 +3,8 @@
 `mlflow.pyfunc.load_model(uri).predict(frame)` (and `mlflow models serve`) take a table with the
 task type's `request_columns` and return one row per request with its `response_fields`, so what
 serves is exactly what was evaluated. The Hugging Face model and tokenizer are artifacts (`hf/`,
-safetensors); `task.json` holds the `TaskSettings`.
+safetensors); `task.json` holds the `TaskSettings`. The model is logged as code
+(`serving_entry.py`), not as a pickle.
 """
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ from typing import Any
 
 import mlflow
 import pandas as pd
+from mlflow.exceptions import MlflowException
 from mlflow.models import get_model_info, infer_signature
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.pyfunc import PythonModel
 from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from tlflow.models import TASK_HEADS
-from tlflow.task_types.base import TaskSettings
+from tlflow.task_types.base import RequestError, TaskSettings
 from tlflow.task_types.registry import get_task_type
 from tlflow.tracking import pip_requirements
 
@@ -53,7 +56,10 @@ class TaskModel(PythonModel):
         return wrapper
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
-        return pd.DataFrame(self.task.predict(self.model, self.tokenizer, model_input, self.settings))
+        try:
+            return pd.DataFrame(self.task.predict(self.model, self.tokenizer, model_input, self.settings))
+        except RequestError as err:  # the scoring server answers 400 with this message
+            raise MlflowException(str(err), error_code=INVALID_PARAMETER_VALUE) from None
 
 
 def log_task_model(
@@ -79,7 +85,7 @@ def log_task_model(
                 warnings.simplefilter("ignore", UserWarning)
                 info = mlflow.pyfunc.log_model(
                     name="model",
-                    python_model=TaskModel(),
+                    python_model=str(Path(__file__).with_name("serving_entry.py")),
                     artifacts={HF_DIR: str(hf_dir), SETTINGS_FILE: str(settings_file)},
                     signature=infer_signature(example, output),
                     input_example=example,

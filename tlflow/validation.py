@@ -10,8 +10,14 @@ and the class balance of every split.
 Derived columns (added by ``validate_splits``; a suite from ``build_suite`` expects them):
 
 * ``text_stripped``: ``text.strip()``, null for null *and* blank texts, so the length check measures
-  the stripped text and a blank row is reported only by "text not blank";
-* ``text_key``: ``normalize_text(text)``, null for null and blank texts; the leakage key.
+  the stripped text and a blank row is reported only by "text not blank" (question answering:
+  the question is the text);
+* ``text_key``: `overlap_keys` of the task type (the text; both texts of a pair; the context of a
+  question), null for null and blank texts; the leakage key;
+* task type checks: ``text_pair_stripped`` / ``context_stripped`` (blank second text or context),
+  and one-line problem descriptions, null when the row is fine: ``alignment_error``,
+  ``iob2_error``, ``unknown_tags`` (token classification), ``answer_error`` (an answer text not
+  at its ``answer_start``).
 """
 
 from __future__ import annotations

@@ -470,7 +470,8 @@ def overlap_keys(df: pd.DataFrame, task: str) -> list[str | None]:
     if task == "question-answering":
         values = df["context"].tolist()
     elif task == "sentence-pair":
-        values = [None if a is None or b is None else f"{a} ||| {b}" for a, b in zip(df["text"], df["text_pair"])]
+        values = [f"{a} ||| {b}" if isinstance(a, str) and isinstance(b, str) else None
+                  for a, b in zip(df["text"], df["text_pair"])]
     else:
         values = df["text"].tolist()
     return [normalize_text(v) if isinstance(v, str) and v.strip() else None for v in values]

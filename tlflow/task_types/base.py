@@ -21,6 +21,9 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from tlflow.config import PipelineConfig
 from tlflow.metrics import plot_confusion
 
+#: Longest accepted text in a prediction request, per field (longer input is refused, not truncated silently).
+MAX_REQUEST_CHARS = 100_000
+
 
 class RequestError(ValueError):
     """A prediction request that does not match the model's input format (one line, names the field)."""
@@ -62,11 +65,14 @@ class TaskSettings:
 
 @dataclass
 class Evaluation:
-    """Held-out results: metrics (those in `headline` lead the reports), the worst mistakes and,
-    for classification, the confusion matrix."""
+    """Held-out results: metrics (those in `headline` lead the reports), per-example additive
+    statistics (what the promotion gate bootstraps), F1 per class or entity type, the worst
+    mistakes and, for classification, the confusion matrix."""
 
     metrics: dict[str, float]
     headline: tuple[str, ...]
+    stats: np.ndarray
+    class_f1: dict[str, float] = field(default_factory=dict)
     mistakes: list[dict] = field(default_factory=list)
     confusion: np.ndarray | None = None
     label_names: list[str] = field(default_factory=list)
@@ -87,6 +93,10 @@ class TaskType:
     request_columns: ClassVar[dict[str, str]]
     #: Fields of each prediction, in order, and their meaning.
     response_fields: ClassVar[dict[str, str]]
+
+    def metrics_from_sums(self, sums: np.ndarray, label_names: list[str]) -> dict[str, float]:
+        """The task's metrics from the column sums of `Evaluation.stats` (of any subset of examples)."""
+        raise NotImplementedError
 
     def corpus_texts(self, split: Dataset) -> list[str]:
         """The split's unlabelled text, for in-domain pretraining."""
@@ -137,4 +147,8 @@ class TaskType:
                 if not isinstance(value, str) or not value.strip():
                     shown = "empty text" if isinstance(value, str) else f"{type(value).__name__} {value!r}"[:60]
                     raise RequestError(f"row {row}: field '{column}' must be a non-empty string, got {shown}")
+                if len(value) > MAX_REQUEST_CHARS:
+                    raise RequestError(
+                        f"row {row}: field '{column}' has {len(value):,} characters (at most {MAX_REQUEST_CHARS:,})"
+                    )
         return requests[list(self.request_columns)].reset_index(drop=True)

@@ -10,7 +10,7 @@ from datasets import Dataset
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from tlflow.inference import forward_outputs
-from tlflow.metrics import classification_metrics, confusion, misclassified_rows, softmax
+from tlflow.metrics import classification_from_sums, classification_stats, confusion, misclassified_rows, softmax
 from tlflow.task_types.base import Evaluation, TaskSettings, TaskType
 
 
@@ -49,13 +49,20 @@ class TextClassification(TaskType):
         y_pred = np.asarray([index.get(id2label[int(i)], -1) for i in probs.argmax(-1)])
         y_true = np.asarray([index[name] for name in split["label"]])
         mistakes = misclassified_rows(self.shown_texts(split), y_true, y_pred, probs.max(-1), label_names, n_mistakes)
+        stats = classification_stats(y_true, y_pred, len(label_names))
+        metrics = self.metrics_from_sums(stats.sum(axis=0), label_names)
         return Evaluation(
-            metrics=classification_metrics(y_true, y_pred, label_names),
+            metrics=metrics,
             headline=self.headline(label_names),
+            stats=stats,
+            class_f1={name: metrics[f"f1_{name}"] for name in label_names},
             mistakes=mistakes if n_mistakes else [],
             confusion=confusion(y_true, y_pred, len(label_names)),
             label_names=label_names,
         )
+
+    def metrics_from_sums(self, sums, label_names) -> dict[str, float]:
+        return classification_from_sums(sums, label_names)
 
     def headline(self, label_names: list[str]) -> tuple[str, ...]:
         return self.headline_metrics + (("f1",) if len(label_names) == 2 else ())

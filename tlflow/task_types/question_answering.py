@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 from transformers import PreTrainedModel
 
 from tlflow.inference import forward_outputs
@@ -62,4 +63,11 @@ class QuestionAnswering(TaskType):
             if not max(exact_match(p, t) for t in g):
                 mistakes.append({"question": question, "predicted": p, "true": " | ".join(g),
                                  "f1": round(max(f1(p, t) for t in g), 4)})
-        return Evaluation(squad_scores(predicted, gold), self.headline_metrics, mistakes)
+        stats = np.array([[1.0, max(exact_match(p, t) for t in g), max(f1(p, t) for t in g)]
+                          for p, g in zip(predicted, gold)])
+        return Evaluation(squad_scores(predicted, gold), self.headline_metrics, stats, mistakes=mistakes)
+
+    def metrics_from_sums(self, sums, label_names) -> dict[str, float]:
+        """Columns of the statistics: [1, exact match, F1] per question."""
+        n = sums[0] or 1.0
+        return {"exact_match": float(sums[1] / n), "f1": float(sums[2] / n)}

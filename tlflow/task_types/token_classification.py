@@ -30,6 +30,22 @@ def repair_iob2(tags: list[str]) -> list[str]:
     return out
 
 
+def entity_types(label_names: list[str]) -> list[str]:
+    """Entity types of a tag set (B-PER, I-PER, ... -> PER), sorted."""
+    return sorted({name[2:] for name in label_names if name[:2] in ("B-", "I-")})
+
+
+def sentence_stats(gold: list[str], pred: list[str], types: list[str]) -> list[float]:
+    """Additive statistics of one sentence: [correct entities, predicted, gold, correct tokens,
+    tokens] then [correct, predicted, gold] per entity type. Entities match on type and span."""
+    gold_spans, pred_spans = set(entity_spans(gold)), set(entity_spans(repair_iob2(pred)))
+    hits = gold_spans & pred_spans
+    row = [len(hits), len(pred_spans), len(gold_spans), sum(g == p for g, p in zip(gold, pred)), len(gold)]
+    for kind in types:
+        row += [sum(s[0] == kind for s in spans) for spans in (hits, pred_spans, gold_spans)]
+    return [float(x) for x in row]
+
+
 class TokenClassification(TaskType):
     name = "token-classification"
     headline_metrics = ("precision", "recall", "f1")
@@ -84,4 +100,26 @@ class TokenClassification(TaskType):
                     "true": "; ".join(f"{e['type']}: {e['text']}" for e in _entities(words, g)) or "-",
                     "predicted": "; ".join(f"{e['type']}: {e['text']}" for e in _entities(words, p)) or "-",
                 })
-        return Evaluation(entity_metrics(gold, pred), self.headline_metrics, mistakes, label_names=label_names)
+        types = entity_types(label_names)
+        stats = np.array([sentence_stats(g, p, types) for g, p in zip(gold, pred)])
+        metrics = entity_metrics(gold, pred)
+        return Evaluation(metrics, self.headline_metrics, stats, class_f1=self.class_scores(stats, label_names),
+                          mistakes=mistakes, label_names=label_names)
+
+    def metrics_from_sums(self, sums, label_names) -> dict[str, float]:
+        """From `sentence_stats` sums: micro P/R/F1 over entities (exact type and span),
+        `f1_<TYPE>` and token accuracy; equal to seqeval's strict IOB2 scores on valid tags."""
+        def prf(tp: float, pred: float, gold: float) -> tuple[float, float, float]:
+            p = tp / pred if pred else 0.0
+            r = tp / gold if gold else 0.0
+            return p, r, (2 * p * r / (p + r) if p + r else 0.0)
+
+        p, r, f = prf(*sums[:3])
+        metrics = {"precision": p, "recall": r, "f1": f, "token_accuracy": float(sums[3] / sums[4]) if sums[4] else 0.0}
+        for i, kind in enumerate(entity_types(label_names)):
+            metrics[f"f1_{kind}"] = prf(*sums[5 + 3 * i : 8 + 3 * i])[2]
+        return metrics
+
+    def class_scores(self, stats: np.ndarray, label_names: list[str]) -> dict[str, float]:
+        metrics = self.metrics_from_sums(stats.sum(axis=0), label_names)
+        return {kind: metrics[f"f1_{kind}"] for kind in entity_types(label_names)}

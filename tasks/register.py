@@ -1,4 +1,4 @@
-"""Stage 6: log the model, register it and move the champion/challenger alias."""
+"""Stage 6: log the model, register it and decide its alias through the promotion gate."""
 
 from __future__ import annotations
 
@@ -12,13 +12,14 @@ from prefect.cache_policies import NO_CACHE
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from tasks.tracking import artifact_key
-from tlflow import tracking
+from tlflow import registration
 from tlflow.config import PipelineConfig
 from tlflow.data.readers import LoadedData
-from tlflow.promotion import Decision, decide
-from tlflow.serving import load_task_model, log_task_model
+from tlflow.promotion import Decision
+from tlflow.serving import log_task_model
 from tlflow.task_types.base import Evaluation, TaskSettings
 from tlflow.task_types.registry import get_task_type
+from tlflow.tokenization import cache_key
 
 
 @dataclass
@@ -30,37 +31,30 @@ class RegistrationOutcome:
     model_uri: str
 
 
-def score_champion(cfg: PipelineConfig, champion_version: str, loaded: LoadedData) -> float:
-    """Re-score the current champion on this run's test split (same examples as the new model),
-    with its own tokenizer and label names."""
-    settings = TaskSettings.from_config(cfg)
-    champion = load_task_model(f"models:/{cfg.name}/{champion_version}", settings)
-    evaluation = get_task_type(cfg.task.type).evaluate(
-        champion.model, champion.tokenizer, loaded.splits["test"], loaded.label_names, settings
-    )
-    return evaluation.metrics[cfg.task.primary_metric]
-
-
-def decision_markdown(cfg: PipelineConfig, outcome: RegistrationOutcome, evaluation: Evaluation) -> str:
-    """The run summary shown as a Prefect artifact and as the model version's description."""
-    d = outcome.decision
-    metric = cfg.task.primary_metric
+def decision_markdown(cfg: PipelineConfig, version: str | None, decision: Decision | None, evaluation: Evaluation,
+                      run_id: str, model_uri: str) -> str:
+    """The run summary shown as a Prefect artifact and as the model version's description:
+    headline metrics, the decision and every check of the gate with its numbers."""
     lines = [
-        f"## {cfg.name} v{outcome.version}: **{d.alias}**" if d else f"## {cfg.name}: not registered",
+        f"## {cfg.name} v{version}: **{decision.alias}**" if decision else f"## {cfg.name}: not registered",
         "",
         "| metric | value |",
         "|---|---|",
         *(f"| test_{k} | {evaluation.metrics[k]:.4f} |" for k in evaluation.headline),
     ]
-    if d:
-        champion = f"v{d.champion_version}: {d.champion_score:.4f}" if d.champion_version else "none"
+    if decision:
+        champion = (f"v{decision.champion_version}: {decision.champion_score:.4f}"
+                    if decision.champion_version else "none")
         lines += [
             "",
-            "| decision | new model | champion (re-scored) | reason |",
-            "|---|---|---|---|",
-            f"| {d.alias} | {metric} {d.new_score:.4f} | {champion} | {d.reason} |",
+            f"Decision: **{decision.alias}** ({decision.metric} {decision.new_score:.4f}, champion re-scored on the "
+            f"same test split: {champion})",
+            "",
+            "| check | result | numbers |",
+            "|---|---|---|",
+            *(f"| {c.name} | {'passed' if c.passed else '**failed**'} | {c.detail} |" for c in decision.checks),
         ]
-    lines += ["", f"MLflow run `{outcome.run_id}`, model `{outcome.model_uri}`"]
+    lines += ["", f"MLflow run `{run_id}`, model `{model_uri}`"]
     return "\n".join(lines)
 
 
@@ -74,12 +68,12 @@ def register_and_promote(
     tags: dict[str, str],
 ) -> RegistrationOutcome:
     """Log the model (`TaskModel` pyfunc: weights as safetensors, tokenizer, task settings,
-    signature, input example),
-    register it under the config's name, and set `champion` when there is none yet or the new
-    model beats the champion re-scored on the same test split; `challenger` otherwise.
+    signature, input example), then, under the model's promotion lock, re-score the champion on
+    this run's test split, run the gate (floors, min_delta, paired bootstrap, per-class drop),
+    register the version, move `champion` or `challenger`, and append the ledger entry.
 
-    The champion is scored and the model files are logged before the version is created, and
-    the alias is moved last, so a failure on the way leaves the registry's aliases untouched.
+    The files are logged before the version exists and the alias moves last; a failure on the way
+    deletes the version and puts the aliases back (`tlflow.registration`).
     """
     logger = get_run_logger()
     run_id = mlflow.active_run().info.run_id
@@ -88,32 +82,31 @@ def register_and_promote(
     outcome = RegistrationOutcome(cfg.name, None, None, run_id, model_uri)
     if cfg.promote.register_model:
         client = MlflowClient()
-        metric = cfg.task.primary_metric
-        new_score = evaluation.metrics[metric]
-        champion = tracking.alias_version(client, cfg.name, tracking.CHAMPION)
-        champion_version = str(champion.version) if champion else None
-        champion_score = score_champion(cfg, champion_version, loaded) if champion else None
-        decision = decide(metric, new_score, champion_score, champion_version, cfg.promote.min_delta)
+        new = registration.scores_of(cfg, evaluation, loaded.label_names)
+
+        def score_champion(version: str):
+            champion = registration.evaluate_version(cfg, cfg.name, version, loaded)
+            mlflow.log_metric(f"champion_test_{cfg.task.primary_metric}", champion.metrics[cfg.task.primary_metric])
+            return registration.scores_of(cfg, champion, loaded.label_names)
+
         version_tags = {
             **tags,
             **{f"test_{k}": f"{evaluation.metrics[k]:.6f}" for k in evaluation.headline},
             "task_type": cfg.task.type,
-            "primary_metric": metric,
-            "decision": decision.alias,
-            "decision_reason": decision.reason,
+            # The frozen evaluation split: data version + how the test split is cut from it.
+            "eval_split": cache_key(data=cfg.data.model_dump(mode="json"), task=cfg.task.type),
         }
-        if champion_score is not None:
-            version_tags["champion_version"] = champion_version
-            version_tags[f"champion_test_{metric}"] = f"{champion_score:.6f}"
-            mlflow.log_metric(f"champion_test_{metric}", champion_score)
-        mv = tracking.register_version(model_uri, cfg.name, version_tags)
-        outcome.version, outcome.decision = str(mv.version), decision
-        client.update_model_version(cfg.name, mv.version, description=decision_markdown(cfg, outcome, evaluation))
-        client.set_registered_model_alias(cfg.name, decision.alias, mv.version)
-        mlflow.set_tags({"registered_version": mv.version, "promotion_decision": decision.alias})
-        logger.info("registered %s v%s as %s: %s", cfg.name, mv.version, decision.alias, decision.reason)
+        result = registration.register_and_promote(
+            client, cfg, model_uri, new, score_champion, version_tags, actor=f"flow training_pipeline run {run_id}",
+            describe=lambda v, d: decision_markdown(cfg, v, d, evaluation, run_id, model_uri),
+        )
+        outcome.version, outcome.decision = result.version, result.decision
+        mlflow.set_tags({"registered_version": result.version, "promotion_decision": result.decision.alias,
+                         "ledger_sequence": str(result.ledger_sequence)})
+        logger.info("registered %s v%s as %s: %s", cfg.name, result.version, result.decision.alias,
+                    result.decision.reason)
     create_markdown_artifact(
-        decision_markdown(cfg, outcome, evaluation),
+        decision_markdown(cfg, outcome.version, outcome.decision, evaluation, run_id, model_uri),
         key=artifact_key(cfg.name, "summary"),
         description="Pipeline outcome: metrics and promotion decision",
     )

@@ -282,11 +282,27 @@ class EvaluateConfig(_Section):
 
 
 class PromoteConfig(_Section):
-    """Registration and the champion/challenger rule."""
+    """Registration and the promotion gate (every check must pass for a new champion)."""
 
     register_model: bool = Field(True, description="Register the fine-tuned model in the MLflow registry.")
     min_delta: float = Field(
-        0.0, ge=0, description="Promote only when the new score beats the champion's by more than this."
+        0.0, ge=0, description="The primary metric must beat the champion's by at least this (and by more than 0)."
+    )
+    confidence: float = Field(
+        0.95, gt=0, lt=1,
+        description="Paired bootstrap over the test examples: the lower end of this interval of the gain must be > 0.",
+    )
+    bootstrap_samples: int = Field(1000, ge=100, description="Resamples of the paired bootstrap.")
+    max_class_drop: float = Field(
+        0.05, ge=0, le=1, description="No class (or entity type) may lose more F1 than this against the champion."
+    )
+    floors: dict[str, float] = Field(
+        default_factory=dict,
+        description="Absolute minimum test metrics, e.g. {accuracy: 0.85}; also required of a first champion.",
+    )
+    lock_wait_s: float = Field(1800, gt=0, description="Longest wait for another pipeline's promotion to finish.")
+    lock_stale_s: float = Field(
+        1800, gt=0, description="A promotion lock older than this is left by a killed process and is broken."
     )
 
 

@@ -5,30 +5,51 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+from sklearn.metrics import confusion_matrix
 
 
-def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, label_names: list[str]) -> dict[str, float]:
-    """Accuracy, macro-F1 and per-class precision/recall/F1 (keys `<metric>_<label>`); with two
-    labels also `f1`, the F1 of the second (positive) label. A prediction of -1 (a label outside
-    `label_names`) is always wrong."""
-    y_true = np.asarray(y_true)
-    y_pred = np.asarray(y_pred)
-    labels = list(range(len(label_names)))
-    precision, recall, f1, _ = precision_recall_fscore_support(
-        y_true, y_pred, labels=labels, average=None, zero_division=0
-    )
-    metrics = {
-        "accuracy": float((y_true == y_pred).mean()),
-        "macro_f1": float(np.mean(f1)),
-    }
-    if len(label_names) == 2:
+def classification_stats(y_true: np.ndarray, y_pred: np.ndarray, n_labels: int) -> np.ndarray:
+    """Per-example additive statistics: [correct, tp per label, predicted per label, gold per label].
+
+    Metrics follow from their column sums (`classification_from_sums`), which is what lets the
+    promotion gate bootstrap them cheaply. A prediction of -1 (a label outside the set) is wrong.
+    """
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    n = len(y_true)
+    stats = np.zeros((n, 1 + 3 * n_labels), dtype=np.float64)
+    stats[:, 0] = y_true == y_pred
+    rows = np.arange(n)
+    hit = (y_true == y_pred) & (y_pred >= 0)
+    stats[rows[hit], 1 + y_pred[hit]] = 1
+    known = y_pred >= 0
+    stats[rows[known], 1 + n_labels + y_pred[known]] = 1
+    stats[rows, 1 + 2 * n_labels + y_true] = 1
+    return stats
+
+
+def classification_from_sums(sums: np.ndarray, label_names: list[str]) -> dict[str, float]:
+    """Accuracy, macro-F1 and per-class precision/recall/F1 (keys `<metric>_<label>`) from summed
+    `classification_stats`; with two labels also `f1`, the F1 of the second (positive) label."""
+    k = len(label_names)
+    tp, pred, gold = sums[1 : 1 + k], sums[1 + k : 1 + 2 * k], sums[1 + 2 * k : 1 + 3 * k]
+    precision = np.divide(tp, pred, out=np.zeros(k), where=pred > 0)
+    recall = np.divide(tp, gold, out=np.zeros(k), where=gold > 0)
+    f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros(k), where=(precision + recall) > 0)
+    total = gold.sum()
+    metrics = {"accuracy": float(sums[0] / total) if total else 0.0, "macro_f1": float(np.mean(f1))}
+    if k == 2:
         metrics["f1"] = float(f1[1])
     for i, name in enumerate(label_names):
         metrics[f"precision_{name}"] = float(precision[i])
         metrics[f"recall_{name}"] = float(recall[i])
         metrics[f"f1_{name}"] = float(f1[i])
     return metrics
+
+
+def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, label_names: list[str]) -> dict[str, float]:
+    """Accuracy, macro-F1 and per-class precision/recall/F1 (see `classification_from_sums`)."""
+    stats = classification_stats(y_true, y_pred, len(label_names))
+    return classification_from_sums(stats.sum(axis=0), label_names)
 
 
 def confusion(y_true: np.ndarray, y_pred: np.ndarray, n_labels: int) -> np.ndarray:

@@ -1,47 +1,161 @@
-"""The champion/challenger rule, as a pure function."""
+"""The promotion gate, as pure functions over per-example statistics.
+
+Both models are scored on the same frozen evaluation split in the same run. Each example
+contributes a row of additive statistics (e.g. correct, true positives, predictions and gold
+counts per class), and a task's metrics are a function of their column sums, so a paired
+bootstrap is cheap: one resample of example indices is a weight vector applied to both models'
+statistics.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+#: Column sums of per-example statistics -> metrics.
+MetricsFromSums = Callable[[np.ndarray], dict[str, float]]
+
+CHECK_FLOOR = "floor"
+CHECK_DELTA = "min_delta"
+CHECK_BOOTSTRAP = "bootstrap"
+CHECK_CLASS_DROP = "max_class_drop"
+
+
+@dataclass(frozen=True)
+class Scores:
+    """What the gate needs of one model on the evaluation split."""
+
+    stats: np.ndarray  # examples x statistics, additive over examples
+    metrics: MetricsFromSums
+    class_f1: dict[str, float] = field(default_factory=dict)  # per class / entity type
+
+    def value(self, metric: str) -> float:
+        return self.metrics(self.stats.sum(axis=0))[metric]
+
+
+@dataclass(frozen=True)
+class GateSettings:
+    metric: str
+    min_delta: float = 0.0
+    confidence: float = 0.95
+    bootstrap_samples: int = 1000
+    max_class_drop: float = 0.05
+    floors: dict[str, float] = field(default_factory=dict)
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    passed: bool
+    detail: str  # the numbers, one line
 
 
 @dataclass(frozen=True)
 class Decision:
-    """Outcome of comparing a new model with the current champion on the same test split."""
+    """Outcome of the gate: which alias the challenger gets, every check with its numbers."""
 
     alias: str  # "champion" or "challenger"
     metric: str
     new_score: float
     champion_score: float | None
     champion_version: str | None
-    reason: str
+    checks: tuple[Check, ...]
+    interval: tuple[float, float] | None = None  # bootstrap interval of new - champion
 
     @property
     def promoted(self) -> bool:
         return self.alias == "champion"
 
+    @property
+    def reason(self) -> str:
+        failed = [c for c in self.checks if not c.passed]
+        if failed:
+            return "; ".join(f"{c.name} failed: {c.detail}" for c in failed)
+        if self.champion_version is None:
+            return "no champion yet" + (f"; {self.checks[0].detail}" if self.checks else "")
+        return f"{self.metric} {self.new_score:.4f} beats champion v{self.champion_version} {self.champion_score:.4f}"
+
     def to_dict(self) -> dict:
-        return asdict(self)
+        out = asdict(self)
+        out["promoted"], out["reason"] = self.promoted, self.reason
+        return out
+
+
+def paired_bootstrap(
+    new: Scores, old: Scores, metric: str, samples: int, confidence: float, seed: int = 0
+) -> tuple[float, float, float]:
+    """(share of resamples where new beats old, lower, upper) percentile interval of new - old.
+
+    Resamples the examples with replacement, the same indices for both models.
+    """
+    n = len(new.stats)
+    if n != len(old.stats):
+        raise ValueError(f"paired bootstrap needs the same examples: {n} vs {len(old.stats)}")
+    rng = np.random.default_rng(seed)
+    weights = rng.multinomial(n, np.full(n, 1.0 / n), size=samples).astype(np.float64)
+    new_sums, old_sums = weights @ new.stats, weights @ old.stats
+    diffs = np.array([new.metrics(a)[metric] - old.metrics(b)[metric] for a, b in zip(new_sums, old_sums)])
+    alpha = (1.0 - confidence) / 2
+    low, high = np.quantile(diffs, [alpha, 1 - alpha])
+    return float((diffs > 0).mean()), float(low), float(high)
+
+
+def floor_checks(scores: Scores, floors: dict[str, float]) -> list[Check]:
+    values = scores.metrics(scores.stats.sum(axis=0))
+    checks = []
+    for metric, floor in sorted(floors.items()):
+        if metric not in values:
+            checks.append(Check(CHECK_FLOOR, False, f"no metric '{metric}' (has: {', '.join(sorted(values))})"))
+            continue
+        checks.append(Check(CHECK_FLOOR, values[metric] >= floor, f"{metric} {values[metric]:.4f} >= {floor:g}"))
+    return checks
 
 
 def decide(
-    metric: str,
-    new_score: float,
-    champion_score: float | None,
-    champion_version: str | None,
-    min_delta: float = 0.0,
+    new: Scores, champion: Scores | None, champion_version: str | None, settings: GateSettings
 ) -> Decision:
-    """Champion when there is none yet, or when the new score beats the champion's by more than
-    `min_delta` (both scored on the same split in the same run); challenger otherwise. Ties keep
-    the champion: a new model has to earn the alias."""
-    if champion_score is None or champion_version is None:
-        return Decision("champion", metric, new_score, None, None, "no champion yet")
-    gain = new_score - champion_score
-    if gain > min_delta:
-        reason = f"{metric} {new_score:.4f} beats champion v{champion_version} {champion_score:.4f} by {gain:+.4f}"
-        return Decision("champion", metric, new_score, champion_score, champion_version, reason)
-    reason = (
-        f"{metric} {new_score:.4f} does not beat champion v{champion_version} {champion_score:.4f} "
-        f"by more than {min_delta:g} ({gain:+.4f})"
-    )
-    return Decision("challenger", metric, new_score, champion_score, champion_version, reason)
+    """Promote (alias champion) only when every check passes:
+
+    * floors: each configured metric of the new model is at least its floor;
+    * min_delta: the primary metric improves on the champion's by at least `min_delta`;
+    * bootstrap: the lower end of the paired-bootstrap interval of the improvement, at
+      `confidence`, is above 0 (the improvement is not noise);
+    * max_class_drop: no class (or entity type) loses more than `max_class_drop` F1.
+
+    Without a champion only the floors apply. A tie never promotes.
+    """
+    metric = settings.metric
+    new_score = new.value(metric)
+    checks = floor_checks(new, settings.floors)
+    if champion is None or champion_version is None:
+        if not checks:
+            checks = [Check(CHECK_FLOOR, True, "no floors configured")]
+        alias = "champion" if all(c.passed for c in checks) else "challenger"
+        return Decision(alias, metric, new_score, None, None, tuple(checks))
+    old_score = champion.value(metric)
+    delta = new_score - old_score
+    checks.append(Check(
+        CHECK_DELTA, delta > 0 and delta >= settings.min_delta,
+        f"{metric} {new_score:.4f} - {old_score:.4f} = {delta:+.4f} (need > 0 and >= {settings.min_delta:g})",
+    ))
+    share, low, high = paired_bootstrap(new, champion, metric, settings.bootstrap_samples, settings.confidence,
+                                        settings.seed)
+    checks.append(Check(
+        CHECK_BOOTSTRAP, low > 0,
+        f"{settings.confidence:.0%} interval of the gain [{low:+.4f}, {high:+.4f}] over {settings.bootstrap_samples} "
+        f"paired resamples of {len(new.stats)} examples; new better in {share:.1%}",
+    ))
+    drops = {k: champion.class_f1[k] - new.class_f1.get(k, 0.0) for k in champion.class_f1}
+    worst = max(drops, key=drops.get) if drops else None
+    checks.append(Check(
+        CHECK_CLASS_DROP,
+        worst is None or drops[worst] <= settings.max_class_drop,
+        "no per-class scores" if worst is None else
+        f"largest F1 drop {worst}: {champion.class_f1[worst]:.4f} -> {new.class_f1.get(worst, 0.0):.4f} "
+        f"({-drops[worst]:+.4f}, allowed -{settings.max_class_drop:g})",
+    ))
+    alias = "champion" if all(c.passed for c in checks) else "challenger"
+    return Decision(alias, metric, new_score, old_score, champion_version, tuple(checks), (low, high))

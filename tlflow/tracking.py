@@ -21,6 +21,8 @@ from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
+from tlflow.registry_lock import is_lock
+
 DEFAULT_STORE_DIR = Path("mlflow")
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -148,6 +150,7 @@ def alias_version(client: MlflowClient, name: str, alias: str) -> ModelVersion |
 def list_versions(client: MlflowClient, name: str | None = None) -> list[RegisteredVersion]:
     """Registered versions (of one model or all) with their aliases, newest first within each model."""
     models = [client.get_registered_model(name)] if name else client.search_registered_models()
+    models = [m for m in models if not is_lock(m.name)]
     rows: list[RegisteredVersion] = []
     for model in sorted(models, key=lambda m: m.name):
         aliases: dict[str, list[str]] = {}

@@ -4,6 +4,7 @@ a tiny random BERT on a few hundred real SST-2 rows."""
 from pathlib import Path
 
 import mlflow
+import pandas as pd
 import pytest
 from mlflow import MlflowClient
 from prefect.client.orchestration import get_client
@@ -64,7 +65,9 @@ def test_pipeline_registers_promotes_and_records_lineage(project, prefect_server
     assert float(version.tags["test_accuracy"]) == pytest.approx(run.data.metrics["test_accuracy"], abs=1e-6)
 
     # The registered model loads back through MLflow and predicts label names.
-    predictions = mlflow.pyfunc.load_model(f"models:/{cfg.name}@champion").predict(["a gorgeous , witty film", "dull"])
+    predictions = mlflow.pyfunc.load_model(f"models:/{cfg.name}@champion").predict(
+        pd.DataFrame({"text": ["a gorgeous , witty film", "dull"]})
+    )
     assert set(predictions["label"]) <= {"negative", "positive"}
 
     # A second model is compared with the champion re-scored on the same test split.
@@ -73,7 +76,8 @@ def test_pipeline_registers_promotes_and_records_lineage(project, prefect_server
     assert second.version == "2" and d.champion_version == "1"
     assert d.champion_score == pytest.approx(run.data.metrics["test_accuracy"], abs=1e-6)
     champion = str(client.get_model_version_by_alias(cfg.name, "champion").version)
-    assert champion == ("2" if d.new_score > d.champion_score else "1")
+    assert champion == ("2" if d.promoted else "1")
+    assert not d.promoted or d.new_score > d.champion_score
     assert client.get_model_version(cfg.name, "2").tags["decision"] == d.alias
 
     # `tlflow models` lists both versions with the alias on the right one.

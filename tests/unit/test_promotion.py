@@ -1,26 +1,98 @@
+"""The promotion gate as pure functions on hand-made per-example statistics."""
+
+from functools import partial
+
+import numpy as np
 import pytest
 
-from tlflow.promotion import decide
+from tlflow.metrics import classification_from_sums, classification_stats
+from tlflow.promotion import GateSettings, Scores, decide, paired_bootstrap
+
+LABELS = ["neg", "pos"]
 
 
-def test_first_model_becomes_champion():
-    d = decide("accuracy", 0.7, None, None)
-    assert d.promoted and d.alias == "champion" and d.champion_version is None
+def scores(y_true, y_pred) -> Scores:
+    stats = classification_stats(np.asarray(y_true), np.asarray(y_pred), 2)
+    metrics = partial(classification_from_sums, label_names=LABELS)
+    m = metrics(stats.sum(axis=0))
+    return Scores(stats, metrics, {name: m[f"f1_{name}"] for name in LABELS})
 
 
-def test_better_model_wins():
-    d = decide("accuracy", 0.86, 0.84, "3")
-    assert d.promoted
-    assert d.champion_version == "3"
-    assert "+0.0200" in d.reason
+def predictions(y_true, n_wrong, rng_seed=0):
+    """y_true with `n_wrong` labels flipped (seeded positions)."""
+    y = np.array(y_true)
+    idx = np.random.default_rng(rng_seed).choice(len(y), n_wrong, replace=False)
+    y[idx] = 1 - y[idx]
+    return y
 
 
-@pytest.mark.parametrize("new", [0.84, 0.83])
-def test_tie_or_worse_stays_challenger(new):
-    d = decide("accuracy", new, 0.84, "3")
-    assert d.alias == "challenger"
+Y = np.array([0, 1] * 200)  # 400 balanced examples
+SETTINGS = GateSettings(metric="accuracy", bootstrap_samples=1000, seed=1)
 
 
-def test_min_delta_must_be_exceeded():
-    assert decide("accuracy", 0.845, 0.84, "1", min_delta=0.01).alias == "challenger"
-    assert decide("accuracy", 0.851, 0.84, "1", min_delta=0.01).alias == "champion"
+def check(decision, name):
+    return next(c for c in decision.checks if c.name == name)
+
+
+def test_first_model_needs_only_the_floors():
+    new = scores(Y, predictions(Y, 100))  # accuracy 0.75
+    assert decide(new, None, None, SETTINGS).promoted
+    floored = GateSettings(metric="accuracy", floors={"accuracy": 0.8})
+    decision = decide(new, None, None, floored)
+    assert not decision.promoted and "accuracy 0.7500 >= 0.8" in decision.reason
+
+
+def test_clear_improvement_is_promoted_with_its_interval():
+    champion = scores(Y, predictions(Y, 120))  # 0.70
+    new = scores(Y, predictions(Y, 40, rng_seed=1))  # 0.90
+    decision = decide(new, champion, "3", SETTINGS)
+    assert decision.promoted, decision.reason
+    low, high = decision.interval
+    assert 0.1 < low < 0.2 < high < 0.3  # gain 0.20
+    assert all(c.passed for c in decision.checks)
+    assert decision.champion_score == pytest.approx(0.70) and decision.new_score == pytest.approx(0.90)
+
+
+def test_improvement_below_min_delta_is_rejected():
+    champion = scores(Y, predictions(Y, 120))
+    new = scores(Y, predictions(Y, 40, rng_seed=1))
+    decision = decide(new, champion, "3", GateSettings(metric="accuracy", min_delta=0.25))
+    assert not decision.promoted
+    assert not check(decision, "min_delta").passed and check(decision, "bootstrap").passed
+
+
+def test_improvement_the_bootstrap_calls_noise_is_rejected():
+    champion_pred = predictions(Y, 100)
+    new_pred = champion_pred.copy()
+    wrong = np.flatnonzero(new_pred != Y)[:3]  # fixes 3 of 100 mistakes ...
+    new_pred[wrong] = Y[wrong]
+    right = np.flatnonzero(new_pred == Y)[:1]  # ... and makes 1 new one: +0.5 points
+    new_pred[right] = 1 - Y[right]
+    decision = decide(scores(Y, new_pred), scores(Y, champion_pred), "3", SETTINGS)
+    assert check(decision, "min_delta").passed
+    assert not check(decision, "bootstrap").passed and not decision.promoted
+    assert decision.interval[0] <= 0 < decision.interval[1]
+
+
+def test_a_collapsing_class_blocks_promotion_despite_a_better_average():
+    y = np.array([0] * 360 + [1] * 40)  # imbalanced
+    champion = scores(y, np.where(np.arange(400) % 5 == 0, 1 - y, y))  # 80 % on both classes
+    new_pred = y.copy()
+    new_pred[360:] = 0  # perfect on class 0, never predicts class 1
+    decision = decide(scores(y, new_pred), champion, "3", SETTINGS)
+    assert check(decision, "min_delta").passed and check(decision, "bootstrap").passed
+    drop = check(decision, "max_class_drop")
+    assert not drop.passed and "pos" in drop.detail and not decision.promoted
+
+
+def test_a_tie_keeps_the_champion():
+    pred = predictions(Y, 80)
+    decision = decide(scores(Y, pred), scores(Y, pred), "3", SETTINGS)
+    assert not decision.promoted and not check(decision, "min_delta").passed
+    share, low, high = paired_bootstrap(scores(Y, pred), scores(Y, pred), "accuracy", 200, 0.95)
+    assert (share, low, high) == (0.0, 0.0, 0.0)
+
+
+def test_bootstrap_needs_the_same_examples():
+    with pytest.raises(ValueError, match="same examples"):
+        paired_bootstrap(scores(Y, Y), scores(Y[:10], Y[:10]), "accuracy", 100, 0.95)

@@ -1,0 +1,147 @@
+"""Registry safety with a real MLflow store: a failure between registration and the alias move
+leaves the registry as it was; a registration killed half-way is cleaned up by the next one; two
+processes promoting at the same moment are serialised by the registry lock."""
+
+import subprocess
+import sys
+import textwrap
+import time
+from functools import partial
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+from transformers import BertConfig, BertForSequenceClassification
+
+from tlflow import ledger, registration, tracking
+from tlflow.config import load_config
+from tlflow.metrics import classification_from_sums, classification_stats
+from tlflow.models import load_tokenizer
+from tlflow.promotion import Scores
+from tlflow.registry_lock import lock_name
+from tlflow.serving import log_task_model
+from tlflow.task_types.base import TaskSettings
+
+LABELS = ["negative", "positive"]
+Y = np.array([0, 1] * 100)
+
+
+def scores(n_wrong: int) -> Scores:
+    pred = Y.copy()
+    pred[:n_wrong] = 1 - pred[:n_wrong]
+    metrics = partial(classification_from_sums, label_names=LABELS)
+    stats = classification_stats(Y, pred, 2)
+    m = metrics(stats.sum(axis=0))
+    return Scores(stats, metrics, {k: m[f"f1_{k}"] for k in LABELS})
+
+
+@pytest.fixture
+def store(project):
+    """A configured MLflow store with one tiny logged model; returns (client, model_uri)."""
+    tracking.configure()
+    torch.manual_seed(0)
+    tokenizer = load_tokenizer("minilm-l6")
+    model = BertForSequenceClassification(BertConfig(
+        vocab_size=len(tokenizer), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=32, num_labels=2, id2label=dict(enumerate(LABELS)),
+    ))
+    with mlflow.start_run(experiment_id=tracking.ensure_experiment("safety")):
+        uri = log_task_model(model, tokenizer, TaskSettings("text-classification", max_length=16),
+                             pd.DataFrame({"text": ["fine", "dull"]}))
+    return MlflowClient(), uri
+
+
+def _register(client, uri, new: Scores, before_alias=None):
+    cfg = load_config(None, ["name=safe"])
+    return registration.register_and_promote(
+        client, cfg, uri, new, lambda v: scores(60), {"data_md5": "x"}, "test", lambda v, d: "", before_alias
+    )
+
+
+def _state(client):
+    versions = sorted(str(v.version) for v in client.search_model_versions("name = 'safe'"))
+    return versions, registration.aliases(client, "safe"), len(ledger.entries(client, "safe"))
+
+
+def test_failure_before_the_alias_move_leaves_the_registry_as_it_was(store):
+    client, uri = store
+    _register(client, uri, scores(60))
+    before = _state(client)
+    assert before == (["1"], {"champion": "1", "challenger": None}, 1)
+
+    def fail():
+        raise RuntimeError("injected: disk full while moving the alias")
+
+    with pytest.raises(RuntimeError, match="injected"):
+        _register(client, uri, scores(10), before_alias=fail)
+    assert _state(client) == before
+    with pytest.raises(MlflowException):  # the lock was released, not left behind
+        client.get_registered_model(lock_name("safe"))
+
+
+def test_a_registration_killed_after_the_alias_move_is_undone_by_the_next(store):
+    client, uri = store
+    _register(client, uri, scores(60))
+    # What a kill between alias move and ledger entry leaves: a pending version holding the alias.
+    orphan = tracking.register_version(uri, "safe", {"registration": registration.PENDING})
+    client.set_registered_model_alias("safe", "champion", orphan.version)
+    outcome = _register(client, uri, scores(10))
+    versions, aliases, entries = _state(client)
+    assert str(orphan.version) not in versions
+    assert outcome.decision.champion_version == "1"  # judged against the real champion
+    assert aliases["champion"] == outcome.version and entries == 2
+
+
+RACER = textwrap.dedent("""
+    import sys, time
+    from functools import partial
+    from pathlib import Path
+    import numpy as np
+    from mlflow import MlflowClient
+    from tlflow import registration, tracking
+    from tlflow.config import load_config
+    from tlflow.metrics import classification_from_sums, classification_stats
+    from tlflow.promotion import Scores
+
+    uri, barrier, actor = sys.argv[1:4]
+    tracking.configure()
+    y = np.array([0, 1] * 100)
+    same = Scores(classification_stats(y, y, 2), partial(classification_from_sums, label_names=["n", "p"]), {})
+    Path(barrier + "." + actor).touch()  # ready
+    while not Path(barrier).exists():
+        time.sleep(0.005)
+    out = registration.register_and_promote(
+        MlflowClient(), load_config(None, ["name=safe"]), uri, same, lambda v: same, {}, actor,
+        lambda v, d: "", before_alias=lambda: time.sleep(1.0),  # widen the window a race would need
+    )
+    print(out.version, out.decision.alias)
+""")
+
+
+def test_two_processes_promoting_at_once_are_serialised(store, project):
+    client, uri = store
+    barrier = project / "go"
+    racers = [
+        subprocess.Popen([sys.executable, "-c", RACER, uri, str(barrier), f"racer-{i}"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=project)
+        for i in range(2)
+    ]
+    deadline = time.monotonic() + 180
+    while not all((project / f"go.racer-{i}").exists() for i in range(2)):  # both imported, waiting
+        assert time.monotonic() < deadline and all(r.poll() is None for r in racers), "racers did not start"
+        time.sleep(0.1)
+    barrier.touch()
+    outputs = [r.communicate(timeout=240) for r in racers]
+    for racer, (_, err) in zip(racers, outputs):
+        assert racer.returncode == 0, err[-2000:]
+    results = sorted(out.split() for out, _ in outputs)
+    assert sorted(alias for _, alias in results) == ["challenger", "champion"]  # never two champions
+    history = ledger.entries(client, "safe")
+    assert [e.sequence for e in history] == [1, 2]  # no ledger entry lost
+    assert [e.action for e in history] == ["promoted", "rejected"]
+    assert history[1].champion_before == history[0].version
+    assert {e.actor for e in history} == {"racer-0", "racer-1"}

@@ -1,0 +1,122 @@
+"""The promotion ledger: one MLflow run per decision, in the experiment `tlflow-promotion-ledger`.
+
+Every decision (promoted, rejected, manual promotion, forced promotion, rollback) becomes a run
+whose tags hold who decided what, against which champion, on which data; `decision.json` holds
+every check with its numbers. Runs live in the same MLflow store as the registry, so the ledger
+travels with it. The tool only ever appends: nothing here updates or deletes a ledger run.
+Entries of one model are numbered (`sequence`) under that model's promotion lock.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+
+from mlflow import MlflowClient
+
+from tlflow.tracking import ensure_experiment
+
+LEDGER_EXPERIMENT = "tlflow-promotion-ledger"
+ACTIONS = ("promoted", "rejected", "manual-promotion", "forced-promotion", "rollback")
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    sequence: int
+    time: float  # epoch seconds
+    model: str
+    action: str
+    version: str  # the version the decision is about
+    champion_before: str | None
+    champion_after: str | None
+    actor: str
+    reason: str
+    data_md5: str
+    git_commit: str
+    prefect_flow_run_id: str
+    decision: dict  # every check with its numbers (decision.json)
+    run_id: str
+
+    @property
+    def changed_champion(self) -> bool:
+        return self.champion_after != self.champion_before
+
+
+def entries(client: MlflowClient, model: str) -> list[LedgerEntry]:
+    """Ledger entries of `model`, oldest first."""
+    experiment = client.get_experiment_by_name(LEDGER_EXPERIMENT)
+    if experiment is None:
+        return []
+    runs = client.search_runs(
+        [experiment.experiment_id], f"tags.model = '{model}'", max_results=50000
+    )
+    out = []
+    for run in runs:
+        t = run.data.tags
+        out.append(LedgerEntry(
+            sequence=int(t["sequence"]), time=run.info.start_time / 1000, model=t["model"], action=t["action"],
+            version=t["version"], champion_before=t.get("champion_before") or None,
+            champion_after=t.get("champion_after") or None, actor=t.get("actor", ""), reason=t.get("reason", ""),
+            data_md5=t.get("data_md5", ""), git_commit=t.get("git_commit", ""),
+            prefect_flow_run_id=t.get("prefect_flow_run_id", ""), decision=json.loads(t.get("decision", "{}")),
+            run_id=run.info.run_id,
+        ))
+    return sorted(out, key=lambda e: e.sequence)
+
+
+def append(
+    client: MlflowClient,
+    model: str,
+    action: str,
+    version: str,
+    champion_before: str | None,
+    champion_after: str | None,
+    actor: str,
+    reason: str,
+    lineage: dict[str, str],
+    decision: dict,
+) -> LedgerEntry:
+    """Append one entry (call it while holding the model's promotion lock)."""
+    if action not in ACTIONS:
+        raise ValueError(f"unknown ledger action '{action}' (one of {', '.join(ACTIONS)})")
+    previous = entries(client, model)
+    sequence = previous[-1].sequence + 1 if previous else 1
+    experiment_id = ensure_experiment(LEDGER_EXPERIMENT)
+    tags = {
+        "model": model, "sequence": str(sequence), "action": action, "version": version,
+        "champion_before": champion_before or "", "champion_after": champion_after or "",
+        "actor": actor, "reason": reason[:4900],
+        "data_md5": lineage.get("data_md5", ""), "git_commit": lineage.get("git_commit", ""),
+        "prefect_flow_run_id": lineage.get("prefect_flow_run_id", ""),
+        "eval_split": lineage.get("eval_split", ""),
+        "decision": json.dumps(decision, default=str)[:4900],
+    }
+    run = client.create_run(experiment_id, start_time=int(time.time() * 1000), tags=tags,
+                            run_name=f"{model} #{sequence} {action} v{version}")
+    client.log_text(run.info.run_id, json.dumps(decision, indent=2, default=str), "decision.json")
+    client.set_terminated(run.info.run_id)
+    return entries(client, model)[-1]
+
+
+def previous_champion(history: list[LedgerEntry], current: str | None) -> str | None:
+    """The champion before `current`: the `champion_before` of the latest decision (not a
+    rollback) that made `current` champion, so repeated rollbacks walk back through history
+    (None when there is nothing before)."""
+    for entry in reversed(history):
+        if entry.champion_after == current and entry.changed_champion and entry.action != "rollback":
+            return entry.champion_before
+    return None
+
+
+def format_history(history: list[LedgerEntry]) -> str:
+    """The ledger as a fixed-width table for a terminal."""
+    if not history:
+        return "no promotion decisions recorded"
+    lines = [f"{'#':>3}  {'time (UTC)':19}  {'action':17} {'version':>7}  {'champion':>14}  {'actor':24} reason"]
+    for e in history:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(e.time))
+        champ = f"{e.champion_before or '-'} -> {e.champion_after or '-'}"
+        lines.append(f"{e.sequence:>3}  {when:19}  {e.action:17} {'v' + e.version:>7}  {champ:>14}  {e.actor[:24]:24} "
+                     f"{e.reason}")
+    return "\n".join(lines)

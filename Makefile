@@ -8,7 +8,7 @@ export HF_DATASETS_OFFLINE = 1
 export PREFECT_SERVER_ANALYTICS_ENABLED = false
 export DVC_NO_ANALYTICS = 1
 
-.PHONY: install data demo run test bench ui-mlflow ui-prefect clean
+.PHONY: install data demo run test bench serve stop ui-mlflow ui-prefect clean
 
 install: $(VENV)/.installed
 
@@ -41,6 +41,13 @@ test: install data
 bench: install data
 	$(BIN)/pip install --quiet -e ".[test,bench]"
 	$(BIN)/python bench/pretrain_throughput.py
+
+# Prefect server on :4200 and MLflow server on :5000 in the background (store under mlflow/).
+serve: install
+	$(BIN)/tlflow servers up
+
+stop:
+	$(BIN)/tlflow servers down
 
 ui-mlflow: install
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow/mlflow.db --port 5000

@@ -10,6 +10,7 @@ from prefect.runtime import flow_run
 
 from tlflow import tracking
 from tlflow.config import PipelineConfig
+from tlflow.tokenization import file_digest
 
 
 def lineage_tags(cfg: PipelineConfig) -> dict[str, str]:
@@ -19,7 +20,16 @@ def lineage_tags(cfg: PipelineConfig) -> dict[str, str]:
         "git_commit": tracking.git_commit(),
         "prefect_flow_run_id": str(flow_run.id or "none"),
         "config_hash": cfg.hash(),
+        "data_files_md5": _files_md5(cfg),
     }
+
+
+def _files_md5(cfg: PipelineConfig) -> str:
+    """Content digest of the raw files (a missing file is reported by validation, not here)."""
+    try:
+        return file_digest(cfg.data.paths())
+    except OSError:
+        return "unreadable"
 
 
 @contextmanager

@@ -36,9 +36,21 @@ def _config(path: Path | None, overrides: list[str] | None) -> PipelineConfig:
 
 
 def _prepare_env(verbose: bool) -> None:
-    """Offline, quiet defaults plus project-local Prefect state (so the UI command below sees it)."""
+    """Offline, quiet defaults plus project-local Prefect state (so the UI command below sees it);
+    a configured server that does not answer is a one-line error before any work starts."""
     os.environ.setdefault("PREFECT_HOME", str(Path(".prefect").resolve()))
     apply_defaults(quiet_console=not verbose)
+    from tlflow.servers import ServerError, require
+
+    try:
+        if os.environ.get("MLFLOW_TRACKING_URI", "").startswith(("http://", "https://")):
+            uri = os.environ["MLFLOW_TRACKING_URI"].rstrip("/")
+            require(f"{uri}/health", "the MLflow tracking server (MLFLOW_TRACKING_URI)", "make serve")
+        if os.environ.get("PREFECT_API_URL"):
+            api = os.environ["PREFECT_API_URL"].rstrip("/")
+            require(f"{api}/health", "the Prefect server (PREFECT_API_URL)", "make serve")
+    except ServerError as err:
+        _fail(f"error: {err}")
 
 
 def ui_commands() -> list[str]:
@@ -91,7 +103,8 @@ def _print_outcome(cfg: PipelineConfig, outcome) -> None:
     run = MlflowClient().get_run(outcome.run_id)
     m = run.data.metrics
     typer.echo("")
-    typer.secho(f"{cfg.name}: test_accuracy {m['test_accuracy']:.4f}, test_macro_f1 {m['test_macro_f1']:.4f}", bold=True)
+    shown = [k for k in ("accuracy", "macro_f1", "f1", "precision", "recall", "exact_match") if f"test_{k}" in m]
+    typer.secho(f"{cfg.name}: " + ", ".join(f"test_{k} {m[f'test_{k}']:.4f}" for k in shown), bold=True)
     if outcome.decision is not None:
         d = outcome.decision
         verdict = "became champion" if d.promoted else "registered as challenger"
@@ -120,6 +133,36 @@ def pretrain(config: ConfigArg = None, set_: SetOpt = None, verbose: Annotated[b
     typer.echo(f"{cfg.name}-encoder v{encoder.version} registered; encoder files: {encoder.path}")
     for line in ui_commands():
         typer.echo(line)
+
+
+servers_app = typer.Typer(no_args_is_help=True, help="Local Prefect and MLflow servers.")
+app.add_typer(servers_app, name="servers")
+
+
+@servers_app.command("up")
+def servers_up(
+    prefect_port: Annotated[int, typer.Option(help="Prefect server port.")] = 4200,
+    mlflow_port: Annotated[int, typer.Option(help="MLflow server port.")] = 5000,
+) -> None:
+    """Start `prefect server start` and `mlflow server` (store under mlflow/) in the background."""
+    from tlflow.servers import STATE_DIR, ServerError, up
+
+    try:
+        started = up(prefect_port, mlflow_port)
+    except ServerError as err:
+        _fail(f"error: {err}")
+    prefect_url, mlflow_url = (s.url for s in started)
+    typer.echo(f"Prefect UI: {prefect_url}\nMLflow UI:  {mlflow_url}\nlogs: {STATE_DIR}/")
+    typer.echo(f"export PREFECT_API_URL={prefect_url}/api MLFLOW_TRACKING_URI={mlflow_url}")
+
+
+@servers_app.command("down")
+def servers_down() -> None:
+    """Stop the servers started by `tlflow servers up`."""
+    from tlflow.servers import down
+
+    stopped = down()
+    typer.echo(f"stopped: {', '.join(stopped)}" if stopped else "no servers were running")
 
 
 report_app = typer.Typer(no_args_is_help=True, help="Comparisons across pipeline runs.")
@@ -180,14 +223,180 @@ def models(name: Annotated[str | None, typer.Argument(help="Registered model nam
         _fail(f"error: cannot read the registry at {tracking.tracking_uri()}: {str(err).splitlines()[0]}")
     if not rows:
         _fail(f"no registered model{' named ' + repr(name) if name else 's'} in {tracking.tracking_uri()}")
-    header = f"{'model':<24} {'ver':>4}  {'aliases':<20} {'test_accuracy':>13} {'test_macro_f1':>13}  {'data_md5':<10} decision"
+    header = f"{'model':<24} {'ver':>4}  {'aliases':<20} {'primary metric':>22}  {'data_md5':<10} decision"
     typer.echo(header)
     for r in rows:
+        metric = r.tags.get("primary_metric", "accuracy")
+        score = f"{metric} {r.tags.get(f'test_{metric}', '-')[:6]}" if f"test_{metric}" in r.tags else "-"
         typer.echo(
-            f"{r.name:<24} {r.version:>4}  {','.join(r.aliases) or '-':<20} "
-            f"{r.tags.get('test_accuracy', '-')[:6]:>13} {r.tags.get('test_macro_f1', '-')[:6]:>13}  "
+            f"{r.name:<24} {r.version:>4}  {','.join(r.aliases) or '-':<20} {score:>22}  "
             f"{r.tags.get('data_md5', '-')[:8]:<10} {r.tags.get('decision_reason', '')}"
         )
+
+
+NameArg = Annotated[str, typer.Argument(help="Registered model name (the config's `name`).")]
+
+
+def _registry():
+    """Configured MLflow client for the registry commands."""
+    _prepare_env(verbose=False)
+    from mlflow import MlflowClient
+
+    from tlflow import tracking
+
+    tracking.configure()
+    return MlflowClient()
+
+
+def _actor() -> str:
+    import getpass
+
+    return f"cli user {getpass.getuser()}"
+
+
+def _cli_lineage() -> dict[str, str]:
+    from tlflow import tracking
+
+    return {"data_md5": tracking.data_version(), "git_commit": tracking.git_commit(), "prefect_flow_run_id": ""}
+
+
+@app.command()
+def history(name: NameArg) -> None:
+    """Print the promotion ledger of NAME: every decision, oldest first."""
+    client = _registry()
+    from tlflow import ledger
+    from tlflow.registration import RegistryError, check_model
+
+    try:
+        check_model(client, name)
+    except RegistryError as err:
+        _fail(f"error: {err}")
+    typer.echo(ledger.format_history(ledger.entries(client, name)))
+
+
+@app.command()
+def promote(
+    name: NameArg,
+    version: Annotated[str, typer.Argument(help="Version to make champion.")],
+    force: Annotated[bool, typer.Option("--force", help="Override a failed gate (needs --reason).")] = False,
+    reason: Annotated[str, typer.Option("--reason", help="Why the gate is overridden (recorded).")] = "",
+) -> None:
+    """Run the promotion gate for VERSION of NAME against the champion on VERSION's own test split
+    (its run's config); make it champion when every check passes, or with --force --reason."""
+    client = _registry()
+    from mlflow.exceptions import MlflowException
+
+    from tlflow import registration
+    from tlflow.data.readers import DataError, load_labelled_data
+
+    try:
+        mv = registration.check_model(client, name, version)
+        if force and not reason.strip():
+            raise registration.RegistryError("--force needs --reason: say why the gate is overridden")
+        cfg = registration.version_config(client, mv)
+        loaded = load_labelled_data(cfg.data, cfg.task.type)
+
+        def evaluate(v: str):
+            return registration.scores_of(cfg, registration.evaluate_version(cfg, name, v, loaded), loaded.label_names)
+
+        lineage = {**_cli_lineage(), "eval_split": mv.tags.get("eval_split", "")}
+        decision, action = registration.promote_version(
+            client, cfg, version, evaluate, _actor(), lineage, force=force, reason=reason
+        )
+    except (registration.RegistryError, DataError, ConfigError, MlflowException) as err:
+        _fail(f"error: {str(err).splitlines()[0]}")
+    for check in decision.checks:
+        typer.echo(f"  {'pass' if check.passed else 'FAIL'}  {check.name}: {check.detail}")
+    if action == "rejected":
+        _fail(f"{name} v{version} not promoted: {decision.reason}")
+    typer.echo(f"{name} v{version} is champion ({action})")
+
+
+@app.command()
+def retrain(config: ConfigArg = None, set_: SetOpt = None, verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
+    """Run `retraining_pipeline`: keep the champion when data and config are unchanged, else train + gate."""
+    cfg = _config(config, set_)
+    _prepare_env(verbose)
+    from flows.retraining import retraining_pipeline
+    from tlflow.retraining import RetrainingCheck
+
+    result = _guarded(lambda: retraining_pipeline(cfg))
+    if isinstance(result, RetrainingCheck):
+        typer.echo(result.summary())
+    else:
+        _print_outcome(cfg, result)
+
+
+@app.command()
+def predict(
+    name: NameArg,
+    input_file: Annotated[Path, typer.Argument(help="Requests: .csv, .tsv, .jsonl or .parquet with the task's request columns.")],
+    output_file: Annotated[Path, typer.Argument(help="Where to write requests + predictions (.jsonl, .csv, .tsv, .parquet).")],
+    alias: Annotated[str, typer.Option("--alias", help="Registry alias of the model to use.")] = "champion",
+) -> None:
+    """Run the `batch_predict` flow: predictions of NAME@ALIAS for every row of INPUT_FILE."""
+    _prepare_env(verbose=False)
+    from mlflow.exceptions import MlflowException
+
+    from flows.batch import batch_predict
+    from tlflow.data.readers import DataError
+    from tlflow.registration import RegistryError
+
+    try:
+        path = batch_predict(name, str(input_file), str(output_file), alias)
+    except (RegistryError, DataError, MlflowException) as err:
+        _fail(f"error: {str(err).splitlines()[0]}")
+    typer.echo(f"predictions written to {path}")
+
+
+@app.command()
+def serve(
+    name: NameArg,
+    alias: Annotated[str, typer.Option("--alias", help="Registry alias to serve.")] = "champion",
+    port: Annotated[int, typer.Option("--port", help="HTTP port on 127.0.0.1.")] = 5001,
+    host: Annotated[str, typer.Option("--host", help="Interface to listen on.")] = "127.0.0.1",
+) -> None:
+    """Serve NAME@ALIAS over HTTP with MLflow's model server (POST /invocations)."""
+    client = _registry()
+    from tlflow import tracking
+    from tlflow.registration import RegistryError, check_model
+
+    try:
+        check_model(client, name)
+    except RegistryError as err:
+        _fail(f"error: {err}")
+    if tracking.alias_version(client, name, alias) is None:
+        _fail(f"error: model '{name}' has no alias '{alias}'")
+    command = serve_command(name, alias, port, host)
+    typer.echo(f"serving models:/{name}@{alias} on http://{host}:{port}/invocations")
+    os.execvpe(command[0], command, {**serve_env(), "MLFLOW_TRACKING_URI": tracking.tracking_uri()})
+
+
+def serve_command(name: str, alias: str, port: int, host: str = "127.0.0.1") -> list[str]:
+    """`mlflow models serve` for a registry alias, in this environment (no new virtualenv)."""
+    mlflow_bin = str(Path(sys.executable).parent / "mlflow")
+    return [mlflow_bin, "models", "serve", "-m", f"models:/{name}@{alias}", "--env-manager", "local",
+            "--host", host, "--port", str(port), "--workers", "1"]
+
+
+def serve_env() -> dict[str, str]:
+    """The environment for `serve_command`: MLflow starts `uvicorn` by name, so this
+    environment's bin folder goes first on PATH."""
+    bindir = str(Path(sys.executable).parent)
+    return {**os.environ, "PATH": os.pathsep.join([bindir, os.environ.get("PATH", "")])}
+
+
+@app.command()
+def rollback(name: NameArg) -> None:
+    """Make the previous champion of NAME (per the ledger) champion again, and record it."""
+    client = _registry()
+    from tlflow import registration
+
+    try:
+        current, previous = registration.rollback(client, name, _actor(), _cli_lineage())
+    except registration.RegistryError as err:
+        _fail(f"error: {err}")
+    typer.echo(f"{name}: champion v{current} -> v{previous} (rollback recorded)")
 
 
 def main() -> None:

@@ -1,0 +1,95 @@
+"""Serving the champion: `batch_predict` on a file, and MLflow's model server on a loopback port
+answering real texts, with a clear 4xx for every malformed payload."""
+
+import json
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from flows.batch import batch_predict
+from flows.training import training_pipeline
+from tlflow import tracking
+from tlflow.cli import serve_command, serve_env
+
+pytestmark = [pytest.mark.needs_data, pytest.mark.flow]
+
+TEXTS = ["a gorgeous , witty , seductive movie .", "the plot is nothing but boilerplate clichés .", "dull"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _post(url: str, body: bytes) -> tuple[int, str]:
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode()
+
+
+def test_batch_predict_and_http_serving(project, prefect_server, tiny_config):
+    cfg = tiny_config(name="served")
+    assert training_pipeline(cfg).version == "1"
+
+    (project / "in.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in TEXTS), encoding="utf-8")
+    path = batch_predict("served", "in.jsonl", "out/predictions.jsonl")
+    out = pd.read_json(path, lines=True)
+    assert out["text"].tolist() == TEXTS
+    assert set(out["prediction_label"]) <= {"negative", "positive"}
+    assert (out["model_name"] == "served").all() and (out["model_version"].astype(str) == "1").all()
+    assert (out["model_alias"] == "champion").all()
+    tracking.configure()
+    runs = MlflowClient().search_runs([tracking.ensure_experiment("served-batch")])
+    assert len(runs) == 1 and runs[0].data.params["model_version"] == "1" and runs[0].data.metrics["rows"] == 3
+
+    port = _free_port()
+    server = subprocess.Popen(serve_command("served", "champion", port), cwd=project, env=serve_env(),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            assert server.poll() is None, server.stderr.read()[-3000:]
+            try:
+                with urllib.request.urlopen(f"{base}/ping", timeout=5) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "model server did not start"
+            time.sleep(1)
+
+        status, body = _post(f"{base}/invocations", json.dumps({"dataframe_records": [{"text": t} for t in TEXTS]}).encode())
+        assert status == 200, body
+        predictions = json.loads(body)["predictions"]
+        assert [set(p) for p in predictions] == [{"label", "score"}] * 3
+        assert [p["label"] for p in predictions] == out["prediction_label"].tolist()  # same model, same answers
+
+        malformed = {
+            "missing field": {"dataframe_records": [{"txt": "fine"}]},
+            "wrong type": {"dataframe_records": [{"text": 5}]},
+            "empty list": {"dataframe_records": []},
+            "over-long text": {"dataframe_records": [{"text": "word " * 30_000}]},
+            "blank text": {"dataframe_records": [{"text": "   "}]},
+        }
+        for case, payload in malformed.items():
+            status, body = _post(f"{base}/invocations", json.dumps(payload).encode())
+            assert 400 <= status < 500, (case, status, body)
+            assert json.loads(body).get("message"), (case, body)
+        status, body = _post(f"{base}/invocations", b"{not json")
+        assert 400 <= status < 500, body
+        with urllib.request.urlopen(f"{base}/ping", timeout=5) as r:  # still serving
+            assert r.status == 200
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

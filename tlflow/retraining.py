@@ -1,0 +1,67 @@
+"""When is retraining due? The data version, the raw files and the config, against the champion's lineage.
+
+The champion's model version carries the tags `data_md5` (the md5 in data.dvc), `data_files_md5`
+(the content of the config's raw files, which also catches data edited in place or a config
+pointing at another folder) and `config_hash`. Retraining is due when any of them differs from
+the current state, or when there is no champion yet.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mlflow import MlflowClient
+
+from tlflow import tracking
+from tlflow.config import PipelineConfig
+from tlflow.tokenization import file_digest
+
+
+@dataclass(frozen=True)
+class DataState:
+    data_md5: str
+    data_files_md5: str
+    config_hash: str
+
+    @classmethod
+    def of(cls, cfg: PipelineConfig) -> DataState:
+        """The state a run of `cfg` would train on now."""
+        return cls(tracking.data_version(), file_digest(cfg.data.paths()), cfg.hash())
+
+    @classmethod
+    def from_tags(cls, tags: dict[str, str]) -> DataState:
+        return cls(tags.get("data_md5", ""), tags.get("data_files_md5", ""), tags.get("config_hash", ""))
+
+
+@dataclass(frozen=True)
+class RetrainingCheck:
+    champion_version: str | None
+    changes: tuple[str, ...]  # one line per difference; empty: nothing new
+
+    @property
+    def due(self) -> bool:
+        return self.champion_version is None or bool(self.changes)
+
+    def summary(self) -> str:
+        if self.champion_version is None:
+            return "no champion yet: training"
+        if not self.changes:
+            return f"no new data, champion v{self.champion_version} kept"
+        return f"retraining: {'; '.join(self.changes)} (champion v{self.champion_version})"
+
+
+def differences(current: DataState, champion: DataState) -> tuple[str, ...]:
+    labels = {"data_md5": "data version (data.dvc)", "data_files_md5": "data files", "config_hash": "config"}
+    return tuple(
+        f"{label} changed ({getattr(champion, field)[:8] or 'unknown'} -> {getattr(current, field)[:8]})"
+        for field, label in labels.items()
+        if getattr(current, field) != getattr(champion, field)
+    )
+
+
+def check_retraining(client: MlflowClient, cfg: PipelineConfig) -> RetrainingCheck:
+    """Compare the current data and config with the lineage of `cfg.name@champion`."""
+    champion = tracking.alias_version(client, cfg.name, tracking.CHAMPION)
+    if champion is None:
+        return RetrainingCheck(None, ())
+    return RetrainingCheck(str(champion.version), differences(DataState.of(cfg), DataState.from_tags(champion.tags)))

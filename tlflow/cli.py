@@ -328,6 +328,29 @@ def retrain(config: ConfigArg = None, set_: SetOpt = None, verbose: Annotated[bo
 
 
 @app.command()
+def trigger(
+    deployment: Annotated[str, typer.Argument(help="FLOW/DEPLOYMENT, e.g. retraining_from_file/retrain-sst2.")],
+    wait: Annotated[bool, typer.Option("--wait", help="Wait until the run finishes.")] = False,
+) -> None:
+    """Start a run of a deployment (prefect.yaml) on the Prefect server; a worker executes it."""
+    _prepare_env(verbose=False)
+    api = os.environ.get("PREFECT_API_URL")
+    if not api:
+        _fail("error: no Prefect server configured: start one with `make serve` and export PREFECT_API_URL")
+    from prefect.deployments import run_deployment
+    from prefect.exceptions import ObjectNotFound
+
+    if "/" not in deployment:
+        _fail(f"error: '{deployment}' is not FLOW/DEPLOYMENT (e.g. retraining_from_file/retrain-sst2)")
+    try:
+        flow_run = run_deployment(deployment, timeout=None if wait else 0)
+    except ObjectNotFound:
+        _fail(f"error: no deployment '{deployment}' on {api}: create it with `prefect deploy --all` "
+              "(list them with `prefect deployment ls`)")
+    typer.echo(f"flow run {flow_run.name} ({flow_run.id}): {flow_run.state.type.value if flow_run.state else '-'}")
+
+
+@app.command()
 def predict(
     name: NameArg,
     input_file: Annotated[Path, typer.Argument(help="Requests: .csv, .tsv, .jsonl or .parquet with the task's request columns.")],

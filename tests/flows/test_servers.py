@@ -59,12 +59,15 @@ def test_deployment_runs_on_a_worker_and_registers_in_the_mlflow_server(project,
             "print(d)\n"
         ), json.dumps(cfg.to_dict())], env=env, cwd=project, capture_output=True, text=True, timeout=300)
         assert deploy.returncode == 0, deploy.stdout + deploy.stderr
-        flow_run = subprocess.run([sys.executable, "-c", (
-            "from prefect.deployments import run_deployment\n"
-            "print(run_deployment('training_pipeline/tiny', timeout=0).id)\n"
-        )], env=env, cwd=project, capture_output=True, text=True, timeout=120)
+        tlflow = [str(Path(sys.executable).parent / "tlflow")]
+        missing = subprocess.run([*tlflow, "trigger", "training_pipeline/nope"], env=env, cwd=project,
+                                 capture_output=True, text=True, timeout=120)
+        assert missing.returncode == 1 and "no deployment 'training_pipeline/nope'" in missing.stderr
+        assert "prefect deploy --all" in missing.stderr
+        flow_run = subprocess.run([*tlflow, "trigger", "training_pipeline/tiny"], env=env, cwd=project,
+                                  capture_output=True, text=True, timeout=120)
         assert flow_run.returncode == 0, flow_run.stderr
-        run_id = flow_run.stdout.strip().splitlines()[-1]
+        run_id = flow_run.stdout.split("(")[1].split(")")[0]
 
         worker = _prefect("worker", "start", "--pool", "tlflow-test", "--run-once", env=env, timeout=600)
         assert worker.returncode == 0, worker.stdout[-3000:] + worker.stderr[-3000:]

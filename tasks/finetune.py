@@ -11,6 +11,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from tlflow.config import PipelineConfig
 from tlflow.data.readers import LoadedData
+from tlflow.distributed import train_distributed
 from tlflow.finetuning import train_task_model
 from tlflow.models import load_tokenizer
 from tlflow.tokenization import cache_key, load_tokenized
@@ -40,9 +41,18 @@ def finetune_model(
         finetune=cfg.finetune.model_dump(mode="json", exclude={"threads", "log_every_steps"}),
     )
     checkpoints = CHECKPOINT_DIR / cfg.name / key
-    model, result = train_task_model(
-        cfg, features.to_dict(), loaded.splits["validation"], loaded.label_names, tokenizer, encoder, checkpoints, _log_async
-    )
+    if cfg.finetune.processes > 1:
+        mlflow.flush_async_logging()
+        model, result = train_distributed(
+            cfg, features.to_dict(), loaded.splits["validation"], loaded.label_names, encoder, checkpoints,
+            run_id=mlflow.active_run().info.run_id, tracking_uri=mlflow.get_tracking_uri(),
+        )
+        mlflow.log_metrics({"finetune_processes": cfg.finetune.processes})
+    else:
+        model, result = train_task_model(
+            cfg, features.to_dict(), loaded.splits["validation"], loaded.label_names, tokenizer, encoder, checkpoints,
+            _log_async,
+        )
     mlflow.log_metrics(
         {
             "train_seconds": result.seconds,

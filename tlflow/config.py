@@ -272,6 +272,11 @@ class FinetuneConfig(_Section):
     checkpoint_every_steps: int = Field(100, ge=1, description="Save a resumable checkpoint every N steps.")
     seed: int = Field(42, description="Seed of initialisation, shuffling and dropout.")
     threads: int = Field(0, ge=0, description="Torch intra-op threads (0: one per physical core).")
+    processes: int = Field(
+        1, ge=1, le=64,
+        description="Data-parallel processes (PyTorch DDP, gloo, on this machine); the batch is split between them "
+        "and they share the cores. 1: train in the flow's process.",
+    )
 
 
 class EvaluateConfig(_Section):

@@ -160,6 +160,7 @@ def train_loop(
     output_metrics: OutputMetrics | None = None,
     progress: bool = True,
     desc: str = "train",
+    shard: tuple[int, int] = (0, 1),
 ) -> TrainResult:
     """Train `model`, resuming from `checkpoint_dir` when it holds a checkpoint.
 
@@ -175,10 +176,18 @@ def train_loop(
         log_metrics: receives `{"train_loss": …, "learning_rate": …}` (plus the window means of
             `output_metrics`) every `log_every_steps`, and the validation metrics.
         output_metrics: extra per-step numbers taken from the model output (e.g. MLM accuracy).
+        shard: (rank, world size) for data-parallel training (`model` wrapped in
+            DistributedDataParallel): every rank walks the same batches and trains on its slice
+            `batch[rank::world]`; only rank 0 writes checkpoints, evaluates and logs.
     Returns:
-        TrainResult with step counts, the last logged loss, throughput and final val metrics.
+        TrainResult with step counts, the last logged loss, throughput and final val metrics
+        (with `shard`: samples of all ranks, tokens of this rank).
     """
-    set_threads(settings.threads)
+    rank, world = shard
+    lead = rank == 0
+    core = getattr(model, "module", model)  # the model itself inside a DistributedDataParallel wrapper
+    if world == 1:
+        set_threads(settings.threads)
     steps_per_epoch = math.ceil(len(lengths) / settings.batch_size)
     total_steps = settings.total_steps
     optimizer = make_optimizer(model, settings)
@@ -192,7 +201,7 @@ def train_loop(
     seconds_before = 0.0
     checkpoint = latest_checkpoint(checkpoint_dir)
     if checkpoint is not None:
-        state = load_checkpoint(checkpoint, model)
+        state = load_checkpoint(checkpoint, core)
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["rng"])
@@ -201,13 +210,13 @@ def train_loop(
     else:
         torch.manual_seed(settings.seed)
     resumed_from = step
-    log = log_metrics or (lambda metrics, step: None)
+    log = (log_metrics if lead else None) or (lambda metrics, step: None)
     eval_every = settings.eval_every_steps or steps_per_epoch
 
     def run_eval() -> dict[str, float]:
-        if evaluate is None:
+        if evaluate is None or not lead:
             return {}
-        metrics = evaluate(model)
+        metrics = evaluate(core)
         log({f"val_{k}": v for k, v in metrics.items()}, step)
         return metrics
 
@@ -216,14 +225,16 @@ def train_loop(
     window_n, last_loss = 0, float("nan")
     val_metrics: dict[str, float] = {}
     started = time.perf_counter()
-    bar = tqdm(total=total_steps, initial=step, desc=desc, unit="step", disable=not progress, leave=False)
+    bar = tqdm(total=total_steps, initial=step, desc=desc, unit="step", disable=not (progress and lead), leave=False)
     while step < total_steps:
         epoch, offset = divmod(step, steps_per_epoch)
         batches = epoch_batches(lengths, settings.batch_size, settings.seed, epoch, settings.group_by_length)
         for batch in batches[offset:]:
             if step >= total_steps:
                 break
-            inputs = make_batch(batch, step)
+            if world > 1:  # every rank needs at least one example of a (short, last) batch
+                mine = (batch * world)[: max(len(batch), world)][rank::world]
+            inputs = make_batch(mine if world > 1 else batch, step)
             output = model(**inputs)
             output.loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), settings.max_grad_norm)
@@ -246,7 +257,7 @@ def train_loop(
                 window, window_n = {}, 0
             if step % eval_every == 0 and step != total_steps:
                 val_metrics = run_eval()
-            if step % settings.checkpoint_every_steps == 0 or step == total_steps:
+            if lead and (step % settings.checkpoint_every_steps == 0 or step == total_steps):
                 state = {
                     "step": step,
                     "optimizer": optimizer.state_dict(),
@@ -256,7 +267,7 @@ def train_loop(
                     "tokens": tokens,
                     "seconds": seconds_before + time.perf_counter() - started,
                 }
-                save_checkpoint(checkpoint_dir, model, state)
+                save_checkpoint(checkpoint_dir, core, state)
     bar.close()
     seconds = seconds_before + time.perf_counter() - started
     val_metrics = run_eval()

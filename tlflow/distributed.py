@@ -25,6 +25,7 @@ from safetensors.torch import load_model, save_model
 from torch.nn.parallel import DistributedDataParallel
 from transformers import PreTrainedModel
 
+from tlflow.batching import collate
 from tlflow.config import PipelineConfig
 from tlflow.models import build_task_model, load_tokenizer
 from tlflow.task_types.base import TaskSettings
@@ -73,34 +74,49 @@ def _worker(
 ) -> None:
     torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) // world))
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
-    try:
-        tokenizer = load_tokenizer(encoder)
-        model = build_task_model(cfg.model.model_copy(update={"base": encoder}), cfg.task.type, label_names,
-                                 len(tokenizer), cfg.finetune.seed)
-        ddp = DistributedDataParallel(model)
-        task, settings = get_task_type(cfg.task.type), TaskSettings.from_config(cfg)
+    _train_rank(rank, world, cfg, features, validation, label_names, encoder, checkpoint_dir, run_id, tracking_uri)
+    dist.barrier()  # rank 0 has written the final weights; every rank's work is done
+    # Leave without running gloo's destructors: tearing down the process group (explicitly or when
+    # the DDP reducer is freed) can wait forever on gloo's threads. Everything is written (files
+    # closed, MLflow calls synchronous); an exception above still reaches mp.spawn as usual.
+    os._exit(0)
 
-        def validate(m: PreTrainedModel) -> dict[str, float]:
-            return task.evaluate(m, tokenizer, validation, label_names, settings).metrics
 
-        from tlflow.batching import collate
+def _train_rank(
+    rank: int,
+    world: int,
+    cfg: PipelineConfig,
+    features: Mapping[str, Sequence],
+    validation: Dataset | None,
+    label_names: list[str],
+    encoder: str,
+    checkpoint_dir: Path,
+    run_id: str | None,
+    tracking_uri: str | None,
+) -> None:
+    tokenizer = load_tokenizer(encoder)
+    model = build_task_model(cfg.model.model_copy(update={"base": encoder}), cfg.task.type, label_names,
+                             len(tokenizer), cfg.finetune.seed)
+    ddp = DistributedDataParallel(model)
+    task, settings = get_task_type(cfg.task.type), TaskSettings.from_config(cfg)
 
-        input_ids = features["input_ids"]
-        result = train_loop(
-            ddp, [len(x) for x in input_ids], lambda batch, step: collate(features, batch, tokenizer.pad_token_id),
-            LoopSettings.for_finetune(cfg.finetune, len(input_ids)), checkpoint_dir,
-            evaluate=validate if validation is not None else None,
-            log_metrics=_mlflow_logger(run_id, tracking_uri) if rank == 0 else None,
-            progress=False, desc="fine-tune", shard=(rank, world),
-        )
-        tokens = torch.tensor([result.tokens], dtype=torch.long)
-        dist.all_reduce(tokens)  # every rank's tokens
-        if rank == 0:
-            result.tokens = int(tokens.item())
-            save_model(model, str(checkpoint_dir / FINAL_WEIGHTS))
-            (checkpoint_dir / FINAL_RESULT).write_text(json.dumps(asdict(result)), encoding="utf-8")
-    finally:
-        dist.destroy_process_group()
+    def validate(m: PreTrainedModel) -> dict[str, float]:
+        return task.evaluate(m, tokenizer, validation, label_names, settings).metrics
+
+    input_ids = features["input_ids"]
+    result = train_loop(
+        ddp, [len(x) for x in input_ids], lambda batch, step: collate(features, batch, tokenizer.pad_token_id),
+        LoopSettings.for_finetune(cfg.finetune, len(input_ids)), checkpoint_dir,
+        evaluate=validate if validation is not None else None,
+        log_metrics=_mlflow_logger(run_id, tracking_uri) if rank == 0 else None,
+        progress=False, desc="fine-tune", shard=(rank, world),
+    )
+    tokens = torch.tensor([result.tokens], dtype=torch.long)
+    dist.all_reduce(tokens)  # every rank's tokens
+    if rank == 0:
+        result.tokens = int(tokens.item())
+        save_model(model, str(checkpoint_dir / FINAL_WEIGHTS))
+        (checkpoint_dir / FINAL_RESULT).write_text(json.dumps(asdict(result)), encoding="utf-8")
 
 
 def train_distributed(

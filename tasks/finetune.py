@@ -44,7 +44,7 @@ def finetune_model(
     if cfg.finetune.processes > 1:
         mlflow.flush_async_logging()
         model, result = train_distributed(
-            cfg, features.to_dict(), loaded.splits["validation"], loaded.label_names, encoder, checkpoints,
+            cfg, tokenized, loaded.splits["validation"], loaded.label_names, encoder, checkpoints,
             run_id=mlflow.active_run().info.run_id, tracking_uri=mlflow.get_tracking_uri(),
         )
         mlflow.log_metrics({"finetune_processes": cfg.finetune.processes})

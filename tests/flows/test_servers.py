@@ -49,6 +49,21 @@ def test_deployment_runs_on_a_worker_and_registers_in_the_mlflow_server(project,
 
         created = _prefect("work-pool", "create", "tlflow-test", "--type", "process", env=env)
         assert created.returncode == 0, created.stdout + created.stderr
+
+        # The repository's prefect.yaml deploys as users deploy it (its pool first).
+        assert _prefect("work-pool", "create", "tlflow-process", "--type", "process", env=env).returncode == 0
+        deployed = subprocess.run([str(Path(sys.executable).parent / "prefect"), "--no-prompt", "deploy", "--all"],
+                                  env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
+        assert deployed.returncode == 0, deployed.stdout[-3000:] + deployed.stderr[-3000:]
+        names = subprocess.run([sys.executable, "-c", (
+            "from prefect.client.orchestration import get_client\n"
+            "with get_client(sync_client=True) as c:\n"
+            "    for d in c.read_deployments():\n"
+            "        print(d.name, [s.schedule.cron for s in d.schedules if hasattr(s.schedule, 'cron')])\n"
+        )], env=env, capture_output=True, text=True, timeout=120).stdout.splitlines()
+        nightly = {line.split()[0] for line in names if "'0 2 * * *'" in line}
+        assert {f"retrain-{c}" for c in ("sst2", "emotion", "ag-news", "mrpc", "conll2003", "squad")} <= nightly
+        assert {"training", "pretraining", "transfer-report"} <= {line.split()[0] for line in names}
         cfg = tiny_config(name="served-by-worker")
         deploy = subprocess.run([sys.executable, "-c", (
             "import json, sys\n"

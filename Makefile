@@ -41,6 +41,7 @@ test: install data
 bench: install data
 	$(BIN)/pip install --quiet -e ".[test,bench]"
 	$(BIN)/python bench/pretrain_throughput.py
+	$(BIN)/python bench/finetune_throughput.py
 
 # Prefect server on :4200 and MLflow server on :5000 in the background (store under mlflow/).
 serve: install

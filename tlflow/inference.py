@@ -47,9 +47,3 @@ def forward_outputs(
         model.train(was_training)
     return out
 
-
-def predict_logits(
-    model: PreTrainedModel, input_ids: Sequence[Sequence[int]], pad_id: int, batch_size: int = 64
-) -> np.ndarray:
-    """Per-sequence logits of every example, in input order (shape: examples x labels)."""
-    return np.stack(forward_outputs(model, {"input_ids": input_ids}, pad_id, batch_size)["logits"])

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from tlflow.data.readers import DataError, decode_text
+from tlflow.data.readers import TASK_COLUMNS, DataError, decode_text
 
-COLUMNS = ["tokens", "tags", "text", "source_file", "source_row"]
+COLUMNS = TASK_COLUMNS["token-classification"]
 DOCSTART = "-DOCSTART-"
 
 

@@ -14,9 +14,9 @@ from typing import Any
 
 import pandas as pd
 
-from tlflow.data.readers import DataError, decode_text
+from tlflow.data.readers import TASK_COLUMNS, DataError, decode_text
 
-COLUMNS = ["id", "title", "question", "context", "answer_texts", "answer_starts", "source_file", "source_row"]
+COLUMNS = TASK_COLUMNS["question-answering"]
 
 _TYPE_NAMES = {dict: "an object", list: "a list", str: "a string", int: "an integer"}
 

@@ -217,17 +217,23 @@ def promote_version(
         raise RegistryError("--force needs --reason: say why the gate is overridden")
     with registry_lock(client, name, cfg.promote.lock_wait_s, cfg.promote.lock_stale_s):
         clean_pending(client, name)
-        champion = aliases(client, name)[tracking.CHAMPION]
+        before = aliases(client, name)
+        champion = before[tracking.CHAMPION]
         if champion == str(version):
             raise RegistryError(f"{name} v{version} is already the champion")
         decision = decide(evaluate(str(version)), evaluate(champion) if champion else None, champion,
                           gate_settings(cfg))
         action = "manual-promotion" if decision.promoted else ("forced-promotion" if force else "rejected")
-        if decision.promoted or force:
-            client.set_registered_model_alias(name, tracking.CHAMPION, str(version))
         after = str(version) if (decision.promoted or force) else champion
         note = f"{reason.strip()} (gate: {decision.reason})" if force and not decision.promoted else decision.reason
-        ledger.append(client, name, action, str(version), champion, after, actor, note, lineage, decision.to_dict())
+        try:
+            if after != champion:
+                client.set_registered_model_alias(name, tracking.CHAMPION, str(version))
+            ledger.append(client, name, action, str(version), champion, after, actor, note, lineage,
+                          decision.to_dict())
+        except BaseException:
+            _restore(client, name, before)  # no alias move without its ledger entry
+            raise
     return decision, action
 
 
@@ -244,7 +250,12 @@ def rollback(client: MlflowClient, name: str, actor: str, lineage: dict[str, str
         if previous is None:
             raise RegistryError(f"'{name}' has no previous champion before v{current} in the ledger")
         check_model(client, name, previous)
-        client.set_registered_model_alias(name, tracking.CHAMPION, previous)
-        ledger.append(client, name, "rollback", previous, current, previous, actor,
-                      f"rolled back from v{current} to v{previous}", lineage, {})
+        before = aliases(client, name)
+        try:
+            client.set_registered_model_alias(name, tracking.CHAMPION, previous)
+            ledger.append(client, name, "rollback", previous, current, previous, actor,
+                          f"rolled back from v{current} to v{previous}", lineage, {})
+        except BaseException:
+            _restore(client, name, before)  # no alias move without its ledger entry
+            raise
     return current, previous

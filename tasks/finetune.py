@@ -32,7 +32,6 @@ def finetune_model(
     to MLflow as they happen. Checkpoints are keyed by the tokenized data, encoder and training
     settings, so re-running the same config after a kill resumes where it stopped."""
     logger = get_run_logger()
-    features = load_tokenized(tokenized)["train"]
     tokenizer = load_tokenizer(encoder)
     key = cache_key(
         tokenized=tokenized.name,
@@ -50,7 +49,7 @@ def finetune_model(
         mlflow.log_metrics({"finetune_processes": cfg.finetune.processes})
     else:
         model, result = train_task_model(
-            cfg, features.to_dict(), loaded.splits["validation"], loaded.label_names, tokenizer, encoder, checkpoints,
+            cfg, load_tokenized(tokenized)["train"].to_dict(), loaded.splits["validation"], loaded.label_names, tokenizer, encoder, checkpoints,
             _log_async,
         )
     mlflow.log_metrics(

@@ -337,14 +337,13 @@ def trigger(
     api = os.environ.get("PREFECT_API_URL")
     if not api:
         _fail("error: no Prefect server configured: start one with `make serve` and export PREFECT_API_URL")
-    from prefect.deployments import run_deployment
-    from prefect.exceptions import ObjectNotFound
+    from flows.deployments import DeploymentNotFound, trigger_deployment
 
     if "/" not in deployment:
         _fail(f"error: '{deployment}' is not FLOW/DEPLOYMENT (e.g. retraining_from_file/retrain-sst2)")
     try:
-        flow_run = run_deployment(deployment, timeout=None if wait else 0)
-    except ObjectNotFound:
+        flow_run = trigger_deployment(deployment, wait)
+    except DeploymentNotFound:
         _fail(f"error: no deployment '{deployment}' on {api}: create it with `prefect deploy --all` "
               "(list them with `prefect deployment ls`)")
     typer.echo(f"flow run {flow_run.name} ({flow_run.id}): {flow_run.state.type.value if flow_run.state else '-'}")

@@ -18,6 +18,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from tlflow.cls_only import cls_only_last_layer
 from tlflow.config import ModelConfig
 
 #: Short names of base checkpoints that ship inside Python packages.
@@ -74,6 +75,8 @@ def build_task_model(
             id2label/label2id; empty for question answering (two logits per token).
         vocab_size: size of the tokenizer's vocabulary (random init only).
         seed: seeds the head's (and a random model's) initialisation.
+
+    A sequence classifier's last layer computes [CLS] only (`cls_only`: same outputs, less work).
     """
     auto_class, bert_class = TASK_HEADS[task]
     labels: dict = {}
@@ -92,9 +95,12 @@ def build_task_model(
             max_position_embeddings=max(cfg.max_length, 64),
             **labels,
         )
-        return bert_class(config)
-    try:
-        return auto_class.from_pretrained(resolve_base(cfg.base), dtype=torch.float32, **labels)
-    except (OSError, ValueError) as err:
-        raise ModelError(f"cannot load base model '{cfg.base}' offline: {str(err).splitlines()[0]}") from None
+        model = bert_class(config)
+    else:
+        try:
+            model = auto_class.from_pretrained(resolve_base(cfg.base), dtype=torch.float32, **labels)
+        except (OSError, ValueError) as err:
+            raise ModelError(f"cannot load base model '{cfg.base}' offline: {str(err).splitlines()[0]}") from None
+    cls_only_last_layer(model)
+    return model
 

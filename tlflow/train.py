@@ -40,7 +40,7 @@ class TrainResult:
     total_steps: int
     resumed_from: int
     train_loss: float
-    seconds: float
+    seconds: float  # training time: validation runs inside the loop are not counted
     samples: int
     tokens: int
     val_metrics: dict[str, float] = field(default_factory=dict)
@@ -112,7 +112,7 @@ def make_optimizer(model: torch.nn.Module, settings: LoopSettings) -> torch.opti
         {"params": decay, "weight_decay": settings.weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
-    return torch.optim.AdamW(groups, lr=settings.learning_rate, foreach=True)
+    return torch.optim.AdamW(groups, lr=settings.learning_rate, fused=True)
 
 
 def latest_checkpoint(checkpoint_dir: Path) -> Path | None:
@@ -213,10 +213,15 @@ def train_loop(
     log = (log_metrics if lead else None) or (lambda metrics, step: None)
     eval_every = settings.eval_every_steps or steps_per_epoch
 
+    eval_seconds = 0.0  # validation inside the loop is not training time
+
     def run_eval() -> dict[str, float]:
+        nonlocal eval_seconds
         if evaluate is None or not lead:
             return {}
+        began = time.perf_counter()
         metrics = evaluate(core)
+        eval_seconds += time.perf_counter() - began
         log({f"val_{k}": v for k, v in metrics.items()}, step)
         return metrics
 
@@ -265,11 +270,11 @@ def train_loop(
                     "rng": torch.get_rng_state(),
                     "samples": samples,
                     "tokens": tokens,
-                    "seconds": seconds_before + time.perf_counter() - started,
+                    "seconds": seconds_before + time.perf_counter() - started - eval_seconds,
                 }
                 save_checkpoint(checkpoint_dir, core, state)
     bar.close()
-    seconds = seconds_before + time.perf_counter() - started
+    seconds = seconds_before + time.perf_counter() - started - eval_seconds
     val_metrics = run_eval()
     model.eval()
     return TrainResult(

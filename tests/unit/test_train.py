@@ -1,5 +1,7 @@
 """The fine-tuning loop on a tiny random BERT: learning, checkpoints, exact resume after a crash."""
 
+import time
+
 import pytest
 import torch
 from transformers import BertConfig, BertForSequenceClassification
@@ -40,6 +42,20 @@ def test_eval_callback_results_are_logged_with_val_prefix(tmp_path):
     finetune(tiny_model(), FEATURES, cfg(epochs=2), 0, tmp_path,
              evaluate=lambda m: {"accuracy": 0.5}, log_metrics=lambda m, s: logged.update(m), progress=False)
     assert logged["val_accuracy"] == 0.5
+
+
+def test_validation_time_is_not_training_time(tmp_path):
+    def slow_eval(model):
+        time.sleep(0.3)
+        return {"accuracy": 0.5}
+
+    began = time.perf_counter()
+    result = finetune(tiny_model(), FEATURES, cfg(epochs=3, eval_every_steps=4, checkpoint_every_steps=100),
+                      0, tmp_path, evaluate=slow_eval, progress=False)
+    wall = time.perf_counter() - began
+    evaluations = result.steps // 4  # every 4 steps but the last, plus the final one
+    assert wall - result.seconds >= 0.3 * evaluations - 0.05
+    assert result.samples_per_second == pytest.approx(result.samples / result.seconds)
 
 
 class Crash(RuntimeError):

@@ -1,23 +1,29 @@
-"""Fine-tuning throughput: tlflow's fine-tune stage against the Hugging Face Trainer, twice.
+"""Fine-tuning throughput and time to accuracy: tlflow's fine-tune stage against the Hugging Face
+Trainer, twice.
 
 All three contenders fine-tune `minilm-l6` (all-MiniLM-L6-v2 with a fresh classification head) on
-the same seeded, stratified 1,024 SST-2 training sentences for one epoch: batch 32, AdamW at 1e-4
-with 6 % linear warm-up and weight decay 0.01, max length 128, fp32, seed 42, 2 intra-op threads.
+the same seeded, stratified SST-2 training sentences (default 2,048) for one epoch: batch 32,
+AdamW at 1e-4 with 6 % linear warm-up and weight decay 0.01, gradient clipping 1.0, max length
+128, fp32, 2 intra-op threads; repeat r uses seed 42 + r for all three (head initialisation, batch
+order, dropout), so accuracies are medians over seeds, not one seed's luck.
 
-* ours: `tlflow.finetuning.train_task_model` (the fine-tune stage: length-grouped batches, dynamic
-  padding, AdamW without decay on biases/LayerNorm, checkpoint only at the end);
+* ours: the fine-tune stage's model and loop (`build_task_model` + `tlflow.train.finetune`, what
+  `train_task_model` runs): length-grouped batches, dynamic padding, fused AdamW without decay on
+  biases/LayerNorm, the sequence classifier's last layer computed for [CLS] only (`cls_only`),
+  checkpoint only at the end;
 * trainer-padded: the Trainer as `run_glue.py` sets it up by default: every sentence padded to 128
   (`pad_to_max_length`), `default_data_collator`, random sampler;
 * trainer-best: the Trainer at its best on this data: dynamic padding
   (`DataCollatorWithPadding`) and `train_sampling_strategy="group_by_length"` (the transformers 5
   name of `group_by_length`).
 
-Throughput is training samples per second of the training call only (`TrainResult.seconds` for
-ours, `train_runtime` for the Trainer); accuracy is measured afterwards on the 872-sentence SST-2
-dev split with the same evaluation code for all three. Runs alternate ours, padded, best, ... and
-medians are reported; each run waits for a quiet machine first.
+Every `--eval-every` steps each contender's model is scored on the 872-sentence SST-2 dev split by
+the same evaluation code (tlflow's task evaluation); that time is taken out of the training time.
+Reported per run: samples/s (training time only), training seconds until dev accuracy first
+reaches `--target`, and the final dev accuracy. Runs alternate ours, padded, best, ... and medians
+are reported; each run waits for a quiet machine first.
 
-    .venv/bin/python bench/finetune_throughput.py [--rows N --repeats R]
+    .venv/bin/python bench/finetune_throughput.py [--rows N --repeats R --eval-every S --target A]
 """
 
 from __future__ import annotations
@@ -39,44 +45,93 @@ from transformers import (
     AutoModelForSequenceClassification,
     DataCollatorWithPadding,
     Trainer,
+    TrainerCallback,
     TrainingArguments,
     default_data_collator,
 )
 
 from tlflow.config import load_config
 from tlflow.data.readers import load_labelled_data
-from tlflow.finetuning import train_task_model
-from tlflow.models import load_tokenizer, resolve_base
+from tlflow.models import build_task_model, load_tokenizer, resolve_base
 from tlflow.runtime import apply_defaults
 from tlflow.task_types.base import TaskSettings
 from tlflow.task_types.registry import get_task_type
+from tlflow.train import finetune
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "finetune_throughput.json"
 CONTENDERS = ("ours", "trainer-padded", "trainer-best")
+SEED = 42
 
 
-def setup(rows: int):
+class Curve:
+    """Dev accuracy against training seconds: evaluation time is measured and left out."""
+
+    def __init__(self, score) -> None:
+        self.score, self.points, self.eval_seconds = score, [], 0.0
+        self.started = time.perf_counter()
+
+    def __call__(self, model, step: int) -> float:
+        began = time.perf_counter()
+        train_seconds = began - self.started - self.eval_seconds
+        acc = self.score(model)
+        self.eval_seconds += time.perf_counter() - began
+        self.points.append({"step": step, "train_seconds": train_seconds, "dev_accuracy": acc})
+        return acc
+
+    def time_to(self, target: float) -> float | None:
+        return next((p["train_seconds"] for p in self.points if p["dev_accuracy"] >= target), None)
+
+
+def setup(rows: int, eval_every: int):
     cfg = load_config(ROOT / "configs" / "sst2.yaml", [
         f"data.max_train_rows={rows}", "model.max_length=128", "finetune.epochs=1", "finetune.batch_size=32",
         "finetune.learning_rate=1e-4", "finetune.warmup_ratio=0.06", "finetune.weight_decay=0.01",
-        "finetune.checkpoint_every_steps=100000", "finetune.threads=2", "finetune.seed=42",
+        "finetune.max_grad_norm=1.0", "finetune.checkpoint_every_steps=100000", "finetune.threads=2",
+        f"finetune.seed={SEED}", f"finetune.eval_every_steps={eval_every}",
     ])
     loaded = load_labelled_data(cfg.data, cfg.task.type)
     tokenizer = load_tokenizer("minilm-l6")
     return cfg, loaded, tokenizer
 
 
-def run_ours(cfg, loaded, tokenizer) -> tuple[torch.nn.Module, float]:
+def scorer(cfg, loaded, tokenizer):
+    task, settings = get_task_type(cfg.task.type), TaskSettings.from_config(cfg)
+    dev = loaded.splits["validation"]
+    return lambda model: task.evaluate(model, tokenizer, dev, loaded.label_names, settings).metrics["accuracy"]
+
+
+def run_ours(cfg, loaded, tokenizer, curve: Curve) -> tuple[float, int]:
     task, settings = get_task_type(cfg.task.type), TaskSettings.from_config(cfg)
     features = task.train_features(loaded.splits["train"], loaded.label_names, tokenizer, settings)
+    model = build_task_model(cfg.model, cfg.task.type, loaded.label_names, len(tokenizer), cfg.finetune.seed)
+    calls = []
+
+    def evaluate(m):
+        calls.append(None)
+        return {"accuracy": curve(m, len(calls) * cfg.finetune.eval_every_steps)}
+
+    curve.started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        model, result = train_task_model(cfg, features, None, loaded.label_names, tokenizer, "minilm-l6",
-                                         Path(tmp), progress=False)
-    return model, result.samples / result.seconds
+        result = finetune(model, features, cfg.finetune, tokenizer.pad_token_id, Path(tmp), evaluate=evaluate,
+                          progress=False)
+    curve.points[-1]["step"] = result.steps  # the last call is the final evaluation
+    return result.samples / result.seconds, result.steps
 
 
-def run_trainer(cfg, loaded, tokenizer, padded: bool) -> tuple[torch.nn.Module, float]:
+class _EvalEvery(TrainerCallback):
+    def __init__(self, curve: Curve, every: int, model) -> None:
+        self.curve, self.every, self.model = curve, every, model
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.curve.started = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step % self.every == 0 and state.global_step != state.max_steps:
+            self.curve(self.model, state.global_step)
+
+
+def run_trainer(cfg, loaded, tokenizer, curve: Curve, padded: bool) -> tuple[float, int]:
     names = loaded.label_names
     torch.manual_seed(cfg.finetune.seed)
     model = AutoModelForSequenceClassification.from_pretrained(
@@ -93,73 +148,98 @@ def run_trainer(cfg, loaded, tokenizer, padded: bool) -> tuple[torch.nn.Module, 
         args = TrainingArguments(
             output_dir=tmp, per_device_train_batch_size=f.batch_size, num_train_epochs=f.epochs,
             learning_rate=f.learning_rate, warmup_steps=f.warmup_ratio, weight_decay=f.weight_decay,  # a ratio when < 1
-            seed=f.seed, report_to=[], save_strategy="no", logging_strategy="no", use_cpu=True,
-            dataloader_num_workers=0, disable_tqdm=True,
+            max_grad_norm=f.max_grad_norm, seed=f.seed, report_to=[], save_strategy="no", logging_strategy="no",
+            use_cpu=True, dataloader_num_workers=0, disable_tqdm=True,
             **({} if padded else {"train_sampling_strategy": "group_by_length"}),
         )
         collator = default_data_collator if padded else DataCollatorWithPadding(tokenizer)
-        trainer = Trainer(model=model, args=args, train_dataset=data, data_collator=collator)
-        metrics = trainer.train().metrics
-    return model, metrics["train_samples_per_second"]
-
-
-def accuracy(model, cfg, loaded, tokenizer) -> float:
-    task = get_task_type(cfg.task.type)
-    return task.evaluate(model, tokenizer, loaded.splits["validation"], loaded.label_names,
-                         TaskSettings.from_config(cfg)).metrics["accuracy"]
+        trainer = Trainer(model=model, args=args, train_dataset=data, data_collator=collator,
+                          callbacks=[_EvalEvery(curve, f.eval_every_steps, model)])
+        output = trainer.train()
+    seconds = output.metrics["train_runtime"] - curve.eval_seconds
+    curve(model, output.global_step)
+    return len(data) * f.epochs / seconds, output.global_step
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rows", type=int, default=1024, help="SST-2 training sentences")
+    parser.add_argument("--rows", type=int, default=2048, help="SST-2 training sentences")
     parser.add_argument("--repeats", type=int, default=3, help="runs per contender, alternating")
+    parser.add_argument("--eval-every", type=int, default=8, help="steps between dev evaluations")
+    parser.add_argument("--target", type=float, default=0.80, help="dev accuracy for the time-to-accuracy column")
+    parser.add_argument("--contenders", default=",".join(CONTENDERS))
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
     apply_defaults()
     torch.set_num_threads(2)
-    cfg, loaded, tokenizer = setup(args.rows)
-    runs: dict[str, list[dict]] = {name: [] for name in CONTENDERS}
+    contenders = args.contenders.split(",")
+    cfg, loaded, tokenizer = setup(args.rows, args.eval_every)
+    score = scorer(cfg, loaded, tokenizer)
+    runs: dict[str, list[dict]] = {name: [] for name in contenders}
     started = time.perf_counter()
     for repeat in range(args.repeats):
-        for name in CONTENDERS:
-            waited, load_before = wait_for_quiet(120, 0.2)
+        # Each repeat uses its own seed (the same for all contenders): accuracy medians over seeds.
+        cfg_r = cfg.model_copy(update={"finetune": cfg.finetune.model_copy(update={"seed": SEED + repeat})})
+        for name in contenders:
+            waited, _ = wait_for_quiet(120, 0.2)
             meter = CpuMeter()
+            curve = Curve(score)
             if name == "ours":
-                model, samples_per_s = run_ours(cfg, loaded, tokenizer)
+                samples_per_s, steps = run_ours(cfg_r, loaded, tokenizer, curve)
             else:
-                model, samples_per_s = run_trainer(cfg, loaded, tokenizer, padded=name == "trainer-padded")
+                samples_per_s, steps = run_trainer(cfg_r, loaded, tokenizer, curve, padded=name == "trainer-padded")
             outside = meter.other_load()
-            acc = accuracy(model, cfg, loaded, tokenizer)
-            runs[name].append({"samples_per_s": samples_per_s, "dev_accuracy": acc, "outside_load": outside,
-                               "waited_s": waited})
-            print(f"[{repeat + 1}/{args.repeats}] {name:15s} {samples_per_s:7.1f} samples/s  dev acc {acc:.4f}"
+            final = curve.points[-1]["dev_accuracy"]
+            runs[name].append({"seed": SEED + repeat, "samples_per_s": samples_per_s, "steps": steps, "dev_accuracy": final,
+                               "seconds_to_target": curve.time_to(args.target), "curve": curve.points,
+                               "outside_load": outside, "waited_s": waited})
+            to_target = curve.time_to(args.target)
+            print(f"[{repeat + 1}/{args.repeats}] {name:15s} {samples_per_s:7.1f} samples/s  dev acc {final:.4f}  "
+                  f"to {args.target:.2f}: {'-' if to_target is None else f'{to_target:.1f} s'}"
                   f"  (outside load {outside:.2f} CPU)", flush=True)
-            del model
             gc.collect()
+
+    def median_or_none(values):
+        reached = [v for v in values if v is not None]
+        return median(reached) if len(reached) == len(values) else None
+
     summary = {
         name: {"median_samples_per_s": median([r["samples_per_s"] for r in rs]),
-               "median_dev_accuracy": median([r["dev_accuracy"] for r in rs])}
+               "median_dev_accuracy": median([r["dev_accuracy"] for r in rs]),
+               "median_seconds_to_target": median_or_none([r["seconds_to_target"] for r in rs]),
+               "runs_reaching_target": sum(r["seconds_to_target"] is not None for r in rs)}
         for name, rs in runs.items()
     }
-    ours = summary["ours"]
-    ratios = {f"ours_vs_{n}": ours["median_samples_per_s"] / summary[n]["median_samples_per_s"]
-              for n in CONTENDERS[1:]}
+    ratios = {}
+    if "ours" in summary:
+        ours = summary["ours"]
+        for n in contenders[1:]:
+            ratios[f"ours_vs_{n}_samples_per_s"] = ours["median_samples_per_s"] / summary[n]["median_samples_per_s"]
+            if ours["median_seconds_to_target"] and summary[n]["median_seconds_to_target"]:
+                ratios[f"ours_vs_{n}_time_to_target"] = (summary[n]["median_seconds_to_target"]
+                                                         / ours["median_seconds_to_target"])
+            ratios[f"ours_minus_{n}_accuracy_points"] = 100 * (ours["median_dev_accuracy"]
+                                                               - summary[n]["median_dev_accuracy"])
     record = {
         "date": dt.date.today().isoformat(),
         "command": " ".join([".venv/bin/python", "bench/finetune_throughput.py", *map(shlex.quote, sys.argv[1:])]),
         "machine": machine(),
+        "versions": {"torch": torch.__version__, "transformers": __import__("transformers").__version__},
         "settings": {"rows": args.rows, "repeats": args.repeats, "batch_size": 32, "epochs": 1, "max_length": 128,
-                     "learning_rate": 1e-4, "threads": 2, "model": "minilm-l6"},
+                     "learning_rate": 1e-4, "threads": 2, "model": "minilm-l6", "eval_every": args.eval_every,
+                     "target_accuracy": args.target},
         "runs": runs, "summary": summary, "ratios": ratios,
         "wall_s": time.perf_counter() - started,
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(record, indent=2), encoding="utf-8")
-    print("\n| contender | samples/s (median) | dev accuracy (median) |\n|---|---|---|")
-    for name in CONTENDERS:
+    print(f"\n| contender | samples/s | s to dev acc {args.target:.2f} | final dev accuracy |\n|---|---|---|---|")
+    for name in contenders:
         s = summary[name]
-        print(f"| {name} | {s['median_samples_per_s']:.1f} | {s['median_dev_accuracy']:.4f} |")
-    print(" ".join(f"{k} {v:.2f}x" for k, v in ratios.items()))
+        t = s["median_seconds_to_target"]
+        print(f"| {name} | {s['median_samples_per_s']:.1f} | {'-' if t is None else f'{t:.1f}'} "
+              f"| {s['median_dev_accuracy']:.4f} |")
+    print(" ".join(f"{k} {v:.2f}" for k, v in ratios.items()))
 
 
 if __name__ == "__main__":

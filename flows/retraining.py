@@ -36,10 +36,8 @@ def retraining_pipeline(config: PipelineConfig = PipelineConfig()):
         create_markdown_artifact(f"## {config.name}: {check.summary()}", key=key, description="Retraining check")
         return Completed(message=check.summary(), data=check)
     outcome = training_pipeline(config)
-    verdict = f"v{outcome.version} {outcome.decision.alias}" if outcome.decision else "not registered"
     create_markdown_artifact(
-        f"## {config.name}: {check.summary()}\n\nResult: {verdict}"
-        + (f" ({outcome.decision.reason})" if outcome.decision else ""),
+        f"## {config.name}: {check.summary()}\n\nResult: {outcome.summary()}",
         key=key, description="Retraining check and outcome",
     )
     return outcome

@@ -7,7 +7,7 @@ from prefect import flow
 from flows.pretraining import pretraining_stage
 from tasks.evaluate import evaluate_model
 from tasks.finetune import finetune_model
-from tasks.register import RegistrationOutcome, register_and_promote
+from tasks.register import RegistrationOutcome, find_unchanged, register_and_promote
 from tasks.tokenize import tokenize_data
 from tasks.tracking import lineage_tags, pipeline_run, record_tags
 from tasks.validate import validate_data
@@ -17,11 +17,21 @@ from tlflow.task_types.registry import get_task_type
 
 
 @flow(name="training_pipeline")
-def training_pipeline(config: PipelineConfig = PipelineConfig()) -> RegistrationOutcome:
+def training_pipeline(config: PipelineConfig = PipelineConfig(), force: bool = False) -> RegistrationOutcome:
     """Take a labelled dataset from `data/` to a fine-tuned model that is evaluated, registered
-    and promoted in MLflow. One MLflow run per flow run; one task per stage."""
+    and promoted in MLflow. One MLflow run per flow run; one task per stage.
+
+    When a registered version was trained on the same data, config and code, the flow reports it
+    and trains nothing (the run would repeat the same model and decision).
+
+    Args:
+        config: the whole pipeline configuration (a YAML file of configs/ loads into it).
+        force: train even when data, config and code match a registered version.
+    """
     apply_defaults()
     tags = lineage_tags(config)
+    if not force and (unchanged := find_unchanged(config, tags)) is not None:
+        return unchanged
     with pipeline_run(config, tags):
         loaded = validate_data(config, tags["data_md5"])
         encoder = config.model.base

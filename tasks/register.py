@@ -12,10 +12,11 @@ from prefect.cache_policies import NO_CACHE
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from tasks.tracking import artifact_key
-from tlflow import registration
+from tlflow import registration, tracking
 from tlflow.config import PipelineConfig
 from tlflow.data.readers import LoadedData
 from tlflow.promotion import Decision
+from tlflow.reuse import matching_version
 from tlflow.serving import log_task_model
 from tlflow.task_types.base import Evaluation, TaskSettings
 from tlflow.task_types.registry import get_task_type
@@ -29,6 +30,16 @@ class RegistrationOutcome:
     decision: Decision | None
     run_id: str
     model_uri: str
+    reused: bool = False  # inputs unchanged: this is an earlier run's version, nothing was trained
+
+    def summary(self) -> str:
+        if self.reused:
+            return (f"unchanged: {self.name} v{self.version} was trained on the same data, config and code "
+                    "(nothing retrained; --force trains again)")
+        if self.decision is None:
+            return "model logged, not registered (promote.register_model is false)"
+        verdict = "became champion" if self.decision.promoted else "registered as challenger"
+        return f"model {self.name} v{self.version} {verdict} ({self.decision.reason})"
 
 
 def decision_markdown(cfg: PipelineConfig, version: str | None, decision: Decision | None, evaluation: Evaluation,
@@ -56,6 +67,28 @@ def decision_markdown(cfg: PipelineConfig, version: str | None, decision: Decisi
         ]
     lines += ["", f"MLflow run `{run_id}`, model `{model_uri}`"]
     return "\n".join(lines)
+
+
+@task(name="check-unchanged", cache_policy=NO_CACHE, persist_result=False)
+def find_unchanged(cfg: PipelineConfig, tags: dict[str, str]) -> RegistrationOutcome | None:
+    """The registered version trained on exactly these inputs (data version, raw files, config,
+    code: `tlflow.reuse`), reported instead of training again; None when there is none."""
+    if not cfg.promote.register_model:
+        return None
+    tracking.configure()
+    mv = matching_version(MlflowClient(), cfg.name, tags)
+    if mv is None:
+        return None
+    outcome = RegistrationOutcome(cfg.name, str(mv.version), None, mv.run_id, mv.source, reused=True)
+    aliases = ", ".join(mv.aliases or []) or "no alias"
+    get_run_logger().info("%s (%s)", outcome.summary(), aliases)
+    create_markdown_artifact(
+        f"## {cfg.name}: unchanged, v{mv.version} ({aliases}) kept\n\n"
+        f"Data version, raw files, config and code match v{mv.version} (MLflow run `{mv.run_id}`): "
+        "nothing was trained. Run with `force=True` (`tlflow run --force`) to train again.",
+        key=artifact_key(cfg.name, "summary"), description="Pipeline outcome: inputs unchanged",
+    )
+    return outcome
 
 
 @task(name="register-and-promote", cache_policy=NO_CACHE, persist_result=False)

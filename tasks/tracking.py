@@ -10,6 +10,7 @@ from prefect.runtime import flow_run
 
 from tlflow import tracking
 from tlflow.config import PipelineConfig
+from tlflow.reuse import code_digest
 from tlflow.tokenization import file_digest
 
 
@@ -21,6 +22,7 @@ def lineage_tags(cfg: PipelineConfig) -> dict[str, str]:
         "prefect_flow_run_id": str(flow_run.id or "none"),
         "config_hash": cfg.hash(),
         "data_files_md5": _files_md5(cfg),
+        "code_md5": code_digest(),
     }
 
 

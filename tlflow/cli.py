@@ -72,13 +72,20 @@ def run(
     config: ConfigArg = None,
     set_: SetOpt = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's INFO logs in the terminal.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Train even when data, config and code match a registered "
+                                                        "version.")] = False,
 ) -> None:
-    """Run `training_pipeline` on CONFIG and print the outcome."""
+    """Run `training_pipeline` on CONFIG and print the outcome (nothing is retrained when data,
+    config and code match a registered version, unless --force)."""
     cfg = _config(config, set_)
     _prepare_env(verbose)
-    from flows.training import training_pipeline  # Prefect is imported here, not by the library
+    from flows.ephemeral import start_early  # Prefect is imported here, not by the library
 
-    outcome = _guarded(lambda: training_pipeline(cfg))
+    server = start_early()  # comes up while torch and transformers import
+    from flows.training import training_pipeline
+
+    server.wait()
+    outcome = _guarded(lambda: training_pipeline(cfg, force=force))
     _print_outcome(cfg, outcome)
 
 
@@ -105,13 +112,10 @@ def _print_outcome(cfg: PipelineConfig, outcome) -> None:
     typer.echo("")
     shown = [k for k in ("accuracy", "macro_f1", "f1", "precision", "recall", "exact_match") if f"test_{k}" in m]
     typer.secho(f"{cfg.name}: " + ", ".join(f"test_{k} {m[f'test_{k}']:.4f}" for k in shown), bold=True)
-    if outcome.decision is not None:
-        d = outcome.decision
-        verdict = "became champion" if d.promoted else "registered as challenger"
-        typer.echo(f"model {cfg.name} v{outcome.version} {verdict} ({d.reason})")
-    else:
-        typer.echo("model logged, not registered (promote.register_model is false)")
-    if m.get("resumed_from_step", 0) >= m.get("train_steps", 1):
+    typer.echo(outcome.summary())
+    if outcome.reused:
+        training = "nothing trained in this run"
+    elif m.get("resumed_from_step", 0) >= m.get("train_steps", 1):
         training = f"training already complete at step {m['train_steps']:.0f}, checkpoint reused"
     else:
         training = f"train {m['train_seconds']:.0f}s, {m['train_samples_per_s']:.0f} samples/s"
@@ -290,7 +294,7 @@ def promote(
     from tlflow.data.readers import DataError, load_labelled_data
 
     try:
-        mv = registration.check_model(client, name, version)
+        mv = registration.check_candidate(registration.check_model(client, name, version))
         if force and not reason.strip():
             raise registration.RegistryError("--force needs --reason: say why the gate is overridden")
         cfg = registration.version_config(client, mv)
@@ -419,6 +423,46 @@ def rollback(name: NameArg) -> None:
     except registration.RegistryError as err:
         _fail(f"error: {err}")
     typer.echo(f"{name}: champion v{current} -> v{previous} (rollback recorded)")
+
+
+VariantsOpt = Annotated[str, typer.Option("--variants", help="Comma-separated variants to try.")]
+MaxDropOpt = Annotated[float, typer.Option("--max-drop", help="Largest primary-metric loss accepted (0.01 = 1 pt).")]
+SpeedupOpt = Annotated[float, typer.Option("--min-speedup", help="The variant must be over this many times faster.")]
+RepeatsOpt = Annotated[int, typer.Option("--repeats", help="Timed evaluations per model (median).")]
+ThreadsOpt = Annotated[int | None, typer.Option("--threads", help="Threads for torch and ONNX Runtime alike.")]
+
+
+@app.command()
+def optimize(
+    name: NameArg,
+    variants: VariantsOpt = "torch-int8,onnx-fp32,onnx-int8",
+    max_drop: MaxDropOpt = 0.01,
+    min_speedup: SpeedupOpt = 1.0,
+    repeats: RepeatsOpt = 3,
+    threads: ThreadsOpt = None,
+) -> None:
+    """Score NAME's champion (fp32) against its int8 / ONNX Runtime variants on its test split; register the
+    fastest variant within --max-drop of its primary metric as a version tagged `variant`, alias `optimized`."""
+    client = _registry()
+    from mlflow.exceptions import MlflowException
+
+    from tlflow.data.readers import DataError
+    from tlflow.optimize import OptimizeError, comparison_table
+    from tlflow.optimized_registration import optimize_champion
+    from tlflow.registration import RegistryError
+    from tlflow.registry_lock import LockTimeout
+
+    wanted = tuple(v.strip() for v in variants.split(",") if v.strip())
+    try:
+        outcome = optimize_champion(client, name, _actor(), _cli_lineage(), wanted, max_drop, min_speedup, repeats,
+                                    threads, progress=lambda m: typer.echo(f"  {m}", err=True))
+    except (RegistryError, OptimizeError, DataError, ConfigError, LockTimeout, MlflowException, ValueError) as err:
+        _fail(f"error: {str(err).splitlines()[0]}")
+    typer.echo(comparison_table(outcome.baseline, outcome.candidates, outcome.metric))
+    if outcome.version is None:
+        _fail(f"{name}: nothing registered: {outcome.reason}")
+    typer.echo(f"{name} v{outcome.version} registered: {outcome.chosen.variant} of champion v{outcome.source_version}, "
+               f"alias optimized ({outcome.reason})")
 
 
 def main() -> None:

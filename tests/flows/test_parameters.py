@@ -7,7 +7,8 @@ from flows.training import training_pipeline
 
 def test_config_is_the_flow_parameter_with_descriptions():
     schema = parameter_schema(training_pipeline.fn).model_dump()
-    assert list(schema["properties"]) == ["config"]
+    assert list(schema["properties"]) == ["config", "force"]
+    assert schema["properties"]["force"]["default"] is False and schema["properties"]["force"]["description"]
     pipeline = schema["definitions"]["PipelineConfig"]["properties"]
     assert {"name", "data", "validate", "task", "model", "pretrain", "finetune", "evaluate", "promote"} <= set(pipeline)
     finetune = schema["definitions"]["FinetuneConfig"]["properties"]

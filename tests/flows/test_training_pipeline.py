@@ -70,6 +70,15 @@ def test_pipeline_registers_promotes_and_records_lineage(project, prefect_server
     )
     assert set(predictions["label"]) <= {"negative", "positive"}
 
+    # Unchanged data, config and code: the run reports v1 and trains (and logs) nothing.
+    runs_before = len(client.search_runs([run.info.experiment_id]))
+    again = training_pipeline(cfg)
+    assert again.reused and again.version == "1" and again.run_id == first.run_id and again.decision is None
+    assert "unchanged" in again.summary() and "v1" in again.summary()
+    assert len(client.search_runs([run.info.experiment_id])) == runs_before
+    assert len(client.search_model_versions(f"name = '{cfg.name}'")) == 1
+    assert run.data.tags["code_md5"] == version_tags_code(client, cfg.name, "1")
+
     # A second model is compared with the champion re-scored on the same test split.
     second = training_pipeline(tiny_config(**{"finetune.seed": "7"}))
     d = second.decision
@@ -89,6 +98,14 @@ def test_pipeline_registers_promotes_and_records_lineage(project, prefect_server
     with get_client(sync_client=True) as prefect:
         artifacts = prefect.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["sst2-tiny-summary"])))
     assert artifacts and any(f"v2: **{d.alias}**" in a.data for a in artifacts)
+
+    # --force trains again on unchanged inputs.
+    forced = training_pipeline(cfg, force=True)
+    assert not forced.reused and forced.version == "3" and forced.run_id != first.run_id
+
+
+def version_tags_code(client: MlflowClient, name: str, version: str) -> str:
+    return client.get_model_version(name, version).tags["code_md5"]
 
 
 def test_broken_dataset_stops_before_training_and_registers_nothing(project, prefect_server, tiny_config):

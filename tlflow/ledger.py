@@ -1,6 +1,7 @@
 """The promotion ledger: one MLflow run per decision, in the experiment `tlflow-promotion-ledger`.
 
-Every decision (promoted, rejected, manual promotion, forced promotion, rollback) becomes a run
+Every decision (promoted, rejected, manual promotion, forced promotion, rollback, and the
+registration of an optimized variant of the champion: optimize) becomes a run
 whose tags hold who decided what, against which champion, on which data; `decision.json` holds
 every check with its numbers. Runs live in the same MLflow store as the registry, so the ledger
 travels with it. The tool only ever appends: nothing here updates or deletes a ledger run.
@@ -18,7 +19,7 @@ from mlflow import MlflowClient
 from tlflow.tracking import ensure_experiment
 
 LEDGER_EXPERIMENT = "tlflow-promotion-ledger"
-ACTIONS = ("promoted", "rejected", "manual-promotion", "forced-promotion", "rollback")
+ACTIONS = ("promoted", "rejected", "manual-promotion", "forced-promotion", "rollback", "optimize")
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,8 @@ def append(
 def previous_champion(history: list[LedgerEntry], current: str | None) -> str | None:
     """The champion before `current`: the `champion_before` of the latest decision (not a
     rollback) that made `current` champion, so repeated rollbacks walk back through history
-    (None when there is nothing before)."""
+    (None when there is nothing before). `optimize` entries never change the champion, so they
+    are never taken for a promotion."""
     for entry in reversed(history):
         if entry.champion_after == current and entry.changed_champion and entry.action != "rollback":
             return entry.champion_before

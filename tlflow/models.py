@@ -104,3 +104,10 @@ def build_task_model(
     cls_only_last_layer(model)
     return model
 
+
+def load_task_head(task: str, path: str | Path) -> PreTrainedModel:
+    """A fine-tuned model of `task` saved with `save_pretrained`, in eval mode (a sequence
+    classifier's last layer computing [CLS] only, as in training)."""
+    model = TASK_HEADS[task][0].from_pretrained(path)
+    cls_only_last_layer(model)
+    return model.eval()

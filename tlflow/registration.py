@@ -100,6 +100,21 @@ def check_model(client: MlflowClient, name: str, version: str | None = None) -> 
     return mv
 
 
+#: Tag of an optimized variant (`tlflow.optimized_registration`): its value names the variant.
+VARIANT_TAG = "variant"
+
+
+def check_candidate(mv: ModelVersion) -> ModelVersion:
+    """RegistryError when `mv` is an optimized variant: variants serve beside their fp32 source
+    (alias `optimized`) and are never champion candidates."""
+    tags = mv.tags or {}
+    if tags.get(VARIANT_TAG):
+        source = tags.get("optimized_from", "?")
+        raise RegistryError(f"{mv.name} v{mv.version} is an optimized variant ({tags[VARIANT_TAG]} of v{source}): "
+                            "variants are never champion candidates")
+    return mv
+
+
 def _exists(client: MlflowClient, name: str) -> bool:
     try:
         client.get_registered_model(name)
@@ -212,7 +227,7 @@ def promote_version(
     or when `force` (recorded as a forced promotion with `reason`). Returns the decision and the
     ledger action."""
     name = cfg.name
-    check_model(client, name, version)
+    check_candidate(check_model(client, name, version))
     if force and not reason.strip():
         raise RegistryError("--force needs --reason: say why the gate is overridden")
     with registry_lock(client, name, cfg.promote.lock_wait_s, cfg.promote.lock_stale_s):
@@ -249,7 +264,7 @@ def rollback(client: MlflowClient, name: str, actor: str, lineage: dict[str, str
         previous = ledger.previous_champion(ledger.entries(client, name), current)
         if previous is None:
             raise RegistryError(f"'{name}' has no previous champion before v{current} in the ledger")
-        check_model(client, name, previous)
+        check_candidate(check_model(client, name, previous))
         before = aliases(client, name)
         try:
             client.set_registered_model_alias(name, tracking.CHAMPION, previous)

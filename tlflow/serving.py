@@ -5,11 +5,18 @@ task type's `request_columns` and return one row per request with its `response_
 serves is exactly what was evaluated. The Hugging Face model and tokenizer are artifacts (`hf/`,
 safetensors); `task.json` holds the `TaskSettings`. The model is logged as code
 (`serving_entry.py`), not as a pickle.
+
+An optimized variant (`tlflow.optimize`) is the same pyfunc with `variant.json` naming it:
+`torch-int8` keeps the fp32 weights in `hf/` and quantizes them at load time; `onnx-fp32` and
+`onnx-int8` keep the graph in `onnx/model.onnx` and only the config and tokenizer in `hf/`. The
+task's `predict` runs whichever model the variant loads, so every variant answers in the same
+format.
 """
 
 from __future__ import annotations
 
 import logging
+import shutil
 import tempfile
 import warnings
 from pathlib import Path
@@ -23,35 +30,51 @@ from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.pyfunc import PythonModel
 from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from tlflow.models import TASK_HEADS
+from tlflow.cls_only import cls_only_last_layer
+from tlflow.optimize import (
+    FP32,
+    ONNX_FILE,
+    ONNX_VARIANTS,
+    VARIANT_FILE,
+    Variant,
+    load_variant,
+    read_variant_file,
+    write_variant_file,
+)
 from tlflow.task_types.base import RequestError, TaskSettings
 from tlflow.task_types.registry import get_task_type
 from tlflow.tracking import pip_requirements
 
-HF_DIR, SETTINGS_FILE = "hf", "task.json"
+HF_DIR, SETTINGS_FILE, ONNX_DIR = "hf", "task.json", "onnx"
 
 
 class TaskModel(PythonModel):
     """Pyfunc wrapper around a fine-tuned Hugging Face model of any task type."""
 
-    def load_context(self, context: Any) -> None:
-        self.load(Path(context.artifacts[HF_DIR]), Path(context.artifacts[SETTINGS_FILE]))
+    variant: str = FP32
 
-    def load(self, hf_dir: Path, settings_file: Path) -> TaskModel:
+    def load_context(self, context: Any) -> None:
+        artifacts = context.artifacts
+        optional = {key: Path(artifacts[key]) if key in artifacts else None for key in (VARIANT_FILE, ONNX_DIR)}
+        self.load(Path(artifacts[HF_DIR]), Path(artifacts[SETTINGS_FILE]), optional[VARIANT_FILE], optional[ONNX_DIR])
+
+    def load(self, hf_dir: Path, settings_file: Path, variant_file: Path | None = None,
+             onnx_dir: Path | None = None) -> TaskModel:
         self.settings = TaskSettings.load(settings_file)
         self.task = get_task_type(self.settings.task)
         self.tokenizer = AutoTokenizer.from_pretrained(hf_dir, use_fast=True)
-        self.model = TASK_HEADS[self.settings.task][0].from_pretrained(hf_dir)
-        self.model.eval()
+        self.variant = read_variant_file(variant_file)
+        self.model = load_variant(self.variant, self.settings.task, hf_dir, onnx_dir)
         return self
 
     @classmethod
     def from_parts(
-        cls, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, settings: TaskSettings
+        cls, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, settings: TaskSettings, variant: str = FP32
     ) -> TaskModel:
+        """`model` is the Hugging Face model or, for an optimized `variant`, its runnable variant."""
         wrapper = cls()
-        wrapper.settings, wrapper.task, wrapper.model, wrapper.tokenizer = (
-            settings, get_task_type(settings.task), model, tokenizer
+        wrapper.settings, wrapper.task, wrapper.model, wrapper.tokenizer, wrapper.variant = (
+            settings, get_task_type(settings.task), model, tokenizer, variant
         )
         return wrapper
 
@@ -63,19 +86,39 @@ class TaskModel(PythonModel):
 
 
 def log_task_model(
-    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, settings: TaskSettings, example: pd.DataFrame
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    settings: TaskSettings,
+    example: pd.DataFrame,
+    variant: Variant | None = None,
+    source: dict[str, str] | None = None,
 ) -> str:
     """Log `model` as a `TaskModel` pyfunc with signature and input example; returns its model URI.
 
-    The signature is inferred from a real prediction on `example`, so it documents the actual
-    response format.
+    With `variant` (built from `model` by `tlflow.optimize.build_variant`), the variant is logged
+    instead: its files beside the config and tokenizer, `variant.json` naming it (plus `source`,
+    e.g. the version it was built from), and onnxruntime in the requirements of ONNX variants.
+    The signature is inferred from a real prediction on `example` by what is logged, so it
+    documents the actual response format.
     """
-    output = TaskModel.from_parts(model, tokenizer, settings).predict(None, example)
+    name = variant.name if variant is not None else FP32
+    runnable = variant.model if variant is not None else model
+    output = TaskModel.from_parts(runnable, tokenizer, settings, name).predict(None, example)
     with tempfile.TemporaryDirectory() as tmp:
         hf_dir = Path(tmp) / HF_DIR
-        model.save_pretrained(hf_dir, safe_serialization=True)
+        artifacts = {HF_DIR: str(hf_dir)}
+        if name in ONNX_VARIANTS:  # the graph holds the weights: keep only config and tokenizer
+            model.config.save_pretrained(hf_dir)
+            onnx_dir = Path(tmp) / ONNX_DIR
+            onnx_dir.mkdir()
+            shutil.copyfile(variant.onnx_file, onnx_dir / ONNX_FILE)
+            artifacts[ONNX_DIR] = str(onnx_dir)
+        else:
+            model.save_pretrained(hf_dir, safe_serialization=True)
         tokenizer.save_pretrained(hf_dir)
-        settings_file = settings.save(Path(tmp) / SETTINGS_FILE)
+        artifacts[SETTINGS_FILE] = str(settings.save(Path(tmp) / SETTINGS_FILE))
+        if variant is not None:
+            artifacts[VARIANT_FILE] = str(write_variant_file(Path(tmp) / VARIANT_FILE, name, source))
         quiet = logging.getLogger("mlflow")
         level = quiet.level
         quiet.setLevel(logging.ERROR)
@@ -86,10 +129,10 @@ def log_task_model(
                 info = mlflow.pyfunc.log_model(
                     name="model",
                     python_model=str(Path(__file__).with_name("serving_entry.py")),
-                    artifacts={HF_DIR: str(hf_dir), SETTINGS_FILE: str(settings_file)},
+                    artifacts=artifacts,
                     signature=infer_signature(example, output),
                     input_example=example,
-                    pip_requirements=pip_requirements(),
+                    pip_requirements=pip_requirements(onnx=name in ONNX_VARIANTS),
                 )
         finally:
             quiet.setLevel(level)
@@ -106,5 +149,6 @@ def load_task_model(model_uri: str, settings: TaskSettings | None = None) -> Tas
         if settings is None:
             raise ValueError(f"{model_uri} is a transformers-flavor model: give the TaskSettings to wrap it")
         parts = mlflow.transformers.load_model(model_uri, return_type="components")
-        return TaskModel.from_parts(parts["model"], parts["tokenizer"], settings)
+        cls_only_last_layer(parts["model"])
+        return TaskModel.from_parts(parts["model"].eval(), parts["tokenizer"], settings)
     return mlflow.pyfunc.load_model(model_uri).unwrap_python_model()

@@ -26,6 +26,7 @@ from tlflow.registry_lock import is_lock
 DEFAULT_STORE_DIR = Path("mlflow")
 CHAMPION = "champion"
 CHALLENGER = "challenger"
+OPTIMIZED = "optimized"  # the champion's fastest variant within the accuracy bound (tlflow optimize)
 
 
 def tracking_uri() -> str:
@@ -100,9 +101,11 @@ def git_commit() -> str:
     return f"{sha}+dirty" if dirty else sha
 
 
-def pip_requirements() -> list[str]:
-    """Pinned requirements stored with logged models (what loading them needs)."""
-    return [f"{pkg}=={version(pkg)}" for pkg in ("transformers", "tokenizers", "torch", "safetensors")]
+def pip_requirements(onnx: bool = False) -> list[str]:
+    """Pinned requirements stored with logged models (what loading them needs); `onnx` adds
+    ONNX Runtime, which runs the ONNX variants (`tlflow.optimize`)."""
+    packages = ("transformers", "tokenizers", "torch", "safetensors") + (("onnxruntime",) if onnx else ())
+    return [f"{pkg}=={version(pkg)}" for pkg in packages]
 
 
 def log_transformers_model(model, tokenizer, task: str, input_example: list[str], name: str = "model") -> str:

@@ -62,6 +62,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "finetune_throughput.json"
 CONTENDERS = ("ours", "trainer-padded", "trainer-best")
 SEED = 42
+TARGET = 0.75  # dev accuracy every contender reaches within 2,048 sentences
 
 
 class Curve:
@@ -79,8 +80,6 @@ class Curve:
         self.points.append({"step": step, "train_seconds": train_seconds, "dev_accuracy": acc})
         return acc
 
-    def time_to(self, target: float) -> float | None:
-        return next((p["train_seconds"] for p in self.points if p["dev_accuracy"] >= target), None)
 
 
 def setup(rows: int, eval_every: int):
@@ -161,15 +160,75 @@ def run_trainer(cfg, loaded, tokenizer, curve: Curve, padded: bool) -> tuple[flo
     return len(data) * f.epochs / seconds, output.global_step
 
 
+def time_to(points: list[dict], target: float) -> float | None:
+    """Training seconds at the first evaluation with dev accuracy >= `target` (None: never)."""
+    return next((p["train_seconds"] for p in points if p["dev_accuracy"] >= target), None)
+
+
+def summarize(runs: dict[str, list[dict]], target: float) -> tuple[dict, dict]:
+    """Medians per contender (seconds to `target` only when every run reached it) and ours' ratios."""
+    def median_or_none(values):
+        reached = [v for v in values if v is not None]
+        return median(reached) if reached and len(reached) == len(values) else None
+
+    summary = {
+        name: {"median_samples_per_s": median([r["samples_per_s"] for r in rs]),
+               "median_dev_accuracy": median([r["dev_accuracy"] for r in rs]),
+               "median_seconds_to_target": median_or_none([time_to(r["curve"], target) for r in rs]),
+               "runs_reaching_target": sum(time_to(r["curve"], target) is not None for r in rs)}
+        for name, rs in runs.items()
+    }
+    ratios = {}
+    if "ours" in summary:
+        ours = summary["ours"]
+        for n in [c for c in summary if c != "ours"]:
+            ratios[f"ours_vs_{n}_samples_per_s"] = ours["median_samples_per_s"] / summary[n]["median_samples_per_s"]
+            if ours["median_seconds_to_target"] and summary[n]["median_seconds_to_target"]:
+                ratios[f"ours_vs_{n}_time_to_target"] = (summary[n]["median_seconds_to_target"]
+                                                         / ours["median_seconds_to_target"])
+            ratios[f"ours_minus_{n}_accuracy_points"] = 100 * (ours["median_dev_accuracy"]
+                                                               - summary[n]["median_dev_accuracy"])
+    return summary, ratios
+
+
+def print_table(record: dict) -> None:
+    target, summary = record["settings"]["target_accuracy"], record["summary"]
+    print(f"\n| contender | samples/s | s to dev acc {target:.2f} | final dev accuracy |\n|---|---|---|---|")
+    for name, s in summary.items():
+        t = s["median_seconds_to_target"]
+        print(f"| {name} | {s['median_samples_per_s']:.1f} | {'-' if t is None else f'{t:.1f}'} "
+              f"({s['runs_reaching_target']}/{len(record['runs'][name])} runs) | {s['median_dev_accuracy']:.4f} |")
+    print(" ".join(f"{k} {v:.2f}" for k, v in record["ratios"].items()))
+
+
+def resummarize(path: Path, target: float) -> None:
+    """Recompute the time-to-accuracy columns of a results file for another target, from its
+    recorded dev curves (no training)."""
+    record = json.loads(path.read_text(encoding="utf-8"))
+    for rs in record["runs"].values():
+        for r in rs:
+            r["seconds_to_target"] = time_to(r["curve"], target)
+    record["summary"], record["ratios"] = summarize(record["runs"], target)
+    record["settings"]["target_accuracy"] = target
+    record["resummarized"] = {"date": dt.date.today().isoformat(), "target_accuracy": target}
+    path.write_text(json.dumps(record, indent=2), encoding="utf-8")
+    print_table(record)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=2048, help="SST-2 training sentences")
     parser.add_argument("--repeats", type=int, default=3, help="runs per contender, alternating")
     parser.add_argument("--eval-every", type=int, default=8, help="steps between dev evaluations")
-    parser.add_argument("--target", type=float, default=0.80, help="dev accuracy for the time-to-accuracy column")
+    parser.add_argument("--target", type=float, default=TARGET, help="dev accuracy for the time-to-accuracy column")
     parser.add_argument("--contenders", default=",".join(CONTENDERS))
     parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument("--resummarize", type=Path, metavar="JSON",
+                        help="recompute a results file's time to --target from its dev curves, without training")
     args = parser.parse_args()
+    if args.resummarize:
+        resummarize(args.resummarize, args.target)
+        return
     apply_defaults()
     torch.set_num_threads(2)
     contenders = args.contenders.split(",")
@@ -190,36 +249,15 @@ def main() -> None:
                 samples_per_s, steps = run_trainer(cfg_r, loaded, tokenizer, curve, padded=name == "trainer-padded")
             outside = meter.other_load()
             final = curve.points[-1]["dev_accuracy"]
-            runs[name].append({"seed": SEED + repeat, "samples_per_s": samples_per_s, "steps": steps, "dev_accuracy": final,
-                               "seconds_to_target": curve.time_to(args.target), "curve": curve.points,
+            to_target = time_to(curve.points, args.target)
+            runs[name].append({"seed": SEED + repeat, "samples_per_s": samples_per_s, "steps": steps,
+                               "dev_accuracy": final, "seconds_to_target": to_target, "curve": curve.points,
                                "outside_load": outside, "waited_s": waited})
-            to_target = curve.time_to(args.target)
             print(f"[{repeat + 1}/{args.repeats}] {name:15s} {samples_per_s:7.1f} samples/s  dev acc {final:.4f}  "
                   f"to {args.target:.2f}: {'-' if to_target is None else f'{to_target:.1f} s'}"
                   f"  (outside load {outside:.2f} CPU)", flush=True)
             gc.collect()
-
-    def median_or_none(values):
-        reached = [v for v in values if v is not None]
-        return median(reached) if len(reached) == len(values) else None
-
-    summary = {
-        name: {"median_samples_per_s": median([r["samples_per_s"] for r in rs]),
-               "median_dev_accuracy": median([r["dev_accuracy"] for r in rs]),
-               "median_seconds_to_target": median_or_none([r["seconds_to_target"] for r in rs]),
-               "runs_reaching_target": sum(r["seconds_to_target"] is not None for r in rs)}
-        for name, rs in runs.items()
-    }
-    ratios = {}
-    if "ours" in summary:
-        ours = summary["ours"]
-        for n in contenders[1:]:
-            ratios[f"ours_vs_{n}_samples_per_s"] = ours["median_samples_per_s"] / summary[n]["median_samples_per_s"]
-            if ours["median_seconds_to_target"] and summary[n]["median_seconds_to_target"]:
-                ratios[f"ours_vs_{n}_time_to_target"] = (summary[n]["median_seconds_to_target"]
-                                                         / ours["median_seconds_to_target"])
-            ratios[f"ours_minus_{n}_accuracy_points"] = 100 * (ours["median_dev_accuracy"]
-                                                               - summary[n]["median_dev_accuracy"])
+    summary, ratios = summarize(runs, args.target)
     record = {
         "date": dt.date.today().isoformat(),
         "command": " ".join([".venv/bin/python", "bench/finetune_throughput.py", *map(shlex.quote, sys.argv[1:])]),
@@ -233,13 +271,7 @@ def main() -> None:
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(record, indent=2), encoding="utf-8")
-    print(f"\n| contender | samples/s | s to dev acc {args.target:.2f} | final dev accuracy |\n|---|---|---|---|")
-    for name in contenders:
-        s = summary[name]
-        t = s["median_seconds_to_target"]
-        print(f"| {name} | {s['median_samples_per_s']:.1f} | {'-' if t is None else f'{t:.1f}'} "
-              f"| {s['median_dev_accuracy']:.4f} |")
-    print(" ".join(f"{k} {v:.2f}" for k, v in ratios.items()))
+    print_table(record)
 
 
 if __name__ == "__main__":

@@ -140,6 +140,7 @@ def main() -> None:
 
     base_env = {k: v for k, v in os.environ.items()
                 if not k.startswith(("PREFECT_API_URL", "MLFLOW_TRACKING_URI", "PREFECT_HOME"))}
+    base_env["TQDM_DISABLE"] = "1"  # no progress bars from the children in the log
     base_env["PYTHONPATH"] = os.pathsep.join([str(ROOT), base_env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     runs: dict[str, list[dict]] = {"embedded": [], "second": [], "server": []}
     started = time.perf_counter()

@@ -33,6 +33,7 @@ import torch
 from benchlib import machine, median, wait_for_quiet
 from torch.utils.flop_counter import FlopCounterMode
 
+from tlflow.cls_only import ClsOnlyBertLayer
 from tlflow.config import load_config
 from tlflow.data.readers import load_labelled_data
 from tlflow.models import build_task_model, load_tokenizer
@@ -104,8 +105,7 @@ def measure(cfg, tokenizer, ids: torch.Tensor, labels: torch.Tensor, steps: int)
         times.append(time.perf_counter() - began)
     c = model.config
     length, tokens = ids.shape[1], BATCH * ids.shape[1]
-    full_attention_layers = c.num_hidden_layers - (1 if type(model.bert.encoder.layer[-1]).__name__ != "BertLayer"
-                                                  else 0)
+    full_attention_layers = c.num_hidden_layers - isinstance(model.bert.encoder.layer[-1], ClsOnlyBertLayer)
     model_flops = 6.0 * non_embedding_parameters(model) * tokens + attention_flops(
         c.num_hidden_layers, c.hidden_size, length, tokens)
     executed = counted + attention_flops(full_attention_layers, c.hidden_size, length, tokens)

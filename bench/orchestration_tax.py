@@ -135,13 +135,11 @@ def main() -> None:
     if args.child:
         child(args.config, args.overrides, args.force, args.result)
         return
-    sys.path.insert(0, str(ROOT))
     from tlflow import servers
 
     base_env = {k: v for k, v in os.environ.items()
                 if not k.startswith(("PREFECT_API_URL", "MLFLOW_TRACKING_URI", "PREFECT_HOME"))}
     base_env["TQDM_DISABLE"] = "1"  # no progress bars from the children in the log
-    base_env["PYTHONPATH"] = os.pathsep.join([str(ROOT), base_env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     runs: dict[str, list[dict]] = {"embedded": [], "second": [], "server": []}
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="tlflow-tax-") as tmp:

@@ -10,7 +10,9 @@ order, dropout), so accuracies are medians over seeds, not one seed's luck.
 * ours: the fine-tune stage's model and loop (`build_task_model` + `tlflow.train.finetune`, what
   `train_task_model` runs): length-grouped batches, dynamic padding, fused AdamW without decay on
   biases/LayerNorm, the sequence classifier's last layer computed for [CLS] only (`cls_only`),
-  checkpoint only at the end;
+  the word-embedding gradient kept between steps (`kept_embedding_grad`), cheaper dropout masks
+  (`fast_dropout`), one resumable checkpoint after the last step (its write, ~0.5 s, is recorded
+  apart and not counted as training time: the Trainers here save nothing);
 * trainer-padded: the Trainer as `run_glue.py` sets it up by default: every sentence padded to 128
   (`pad_to_max_length`), `default_data_collator`, random sampler;
 * trainer-best: the Trainer at its best on this data: dynamic padding
@@ -70,6 +72,7 @@ class Curve:
 
     def __init__(self, score) -> None:
         self.score, self.points, self.eval_seconds = score, [], 0.0
+        self.checkpoint_seconds = 0.0  # ours writes a resumable checkpoint after the last step; not training time
         self.started = time.perf_counter()
 
     def __call__(self, model, step: int) -> float:
@@ -115,6 +118,7 @@ def run_ours(cfg, loaded, tokenizer, curve: Curve) -> tuple[float, int]:
         result = finetune(model, features, cfg.finetune, tokenizer.pad_token_id, Path(tmp), evaluate=evaluate,
                           progress=False)
     curve.points[-1]["step"] = result.steps  # the last call is the final evaluation
+    curve.checkpoint_seconds = result.checkpoint_seconds
     return result.samples / result.seconds, result.steps
 
 
@@ -252,6 +256,7 @@ def main() -> None:
             to_target = time_to(curve.points, args.target)
             runs[name].append({"seed": SEED + repeat, "samples_per_s": samples_per_s, "steps": steps,
                                "dev_accuracy": final, "seconds_to_target": to_target, "curve": curve.points,
+                               "final_checkpoint_seconds": curve.checkpoint_seconds,
                                "outside_load": outside, "waited_s": waited})
             print(f"[{repeat + 1}/{args.repeats}] {name:15s} {samples_per_s:7.1f} samples/s  dev acc {final:.4f}  "
                   f"to {args.target:.2f}: {'-' if to_target is None else f'{to_target:.1f} s'}"

@@ -46,12 +46,12 @@ def finetuning(r: dict) -> tuple[str, str, str, str]:
         ratio = q[f"ours_vs_{other}_samples_per_s"]
         acc = q[f"ours_minus_{other}_accuracy_points"]
         ttt = q.get(f"ours_vs_{other}_time_to_target")
-        ok &= ratio >= goal and abs(acc) <= 0.5
+        ok &= ratio >= goal and acc >= -0.5  # speed may not be bought with more than 0.5 pt of accuracy
         parts.append(f"{ratio:.2f}x samples/s vs {label} ({ours['median_samples_per_s']:.1f} vs "
                      f"{s[other]['median_samples_per_s']:.1f}), dev accuracy {acc:+.1f} pt"
                      + (f", {ttt:.2f}x faster to {r['settings']['target_accuracy']:.2f}" if ttt else ""))
     return (f"Fine-tuning minilm-l6 on {r['settings']['rows']:,} SST-2 rows, 1 epoch", "; ".join(parts),
-            ">= 7x padded, >= 1.3x best, accuracy within 0.5 pt", _met(ok))
+            ">= 7x padded, >= 1.3x best, accuracy at most 0.5 pt lower", _met(ok))
 
 
 def mfu(r: dict) -> tuple[str, str, str, str]:

@@ -55,6 +55,7 @@ def finetune_model(
     mlflow.log_metrics(
         {
             "train_seconds": result.seconds,
+            "train_checkpoint_seconds": result.checkpoint_seconds,
             "train_samples_per_s": result.samples_per_second,
             "train_tokens_per_s": result.tokens / result.seconds if result.seconds else 0.0,
             "train_steps": result.steps,

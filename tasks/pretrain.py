@@ -138,6 +138,7 @@ def pretrain_encoder(cfg: PipelineConfig, tokenizer_source: str, examples_path: 
     mlflow.log_metrics({
         **{f"heldout_{k}": v for k, v in heldout.items()},
         "pretrain_tokens_per_s": tokens_per_s, "pretrain_seconds": result.seconds,
+        "pretrain_checkpoint_seconds": result.checkpoint_seconds,
         "pretrain_steps": result.steps, "pretrain_resumed_from_step": result.resumed_from,
         "pretrain_examples": len(examples["train"]),
     })

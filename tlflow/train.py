@@ -13,7 +13,8 @@ import os
 import re
 import shutil
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,8 @@ from transformers import PreTrainedModel, get_linear_schedule_with_warmup
 from tlflow.atomic import atomic_dir
 from tlflow.batching import collate, epoch_batches
 from tlflow.config import FinetuneConfig, PretrainConfig
+from tlflow.fast_dropout import fast_dropout
+from tlflow.kept_embedding_grad import DenseGrads, KeptEmbeddingGrad, kept_embedding_grad
 
 MetricsCallback = Callable[[dict[str, float], int], None]
 EvalCallback = Callable[[PreTrainedModel], dict[str, float]]
@@ -40,10 +43,11 @@ class TrainResult:
     total_steps: int
     resumed_from: int
     train_loss: float
-    seconds: float  # training time: validation runs inside the loop are not counted
+    seconds: float  # training time: validation runs and checkpoint writes inside the loop are not counted
     samples: int
     tokens: int
     val_metrics: dict[str, float] = field(default_factory=dict)
+    checkpoint_seconds: float = 0.0  # writing checkpoints, this segment of the run only
 
     @property
     def samples_per_second(self) -> float:
@@ -113,6 +117,21 @@ def make_optimizer(model: torch.nn.Module, settings: LoopSettings) -> torch.opti
         {"params": no_decay, "weight_decay": 0.0},
     ]
     return torch.optim.AdamW(groups, lr=settings.learning_rate, fused=True)
+
+
+@contextmanager
+def training_speedups(model: torch.nn.Module, data_parallel: bool = False) -> Iterator[KeptEmbeddingGrad | DenseGrads]:
+    """What the loop changes while a model trains, all undone on exit; yields what zeroes the
+    gradients after each optimizer step (`.zero_grad(optimizer)`).
+
+    The word-embedding gradient is kept between steps (`kept_embedding_grad`; not for
+    data-parallel ranks, whose DistributedDataParallel reduces dense gradients) and dropout draws
+    cheaper masks (`fast_dropout`). Neither changes what is computed: same gradients, same
+    dropout probability; see the two modules.
+    """
+    grads = DenseGrads() if data_parallel else kept_embedding_grad(model)
+    with grads, fast_dropout(model):
+        yield grads
 
 
 def latest_checkpoint(checkpoint_dir: Path) -> Path | None:
@@ -213,7 +232,8 @@ def train_loop(
     log = (log_metrics if lead else None) or (lambda metrics, step: None)
     eval_every = settings.eval_every_steps or steps_per_epoch
 
-    eval_seconds = 0.0  # validation inside the loop is not training time
+    # Validation and checkpoint writes inside the loop are not training time.
+    eval_seconds = checkpoint_seconds = 0.0
 
     def run_eval() -> dict[str, float]:
         nonlocal eval_seconds
@@ -231,50 +251,53 @@ def train_loop(
     val_metrics: dict[str, float] = {}
     started = time.perf_counter()
     bar = tqdm(total=total_steps, initial=step, desc=desc, unit="step", disable=not (progress and lead), leave=False)
-    while step < total_steps:
-        epoch, offset = divmod(step, steps_per_epoch)
-        batches = epoch_batches(lengths, settings.batch_size, settings.seed, epoch, settings.group_by_length)
-        for batch in batches[offset:]:
-            if step >= total_steps:
-                break
-            if world > 1:  # every rank needs at least one example of a (short, last) batch
-                mine = (batch * world)[: max(len(batch), world)][rank::world]
-            inputs = make_batch(mine if world > 1 else batch, step)
-            output = model(**inputs)
-            output.loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), settings.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
-            samples += len(batch)
-            tokens += int(inputs["attention_mask"].sum())
-            window_n += 1
-            extra = output_metrics(output) if output_metrics else {}
-            for key, value in {"train_loss": float(output.loss.detach()), **extra}.items():
-                window[key] = window.get(key, 0.0) + value
-            bar.update(1)
-            if step % settings.log_every_steps == 0 or step == total_steps:
-                means = {k: v / window_n for k, v in window.items()}
-                last_loss = means["train_loss"]
-                log({**means, "learning_rate": scheduler.get_last_lr()[0]}, step)
-                bar.set_postfix(loss=f"{last_loss:.4f}")
-                window, window_n = {}, 0
-            if step % eval_every == 0 and step != total_steps:
-                val_metrics = run_eval()
-            if lead and (step % settings.checkpoint_every_steps == 0 or step == total_steps):
-                state = {
-                    "step": step,
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "rng": torch.get_rng_state(),
-                    "samples": samples,
-                    "tokens": tokens,
-                    "seconds": seconds_before + time.perf_counter() - started - eval_seconds,
-                }
-                save_checkpoint(checkpoint_dir, core, state)
+    with training_speedups(core, data_parallel=world > 1) as grads:
+        while step < total_steps:
+            epoch, offset = divmod(step, steps_per_epoch)
+            batches = epoch_batches(lengths, settings.batch_size, settings.seed, epoch, settings.group_by_length)
+            for batch in batches[offset:]:
+                if step >= total_steps:
+                    break
+                if world > 1:  # every rank needs at least one example of a (short, last) batch
+                    mine = (batch * world)[: max(len(batch), world)][rank::world]
+                inputs = make_batch(mine if world > 1 else batch, step)
+                output = model(**inputs)
+                output.loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), settings.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                grads.zero_grad(optimizer)
+                step += 1
+                samples += len(batch)
+                tokens += int(inputs["attention_mask"].sum())
+                window_n += 1
+                extra = output_metrics(output) if output_metrics else {}
+                for key, value in {"train_loss": float(output.loss.detach()), **extra}.items():
+                    window[key] = window.get(key, 0.0) + value
+                bar.update(1)
+                if step % settings.log_every_steps == 0 or step == total_steps:
+                    means = {k: v / window_n for k, v in window.items()}
+                    last_loss = means["train_loss"]
+                    log({**means, "learning_rate": scheduler.get_last_lr()[0]}, step)
+                    bar.set_postfix(loss=f"{last_loss:.4f}")
+                    window, window_n = {}, 0
+                if step % eval_every == 0 and step != total_steps:
+                    val_metrics = run_eval()
+                if lead and (step % settings.checkpoint_every_steps == 0 or step == total_steps):
+                    saving = time.perf_counter()
+                    state = {
+                        "step": step,
+                        "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(),
+                        "rng": torch.get_rng_state(),
+                        "samples": samples,
+                        "tokens": tokens,
+                        "seconds": seconds_before + saving - started - eval_seconds - checkpoint_seconds,
+                    }
+                    save_checkpoint(checkpoint_dir, core, state)
+                    checkpoint_seconds += time.perf_counter() - saving
     bar.close()
-    seconds = seconds_before + time.perf_counter() - started - eval_seconds
+    seconds = seconds_before + time.perf_counter() - started - eval_seconds - checkpoint_seconds
     val_metrics = run_eval()
     model.eval()
     return TrainResult(
@@ -286,6 +309,7 @@ def train_loop(
         samples=samples,
         tokens=tokens,
         val_metrics=val_metrics,
+        checkpoint_seconds=checkpoint_seconds,
     )
 
 

@@ -58,6 +58,15 @@ def test_validation_time_is_not_training_time(tmp_path):
     assert result.samples_per_second == pytest.approx(result.samples / result.seconds)
 
 
+def test_checkpoint_writes_are_not_training_time(tmp_path):
+    began = time.perf_counter()
+    result = finetune(tiny_model(), FEATURES, cfg(epochs=2, checkpoint_every_steps=1), 0, tmp_path, progress=False)
+    wall = time.perf_counter() - began
+    assert result.steps == 16 and result.checkpoint_seconds > 0
+    assert wall - result.seconds >= result.checkpoint_seconds
+    assert latest_checkpoint(tmp_path).name == "step-0000016"
+
+
 class Crash(RuntimeError):
     pass
 

@@ -37,11 +37,12 @@ test: install data
 	$(BIN)/ruff check tlflow tasks flows tests
 	$(BIN)/pytest -q
 
-# Benchmarks (scripts, not tests, ~40 min): results in bench/results/*.json, table in README.md.
+# Benchmarks (scripts, not tests, ~45 min): results in bench/results/*.json, table in README.md.
 bench: install data
 	$(BIN)/pip install --quiet -e ".[test,bench]"
 	$(BIN)/python bench/pretrain_throughput.py
 	$(BIN)/python bench/finetune_throughput.py
+	$(BIN)/python bench/step_speedups.py
 	$(BIN)/python bench/mfu.py
 	$(BIN)/python bench/orchestration_tax.py
 	$(BIN)/tlflow run $(CONFIG)  # the champion the inference benchmark measures (nothing retrained if unchanged)

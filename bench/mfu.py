@@ -39,7 +39,7 @@ from tlflow.config import load_config
 from tlflow.data.readers import load_labelled_data
 from tlflow.models import build_task_model, load_tokenizer
 from tlflow.runtime import apply_defaults
-from tlflow.train import LoopSettings, make_optimizer, training_speedups
+from tlflow.train import LoopSettings, backward_and_step, make_optimizer, training_speedups
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "mfu.json"
@@ -98,10 +98,8 @@ def measure(cfg, tokenizer, ids: torch.Tensor, labels: torch.Tensor, steps: int)
 
     with training_speedups(model) as grads:  # the steps as the fine-tune stage's loop runs them
         def step(x, y):
-            model(input_ids=x, attention_mask=mask, labels=y).loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), settings.max_grad_norm)
-            optimizer.step()
-            grads.zero_grad(optimizer)
+            loss = model(input_ids=x, attention_mask=mask, labels=y).loss
+            backward_and_step(model, loss, optimizer, None, grads, settings.max_grad_norm)
 
         step(*batches[1])  # warm-up (allocations, optimizer state)
         times = []

@@ -134,6 +134,24 @@ def training_speedups(model: torch.nn.Module, data_parallel: bool = False) -> It
         yield grads
 
 
+def backward_and_step(
+    model: torch.nn.Module,
+    loss: torch.Tensor,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None,
+    grads: KeptEmbeddingGrad | DenseGrads,
+    max_grad_norm: float,
+) -> None:
+    """The second half of a training step: backward, gradient clipping, optimizer and schedule
+    step, gradients zeroed by `grads` (what `training_speedups` yields)."""
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+    optimizer.step()
+    if scheduler is not None:
+        scheduler.step()
+    grads.zero_grad(optimizer)
+
+
 def latest_checkpoint(checkpoint_dir: Path) -> Path | None:
     """The newest complete checkpoint folder, or None."""
     if not checkpoint_dir.is_dir():
@@ -262,11 +280,7 @@ def train_loop(
                     mine = (batch * world)[: max(len(batch), world)][rank::world]
                 inputs = make_batch(mine if world > 1 else batch, step)
                 output = model(**inputs)
-                output.loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), settings.max_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                grads.zero_grad(optimizer)
+                backward_and_step(model, output.loss, optimizer, scheduler, grads, settings.max_grad_norm)
                 step += 1
                 samples += len(batch)
                 tokens += int(inputs["attention_mask"].sum())

@@ -2,7 +2,7 @@
 Trainer, twice.
 
 All three contenders fine-tune `minilm-l6` (all-MiniLM-L6-v2 with a fresh classification head) on
-the same seeded, stratified SST-2 training sentences (default 2,048) for one epoch: batch 32,
+the same seeded, stratified SST-2 training sentences (default 1,536) for one epoch: batch 32,
 AdamW at 1e-4 with 6 % linear warm-up and weight decay 0.01, gradient clipping 1.0, max length
 128, fp32, 2 intra-op threads; repeat r uses seed 42 + r for all three (head initialisation, batch
 order, dropout), so accuracies are medians over seeds, not one seed's luck.
@@ -64,7 +64,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "finetune_throughput.json"
 CONTENDERS = ("ours", "trainer-padded", "trainer-best")
 SEED = 42
-TARGET = 0.75  # dev accuracy every contender reaches within 2,048 sentences
+TARGET = 0.75  # dev accuracy every contender reaches within 1,536 sentences
 
 
 class Curve:
@@ -221,9 +221,9 @@ def resummarize(path: Path, target: float) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rows", type=int, default=2048, help="SST-2 training sentences")
+    parser.add_argument("--rows", type=int, default=1536, help="SST-2 training sentences")
     parser.add_argument("--repeats", type=int, default=3, help="runs per contender, alternating")
-    parser.add_argument("--eval-every", type=int, default=8, help="steps between dev evaluations")
+    parser.add_argument("--eval-every", type=int, default=16, help="steps between dev evaluations")
     parser.add_argument("--target", type=float, default=TARGET, help="dev accuracy for the time-to-accuracy column")
     parser.add_argument("--contenders", default=",".join(CONTENDERS))
     parser.add_argument("--output", type=Path, default=RESULTS)

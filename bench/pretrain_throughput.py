@@ -381,7 +381,7 @@ def evaluate(model: BertForMaskedPretraining, data: dict, cfg: PretrainConfig) -
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=100, help="optimizer steps of ours (sets the token budget)")
+    parser.add_argument("--steps", type=int, default=60, help="optimizer steps of ours (sets the token budget)")
     parser.add_argument("--repeats", type=int, default=3, help="runs per contender, alternating")
     parser.add_argument("--max-wait", type=float, default=120.0,
                         help="seconds to wait at most for other processes to quieten before each run")

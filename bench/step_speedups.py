@@ -6,7 +6,7 @@ cent, less than this VM's drift between whole runs (±10 %), so the two contende
 one after the other: each step of one is followed by the same batch's step of the other (the
 order swaps every step), and both see the same drift. Both are `minilm-l6` with the fine-tune
 stage's model (`build_task_model`, [CLS]-only last layer), optimizer and schedule, on the
-settings of `finetune_throughput.py` (2,048 stratified SST-2 training sentences, batch 32,
+settings of `finetune_throughput.py` (1,536 stratified SST-2 training sentences, batch 32,
 length-grouped batches, AdamW 1e-4, fp32, 2 threads); a step is collate, forward and
 `backward_and_step`, as in `tlflow.train.train_loop`. "without" zeroes gradients with
 `optimizer.zero_grad(set_to_none=True)` and keeps `nn.Dropout` and SDPA's own dropout.
@@ -74,7 +74,7 @@ def one_epoch(cfg, features, loaded, tokenizer, seed: int) -> dict[str, list[flo
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rows", type=int, default=2048, help="SST-2 training sentences")
+    parser.add_argument("--rows", type=int, default=1536, help="SST-2 training sentences")
     parser.add_argument("--repeats", type=int, default=3, help="epochs, each with a fresh pair of models")
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()

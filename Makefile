@@ -37,7 +37,7 @@ test: install data
 	$(BIN)/ruff check tlflow tasks flows tests
 	$(BIN)/pytest -q
 
-# Benchmarks (scripts, not tests, ~45 min): results in bench/results/*.json, table in README.md.
+# Benchmarks (scripts, not tests, under 45 min): results in bench/results/*.json, table in README.md.
 bench: install data
 	$(BIN)/pip install --quiet -e ".[test,bench]"
 	$(BIN)/python bench/pretrain_throughput.py

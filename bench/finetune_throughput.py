@@ -224,6 +224,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1536, help="SST-2 training sentences")
     parser.add_argument("--repeats", type=int, default=3, help="runs per contender, alternating")
     parser.add_argument("--eval-every", type=int, default=16, help="steps between dev evaluations")
+    parser.add_argument("--seed", type=int, default=SEED, help="seed of the first repeat (repeat r: seed + r)")
     parser.add_argument("--target", type=float, default=TARGET, help="dev accuracy for the time-to-accuracy column")
     parser.add_argument("--contenders", default=",".join(CONTENDERS))
     parser.add_argument("--output", type=Path, default=RESULTS)
@@ -242,7 +243,7 @@ def main() -> None:
     started = time.perf_counter()
     for repeat in range(args.repeats):
         # Each repeat uses its own seed (the same for all contenders): accuracy medians over seeds.
-        cfg_r = cfg.model_copy(update={"finetune": cfg.finetune.model_copy(update={"seed": SEED + repeat})})
+        cfg_r = cfg.model_copy(update={"finetune": cfg.finetune.model_copy(update={"seed": args.seed + repeat})})
         for name in contenders:
             waited, _ = wait_for_quiet(120, 0.2)
             meter = CpuMeter()
@@ -254,7 +255,7 @@ def main() -> None:
             outside = meter.other_load()
             final = curve.points[-1]["dev_accuracy"]
             to_target = time_to(curve.points, args.target)
-            runs[name].append({"seed": SEED + repeat, "samples_per_s": samples_per_s, "steps": steps,
+            runs[name].append({"seed": args.seed + repeat, "samples_per_s": samples_per_s, "steps": steps,
                                "dev_accuracy": final, "seconds_to_target": to_target, "curve": curve.points,
                                "final_checkpoint_seconds": curve.checkpoint_seconds,
                                "outside_load": outside, "waited_s": waited})
@@ -270,7 +271,7 @@ def main() -> None:
         "versions": {"torch": torch.__version__, "transformers": __import__("transformers").__version__},
         "settings": {"rows": args.rows, "repeats": args.repeats, "batch_size": 32, "epochs": 1, "max_length": 128,
                      "learning_rate": 1e-4, "threads": 2, "model": "minilm-l6", "eval_every": args.eval_every,
-                     "target_accuracy": args.target},
+                     "target_accuracy": args.target, "first_seed": args.seed},
         "runs": runs, "summary": summary, "ratios": ratios,
         "wall_s": time.perf_counter() - started,
     }

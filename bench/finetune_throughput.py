@@ -4,8 +4,8 @@ Trainer, twice.
 All three contenders fine-tune `minilm-l6` (all-MiniLM-L6-v2 with a fresh classification head) on
 the same seeded, stratified SST-2 training sentences (default 1,536) for one epoch: batch 32,
 AdamW at 1e-4 with 6 % linear warm-up and weight decay 0.01, gradient clipping 1.0, max length
-128, fp32, 2 intra-op threads; repeat r uses seed 42 + r for all three (head initialisation, batch
-order, dropout), so accuracies are medians over seeds, not one seed's luck.
+128, fp32, 2 intra-op threads; repeat r uses seed `--seed` (42) + r for all three (head
+initialisation, batch order, dropout), so accuracies are medians over seeds, not one seed's luck.
 
 * ours: the fine-tune stage's model and loop (`build_task_model` + `tlflow.train.finetune`, what
   `train_task_model` runs): length-grouped batches, dynamic padding, fused AdamW without decay on
@@ -25,7 +25,7 @@ Reported per run: samples/s (training time only), training seconds until dev acc
 reaches `--target`, and the final dev accuracy. Runs alternate ours, padded, best, ... and medians
 are reported; each run waits for a quiet machine first.
 
-    .venv/bin/python bench/finetune_throughput.py [--rows N --repeats R --eval-every S --target A]
+    .venv/bin/python bench/finetune_throughput.py [--rows N --repeats R --eval-every S --seed S --target A]
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ import json
 import shlex
 import sys
 import time
-from contextlib import ExitStack, nullcontext
+from contextlib import ExitStack
 from pathlib import Path
 
 import torch
@@ -59,7 +59,7 @@ def one_epoch(cfg, features, loaded, tokenizer, seed: int) -> dict[str, list[flo
             optimizer = make_optimizer(model, settings)
             scheduler = get_linear_schedule_with_warmup(
                 optimizer, int(settings.warmup_ratio * settings.total_steps), settings.total_steps)
-            grads = stack.enter_context(training_speedups(model) if name == "with" else nullcontext(DenseGrads()))
+            grads = stack.enter_context(training_speedups(model) if name == "with" else DenseGrads())
             steppers[name] = (model, optimizer, scheduler, grads)
         torch.manual_seed(seed)
         for i, batch in enumerate(epoch_batches(lengths, settings.batch_size, seed, 0)):

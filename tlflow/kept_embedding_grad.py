@@ -16,7 +16,7 @@ see exactly the dense gradient they saw before, so every row still gets its Adam
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager
 
 import torch
 from torch import nn
@@ -69,8 +69,11 @@ class KeptEmbeddingGrad(AbstractContextManager):
         self._rows.clear()
 
 
-class DenseGrads(nullcontext):
-    """The plain path: `optimizer.zero_grad(set_to_none=True)`."""
+class DenseGrads(AbstractContextManager):
+    """The plain path: `optimizer.zero_grad(set_to_none=True)`; entering it changes nothing."""
+
+    def __exit__(self, *exc) -> None:
+        return None
 
     def zero_grad(self, optimizer: torch.optim.Optimizer) -> None:
         optimizer.zero_grad(set_to_none=True)

@@ -7,7 +7,7 @@ AdamW at 1e-4 with 6 % linear warm-up and weight decay 0.01, gradient clipping 1
 128, fp32, 2 intra-op threads; repeat r uses seed `--seed` (42) + r for all three (head
 initialisation, batch order, dropout), so accuracies are medians over seeds, not one seed's luck.
 
-* ours: the fine-tune stage's model and loop (`build_task_model` + `tlflow.train.finetune`, what
+* ours: the fine-tune stage's model and loop (`build_task_model` + `tlflow.training.loop.finetune`, what
   `train_task_model` runs): length-grouped batches, dynamic padding, fused AdamW without decay on
   biases/LayerNorm, the sequence classifier's last layer computed for [CLS] only (`cls_only`),
   the word-embedding gradient kept between steps (`kept_embedding_grad`), cheaper dropout masks
@@ -54,11 +54,11 @@ from transformers import (
 
 from tlflow.config import load_config
 from tlflow.data.readers import load_labelled_data
-from tlflow.models import build_task_model, load_tokenizer, resolve_base
+from tlflow.modeling.models import build_task_model, load_tokenizer, resolve_base
 from tlflow.runtime import apply_defaults
 from tlflow.task_types.base import TaskSettings
 from tlflow.task_types.registry import get_task_type
-from tlflow.train import finetune
+from tlflow.training.loop import finetune
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "finetune_throughput.json"

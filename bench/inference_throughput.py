@@ -9,7 +9,7 @@ length-sorted inference under `torch.inference_mode`, metrics), at the same thre
 * onnx-fp32: the TorchDynamo ONNX export, run by ONNX Runtime (CPU, `intra_op_num_threads` = threads);
 * onnx-int8: that graph after `onnxruntime.quantization.quantize_dynamic` (int8 weights).
 
-The variants are built by `tlflow.optimize` (what `tlflow optimize` registers). Throughput is test
+The variants are built by `tlflow.serving.optimized` (what `tlflow optimize` registers). Throughput is test
 sentences per second of the whole `evaluate` call; each contender is warmed up once on 64
 sentences, then runs alternate fp32, torch-int8, onnx-fp32, onnx-int8, ... (each after waiting for
 a quiet machine) and medians are reported (runs during which other processes kept over 0.25 CPU
@@ -45,13 +45,21 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from transformers import AutoTokenizer
 
-from tlflow import tracking
 from tlflow.config import load_config
 from tlflow.data.readers import load_labelled_data
-from tlflow.models import TASK_HEADS
-from tlflow.optimize import FP32, VARIANTS, Measurement, build_variant, choose, comparison_table, timed_evaluation
+from tlflow.modeling.models import TASK_HEADS
+from tlflow.registry import tracking
 from tlflow.runtime import apply_defaults
 from tlflow.serving import TaskModel, load_task_model
+from tlflow.serving.optimized import (
+    FP32,
+    VARIANTS,
+    Measurement,
+    build_variant,
+    choose,
+    comparison_table,
+    timed_evaluation,
+)
 from tlflow.task_types.base import TaskSettings
 from tlflow.task_types.registry import get_task_type
 

@@ -5,7 +5,7 @@ Peak: the median rate of large fp32 `torch.mm` products (`--peak-size`, default 
 same thread count. Steps: the fine-tune stage's model (`build_task_model`, `minilm-l6` with a
 sequence-classification head) and optimizer (`make_optimizer`, fused AdamW) on batches of 32 real
 SST-2 training text windows of exactly 64 and 128 tokens (no padding); a step is forward,
-backward, gradient clipping, optimizer step and `zero_grad`, as in `tlflow.train.train_loop`
+backward, gradient clipping, optimizer step and `zero_grad`, as in `tlflow.training.loop.train_loop`
 (inside its `training_speedups`: the kept word-embedding gradient, cheaper dropout masks).
 
 FLOPs per step, two ways:
@@ -14,7 +14,7 @@ FLOPs per step, two ways:
   backward);
 * executed FLOPs: the matmul FLOPs `torch.utils.flop_counter` counts in one real step plus the same
   attention term for the layers that compute it for every position. With the [CLS]-only last
-  layer (`tlflow.cls_only`) the stage executes fewer FLOPs than the model formula says, so the
+  layer (`tlflow.training.speedups.cls_only`) the stage executes fewer FLOPs than the model formula says, so the
   executed count gives the hardware utilisation.
 
     .venv/bin/python bench/mfu.py [--steps N --repeats R]
@@ -34,12 +34,12 @@ import torch
 from benchlib import machine, median, wait_for_quiet
 from torch.utils.flop_counter import FlopCounterMode
 
-from tlflow.cls_only import ClsOnlyBertLayer
 from tlflow.config import load_config
 from tlflow.data.readers import load_labelled_data
-from tlflow.models import build_task_model, load_tokenizer
+from tlflow.modeling.models import build_task_model, load_tokenizer
 from tlflow.runtime import apply_defaults
-from tlflow.train import LoopSettings, backward_and_step, make_optimizer, training_speedups
+from tlflow.training.loop import LoopSettings, backward_and_step, make_optimizer, training_speedups
+from tlflow.training.speedups.cls_only import ClsOnlyBertLayer
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "mfu.json"

@@ -135,7 +135,7 @@ def main() -> None:
     if args.child:
         child(args.config, args.overrides, args.force, args.result)
         return
-    from tlflow import servers
+    from flows.ops import servers
 
     base_env = {k: v for k, v in os.environ.items()
                 if not k.startswith(("PREFECT_API_URL", "MLFLOW_TRACKING_URI", "PREFECT_HOME"))}

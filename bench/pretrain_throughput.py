@@ -7,7 +7,7 @@ decay, gradient clipping and 2 intra-op threads, on the same text:
 
 * ours: `build_examples(nsp=False)` packs the corpus into full 128-token sequences, the dynamic
   masking collator of `tlflow.pretraining.stage`, `BertForMaskedPretraining` (MLM decoder only at
-  the masked positions), trained by `tlflow.train.train_loop` with the settings `pretrain` uses;
+  the masked positions), trained by `tlflow.training.loop.train_loop` with the settings `pretrain` uses;
 * baseline: what `run_mlm.py --line_by_line` does by default: one non-empty WikiText paragraph per
   example (detokenized exactly like tlflow's reader, so the text is identical), truncated to 128
   tokens, `DataCollatorForLanguageModeling(mlm_probability=0.15)` with dynamic padding,
@@ -77,7 +77,7 @@ from tlflow.pretraining.stage import (  # noqa: E402
     score_heldout,
 )
 from tlflow.pretraining.vocab import train_wordpiece  # noqa: E402
-from tlflow.train import LoopSettings, train_loop  # noqa: E402
+from tlflow.training.loop import LoopSettings, train_loop  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "pretrain_throughput.json"
 THREADS = 2

@@ -1,5 +1,5 @@
 """What the training loop's step speed-ups bring: fine-tuning steps with and without
-`tlflow.train.training_speedups`, interleaved step by step in one process.
+`tlflow.training.loop.training_speedups`, interleaved step by step in one process.
 
 The speed-ups (the kept word-embedding gradient, cheaper dropout masks) are worth a few per
 cent, less than this VM's drift between whole runs (±10 %), so the two contenders do not run
@@ -8,7 +8,7 @@ order swaps every step), and both see the same drift. Both are `minilm-l6` with 
 stage's model (`build_task_model`, [CLS]-only last layer), optimizer and schedule, on the
 settings of `finetune_throughput.py` (1,536 stratified SST-2 training sentences, batch 32,
 length-grouped batches, AdamW 1e-4, fp32, 2 threads); a step is collate, forward and
-`backward_and_step`, as in `tlflow.train.train_loop`. "without" zeroes gradients with
+`backward_and_step`, as in `tlflow.training.loop.train_loop`. "without" zeroes gradients with
 `optimizer.zero_grad(set_to_none=True)` and keeps `nn.Dropout` and SDPA's own dropout.
 
 Each repeat trains a fresh pair for one epoch (seed 42 + r for both); reported per repeat: the
@@ -35,13 +35,13 @@ from benchlib import CpuMeter, machine, median, wait_for_quiet
 from finetune_throughput import ROOT, SEED, setup
 from transformers import get_linear_schedule_with_warmup
 
-from tlflow.batching import collate, epoch_batches
-from tlflow.kept_embedding_grad import DenseGrads
-from tlflow.models import build_task_model
+from tlflow.modeling.batching import collate, epoch_batches
+from tlflow.modeling.models import build_task_model
 from tlflow.runtime import apply_defaults
 from tlflow.task_types.base import TaskSettings
 from tlflow.task_types.registry import get_task_type
-from tlflow.train import LoopSettings, backward_and_step, make_optimizer, training_speedups
+from tlflow.training.loop import LoopSettings, backward_and_step, make_optimizer, training_speedups
+from tlflow.training.speedups.kept_embedding_grad import DenseGrads
 
 RESULTS = ROOT / "bench" / "results" / "step_speedups.json"
 CONTENDERS = ("with", "without")

@@ -8,10 +8,10 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
 from tasks.tracking import artifact_key
-from tlflow import tracking
-from tlflow.batch import read_requests, write_predictions
-from tlflow.registration import RegistryError, check_model
+from tlflow.registry import tracking
+from tlflow.registry.registration import RegistryError, check_model
 from tlflow.runtime import apply_defaults
+from tlflow.serving.batch_files import read_requests, write_predictions
 
 
 @flow(name="batch_predict")

@@ -10,9 +10,9 @@ from prefect.states import Completed
 
 from flows.training import training_pipeline
 from tasks.tracking import artifact_key
-from tlflow import tracking
 from tlflow.config import PipelineConfig, load_config
-from tlflow.retraining import RetrainingCheck, check_retraining
+from tlflow.registry import tracking
+from tlflow.registry.retraining import RetrainingCheck, check_retraining
 from tlflow.runtime import apply_defaults
 
 

@@ -8,8 +8,8 @@ from flows.training import training_pipeline
 from tasks.report import collect_variant, encoder_path, publish_report
 from tasks.tracking import lineage_tags, pipeline_run
 from tlflow.config import PipelineConfig
+from tlflow.evaluation.transfer import VARIANTS, VariantResult, variant_config
 from tlflow.runtime import apply_defaults
-from tlflow.transfer import VARIANTS, VariantResult, variant_config
 
 
 @flow(name="transfer_report")

@@ -10,11 +10,11 @@ from prefect.cache_policies import NO_CACHE
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from tlflow.config import PipelineConfig
+from tlflow.data.cache import cache_key, load_tokenized
 from tlflow.data.readers import LoadedData
-from tlflow.distributed import train_distributed
-from tlflow.finetuning import train_task_model
-from tlflow.models import load_tokenizer
-from tlflow.tokenization import cache_key, load_tokenized
+from tlflow.modeling.models import load_tokenizer
+from tlflow.training.distributed import train_distributed
+from tlflow.training.finetuning import train_task_model
 
 CHECKPOINT_DIR = Path(".cache/tlflow/checkpoints")
 

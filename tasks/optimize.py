@@ -11,9 +11,9 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
-from tlflow import tracking
-from tlflow.optimize import VARIANTS
-from tlflow.optimized_registration import OptimizeOutcome, optimize_champion
+from tlflow.registry import tracking
+from tlflow.serving.optimize_champion import OptimizeOutcome, optimize_champion
+from tlflow.serving.optimized import VARIANTS
 
 
 @task(name="optimize", cache_policy=NO_CACHE, persist_result=False)

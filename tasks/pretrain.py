@@ -14,17 +14,17 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from transformers import BertForMaskedLM, PreTrainedTokenizerBase
 
-from tlflow import tracking
-from tlflow.atomic import atomic_dir
 from tlflow.config import PipelineConfig
-from tlflow.data.checks import REPORT_DIR, DataValidationError
-from tlflow.models import load_tokenizer, resolve_base
+from tlflow.data.atomic import atomic_dir
+from tlflow.data.cache import cache_key, load_tokenized, save_atomically
+from tlflow.data.validation.stage import REPORT_DIR, DataValidationError
+from tlflow.modeling.models import load_tokenizer, resolve_base
 from tlflow.pretraining.corpus import Document, load_corpus, split_heldout
 from tlflow.pretraining.corpus_validation import corpus_frame, validate_corpus
 from tlflow.pretraining.model import build_continue_model, build_scratch_model, save_encoder
 from tlflow.pretraining.stage import build_examples, pretrain
 from tlflow.pretraining.vocab import train_wordpiece
-from tlflow.tokenization import cache_key, load_tokenized, save_atomically
+from tlflow.registry import tracking
 
 CACHE_DIR = Path(".cache/tlflow/pretraining")
 

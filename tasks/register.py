@@ -12,15 +12,15 @@ from prefect.cache_policies import NO_CACHE
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from tasks.tracking import artifact_key
-from tlflow import registration, tracking
 from tlflow.config import PipelineConfig
+from tlflow.data.cache import cache_key
 from tlflow.data.readers import LoadedData
-from tlflow.promotion import Decision
-from tlflow.reuse import matching_version
+from tlflow.registry import registration, tracking
+from tlflow.registry.gate import Decision
+from tlflow.registry.reuse import matching_version
 from tlflow.serving import log_task_model
 from tlflow.task_types.base import Evaluation, TaskSettings
 from tlflow.task_types.registry import get_task_type
-from tlflow.tokenization import cache_key
 
 
 @dataclass
@@ -72,7 +72,7 @@ def decision_markdown(cfg: PipelineConfig, version: str | None, decision: Decisi
 @task(name="check-unchanged", cache_policy=NO_CACHE, persist_result=False)
 def find_unchanged(cfg: PipelineConfig, tags: dict[str, str]) -> RegistrationOutcome | None:
     """The registered version trained on exactly these inputs (data version, raw files, config,
-    code: `tlflow.reuse`), reported instead of training again; None when there is none."""
+    code: `tlflow.registry.reuse`), reported instead of training again; None when there is none."""
     if not cfg.promote.register_model:
         return None
     tracking.configure()
@@ -106,7 +106,7 @@ def register_and_promote(
     register the version, move `champion` or `challenger`, and append the ledger entry.
 
     The files are logged before the version exists and the alias moves last; a failure on the way
-    deletes the version and puts the aliases back (`tlflow.registration`).
+    deletes the version and puts the aliases back (`tlflow.registry.registration`).
     """
     logger = get_run_logger()
     run_id = mlflow.active_run().info.run_id

@@ -15,7 +15,7 @@ from prefect.cache_policies import NO_CACHE
 from tasks.register import RegistrationOutcome
 from tasks.tracking import artifact_key
 from tlflow.config import PipelineConfig
-from tlflow.transfer import VariantResult, plot_report, report_markdown
+from tlflow.evaluation.transfer import VariantResult, plot_report, report_markdown
 
 
 @task(name="collect-variant", cache_policy=NO_CACHE, persist_result=False)

@@ -9,11 +9,11 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from tlflow.config import PipelineConfig
+from tlflow.data.cache import cache_key, file_digest, tokenize_cached
 from tlflow.data.readers import LoadedData
-from tlflow.models import load_tokenizer, resolve_base
+from tlflow.modeling.models import load_tokenizer, resolve_base
 from tlflow.task_types.base import TaskSettings
 from tlflow.task_types.registry import get_task_type
-from tlflow.tokenization import cache_key, file_digest, tokenize_cached
 
 CACHE_DIR = Path(".cache/tlflow/tokenized")
 

@@ -8,10 +8,10 @@ from contextlib import contextmanager
 import mlflow
 from prefect.runtime import flow_run
 
-from tlflow import tracking
 from tlflow.config import PipelineConfig
-from tlflow.reuse import code_digest
-from tlflow.tokenization import file_digest
+from tlflow.data.cache import file_digest
+from tlflow.registry import tracking
+from tlflow.registry.reuse import code_digest
 
 
 def lineage_tags(cfg: PipelineConfig) -> dict[str, str]:

@@ -16,8 +16,8 @@ from prefect.cache_policies import NO_CACHE
 
 from tasks.tracking import artifact_key
 from tlflow.config import PipelineConfig
-from tlflow.data.checks import DataValidationError, check_data
 from tlflow.data.readers import LoadedData
+from tlflow.data.validation.stage import DataValidationError, check_data
 
 
 def _log_lineage(cfg: PipelineConfig, loaded: LoadedData, data_md5: str) -> None:

@@ -4,7 +4,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from tlflow.cli import app
+from flows.cli import app
 
 runner = CliRunner()
 

@@ -7,10 +7,10 @@ import pytest
 
 from tlflow.config import load_config
 from tlflow.data.readers import load_labelled_data
-from tlflow.finetuning import train_task_model
-from tlflow.models import ModelError, load_tokenizer, resolve_base
+from tlflow.modeling.models import ModelError, load_tokenizer, resolve_base
 from tlflow.task_types.base import TaskSettings
 from tlflow.task_types.registry import get_task_type
+from tlflow.training.finetuning import train_task_model
 
 
 def test_minilm_resolves_to_the_packaged_weights():

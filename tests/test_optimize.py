@@ -15,13 +15,15 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from typer.testing import CliRunner
 
-from tlflow import ledger, registration, tracking
-from tlflow.cli import app
+from flows.cli import app
 from tlflow.config import load_config
 from tlflow.data.readers import load_labelled_data
-from tlflow.finetuning import train_task_model
-from tlflow.models import load_tokenizer
-from tlflow.optimize import (
+from tlflow.modeling.models import load_tokenizer
+from tlflow.registry import ledger, registration, tracking
+from tlflow.registry.lock import lock_name
+from tlflow.serving import load_task_model, log_task_model
+from tlflow.serving.optimize_champion import optimize_champion
+from tlflow.serving.optimized import (
     FP32,
     VARIANTS,
     Measurement,
@@ -31,11 +33,9 @@ from tlflow.optimize import (
     check_variant,
     choose,
 )
-from tlflow.optimized_registration import optimize_champion
-from tlflow.registry_lock import lock_name
-from tlflow.serving import load_task_model, log_task_model
 from tlflow.task_types.base import TaskSettings
 from tlflow.task_types.registry import get_task_type
+from tlflow.training.finetuning import train_task_model
 
 pytestmark = [pytest.mark.needs_data]
 

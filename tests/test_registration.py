@@ -17,14 +17,14 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from transformers import BertConfig, BertForSequenceClassification
 
-from tlflow import ledger, registration, tracking
 from tlflow.config import load_config
-from tlflow.metrics import classification_from_sums, classification_stats
-from tlflow.models import load_tokenizer
-from tlflow.promotion import Scores
-from tlflow.registry_lock import lock_name
+from tlflow.modeling.models import load_tokenizer
+from tlflow.registry import ledger, registration, tracking
+from tlflow.registry.gate import Scores
+from tlflow.registry.lock import lock_name
 from tlflow.serving import log_task_model
 from tlflow.task_types.base import TaskSettings
+from tlflow.task_types.metrics import classification_from_sums, classification_stats
 
 LABELS = ["negative", "positive"]
 Y = np.array([0, 1] * 100)
@@ -102,10 +102,10 @@ RACER = textwrap.dedent("""
     from pathlib import Path
     import numpy as np
     from mlflow import MlflowClient
-    from tlflow import registration, tracking
+    from tlflow.registry import registration, tracking
     from tlflow.config import load_config
-    from tlflow.metrics import classification_from_sums, classification_stats
-    from tlflow.promotion import Scores
+    from tlflow.task_types.metrics import classification_from_sums, classification_stats
+    from tlflow.registry.gate import Scores
 
     uri, barrier, actor = sys.argv[1:4]
     tracking.configure()

@@ -1,4 +1,4 @@
-"""Tests of tlflow.validation: the Great Expectations data-quality suite run on every split."""
+"""Tests of tlflow.data.validation.suite: the Great Expectations data-quality suite run on every split."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from datasets import Dataset, DatasetDict
 ROOT = Path(__file__).resolve().parents[2]
 
 from tlflow.config import ValidateConfig
-from tlflow.validation import (
+from tlflow.data.validation.suite import (
     CHECK_CLASS_SHARE,
     CHECK_LABEL_COLUMN,
     CHECK_LABEL_IN_SET,

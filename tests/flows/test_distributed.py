@@ -5,7 +5,7 @@ import pytest
 from mlflow import MlflowClient
 
 from flows.training import training_pipeline
-from tlflow import tracking
+from tlflow.registry import tracking
 
 pytestmark = [pytest.mark.needs_data, pytest.mark.flow]
 

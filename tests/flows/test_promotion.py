@@ -7,9 +7,9 @@ import pytest
 from mlflow import MlflowClient
 from typer.testing import CliRunner
 
+from flows.cli import app
 from flows.training import training_pipeline
-from tlflow import ledger, tracking
-from tlflow.cli import app
+from tlflow.registry import ledger, tracking
 
 pytestmark = [pytest.mark.needs_data, pytest.mark.flow]
 

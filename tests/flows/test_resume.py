@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from tlflow import tracking
+from tlflow.registry import tracking
 
 pytestmark = [pytest.mark.needs_data, pytest.mark.flow]
 

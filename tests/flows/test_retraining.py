@@ -10,8 +10,8 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
 from flows.retraining import retraining_pipeline
-from tlflow import ledger, tracking
-from tlflow.retraining import RetrainingCheck
+from tlflow.registry import ledger, tracking
+from tlflow.registry.retraining import RetrainingCheck
 
 pytestmark = [pytest.mark.needs_data, pytest.mark.flow]
 

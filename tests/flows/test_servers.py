@@ -14,7 +14,7 @@ import pytest
 from mlflow import MlflowClient
 from typer.testing import CliRunner
 
-from tlflow.cli import app
+from flows.cli import app
 
 pytestmark = [pytest.mark.needs_data, pytest.mark.flow]
 REPO = Path(__file__).resolve().parents[2]

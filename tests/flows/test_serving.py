@@ -13,9 +13,9 @@ import pytest
 from mlflow import MlflowClient
 
 from flows.batch import batch_predict
+from flows.cli import serve_command, serve_env
 from flows.training import training_pipeline
-from tlflow import tracking
-from tlflow.cli import serve_command, serve_env
+from tlflow.registry import tracking
 
 pytestmark = [pytest.mark.needs_data, pytest.mark.flow]
 

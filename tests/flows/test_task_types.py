@@ -11,9 +11,9 @@ import pytest
 from mlflow import MlflowClient
 
 from flows.training import training_pipeline
-from tlflow import tracking
 from tlflow.config import load_config
-from tlflow.data.checks import DataValidationError
+from tlflow.data.validation.stage import DataValidationError
+from tlflow.registry import tracking
 from tlflow.task_types.registry import get_task_type
 
 pytestmark = [pytest.mark.needs_data, pytest.mark.flow]

@@ -11,10 +11,10 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 from typer.testing import CliRunner
 
+from flows.cli import app
 from flows.training import training_pipeline
-from tlflow import tracking
-from tlflow.cli import app
-from tlflow.data.checks import DataValidationError
+from tlflow.data.validation.stage import DataValidationError
+from tlflow.registry import tracking
 
 pytestmark = [pytest.mark.needs_data, pytest.mark.flow]
 

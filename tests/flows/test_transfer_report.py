@@ -8,9 +8,9 @@ from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 from transformers import BertConfig, BertModel
 
 from flows.transfer import transfer_report
-from tlflow import tracking
-from tlflow.models import load_tokenizer
-from tlflow.transfer import VARIANTS
+from tlflow.evaluation.transfer import VARIANTS
+from tlflow.modeling.models import load_tokenizer
+from tlflow.registry import tracking
 
 pytestmark = [pytest.mark.needs_data, pytest.mark.flow]
 

@@ -361,7 +361,7 @@ def test_read_gutenberg_real_books():
 
 
 def test_wikitext_escapes_are_undone_and_unk_becomes_the_unknown_token():
-    from tlflow.models import load_tokenizer
+    from tlflow.modeling.models import load_tokenizer
     from tlflow.pretraining.corpus import detokenize_wikitext
 
     line = "the 1 @,@ 000 @-@ year <unk> cost 2 @.@ 5 million"

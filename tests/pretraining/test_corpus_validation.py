@@ -12,7 +12,8 @@ import pytest
 import transformers
 
 from tlflow.config import CorpusConfig
-from tlflow.models import load_tokenizer
+from tlflow.data.validation.suite import CheckResult, ValidationReport
+from tlflow.modeling.models import load_tokenizer
 from tlflow.pretraining.corpus_validation import (
     CHECK_DOCUMENTS,
     CHECK_NON_ASCII_SHARE,
@@ -25,7 +26,6 @@ from tlflow.pretraining.corpus_validation import (
     corpus_frame,
     validate_corpus,
 )
-from tlflow.validation import CheckResult, ValidationReport
 
 HEALTHY = [
     ("wikitext2", "wt-0", ["The tower is on the hill .", "It was built in 1850 ."]),

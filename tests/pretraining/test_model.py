@@ -15,7 +15,7 @@ from transformers import (
 )
 
 from tlflow.config import PretrainConfig
-from tlflow.models import load_tokenizer, resolve_base
+from tlflow.modeling.models import load_tokenizer, resolve_base
 from tlflow.pretraining.model import (
     BertForMaskedPretraining,
     build_continue_model,

@@ -8,14 +8,14 @@ import torch
 
 from tlflow.config import load_config
 from tlflow.data.readers import load_labelled_data
-from tlflow.finetuning import train_task_model
-from tlflow.models import load_tokenizer
+from tlflow.modeling.models import load_tokenizer
 from tlflow.pretraining.corpus import load_corpus, split_heldout
 from tlflow.pretraining.model import build_continue_model, build_scratch_model, save_encoder
 from tlflow.pretraining.stage import build_examples, make_collator, pretrain, score_heldout
 from tlflow.pretraining.vocab import train_wordpiece
 from tlflow.task_types.base import TaskSettings
 from tlflow.task_types.registry import get_task_type
+from tlflow.training.finetuning import train_task_model
 
 pytestmark = pytest.mark.needs_data
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tlflow.data.formats.conll import read_conll
 from tlflow.data.readers import DataError
-from tlflow.models import load_tokenizer
-from tlflow.task_types.conll_format import read_conll
+from tlflow.modeling.models import load_tokenizer
 from tlflow.task_types.iob import align_labels, entity_metrics, entity_spans, iob2_error, word_predictions
 
 CONLL = Path(__file__).resolve().parents[2] / "data" / "conll2003"

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tlflow.data.formats.squad import COLUMNS, answer_mismatch, read_squad_json
 from tlflow.data.readers import DataError
 from tlflow.task_types.qa_windows import (
     Answer,
@@ -20,7 +21,6 @@ from tlflow.task_types.qa_windows import (
     prepare_eval_features,
     prepare_train_features,
 )
-from tlflow.task_types.squad_format import COLUMNS, answer_mismatch, read_squad_json
 from tlflow.task_types.squad_metrics import exact_match, f1, normalize_answer, squad_scores
 
 SQUAD_DEV = Path(__file__).resolve().parents[2] / "data" / "squad" / "dev-v1.1.json"
@@ -33,7 +33,7 @@ QUESTION = "what jumps?"
 
 @pytest.fixture(scope="module")
 def tok():
-    from tlflow.models import load_tokenizer
+    from tlflow.modeling.models import load_tokenizer
 
     return load_tokenizer("minilm-l6")
 

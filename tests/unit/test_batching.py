@@ -1,7 +1,7 @@
 import numpy as np
 import torch
 
-from tlflow.batching import epoch_batches, pad_batch, sorted_batches
+from tlflow.modeling.batching import epoch_batches, pad_batch, sorted_batches
 
 
 def _padding(lengths, batches):

@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import BertConfig, BertForSequenceClassification, BertForTokenClassification
 
-from tlflow.cls_only import ClsOnlyBertLayer, cls_only_last_layer
+from tlflow.training.speedups.cls_only import ClsOnlyBertLayer, cls_only_last_layer
 
 
 def _config(attn: str) -> BertConfig:

@@ -25,6 +25,6 @@ def test_library_never_imports_prefect(tmp_path):
 
 
 def test_importing_flows_and_tasks_does_no_work(tmp_path):
-    result = _python("import flows.training, tasks.register, tlflow.cli", tmp_path)
+    result = _python("import flows.training, tasks.register, flows.cli", tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     assert list(tmp_path.iterdir()) == []  # no mlflow/, .cache/ or .prefect/ made on import

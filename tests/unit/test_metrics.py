@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from tlflow.metrics import classification_metrics, confusion, misclassified_rows, plot_confusion, softmax
+from tlflow.task_types.metrics import classification_metrics, confusion, misclassified_rows, plot_confusion, softmax
 
 
 def test_metrics_on_a_hand_worked_example():

@@ -5,8 +5,8 @@ from functools import partial
 import numpy as np
 import pytest
 
-from tlflow.metrics import classification_from_sums, classification_stats
-from tlflow.promotion import GateSettings, Scores, decide, paired_bootstrap
+from tlflow.registry.gate import GateSettings, Scores, decide, paired_bootstrap
+from tlflow.task_types.metrics import classification_from_sums, classification_stats
 
 LABELS = ["neg", "pos"]
 

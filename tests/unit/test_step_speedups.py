@@ -7,10 +7,15 @@ import pytest
 import torch
 from transformers import BertConfig, BertForSequenceClassification, BertForTokenClassification
 
-from tlflow.fast_dropout import SDPA_FAST_DROPOUT, FastDropout, fast_dropout, sdpa_fast_dropout_attention
-from tlflow.kept_embedding_grad import DenseGrads, KeptEmbeddingGrad, kept_embedding_grad
 from tlflow.pretraining.model import BertForMaskedPretraining
-from tlflow.train import LoopSettings, make_optimizer
+from tlflow.training.loop import LoopSettings, make_optimizer
+from tlflow.training.speedups.fast_dropout import (
+    SDPA_FAST_DROPOUT,
+    FastDropout,
+    fast_dropout,
+    sdpa_fast_dropout_attention,
+)
+from tlflow.training.speedups.kept_embedding_grad import DenseGrads, KeptEmbeddingGrad, kept_embedding_grad
 
 CONFIG = dict(vocab_size=200, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
               max_position_embeddings=32)

@@ -6,7 +6,7 @@ import torch
 from datasets import Dataset
 from transformers import BertConfig, BertForSequenceClassification
 
-from tlflow.models import load_tokenizer
+from tlflow.modeling.models import load_tokenizer
 from tlflow.task_types.base import RequestError, TaskSettings
 from tlflow.task_types.registry import get_task_type
 from tlflow.task_types.token_classification import repair_iob2

@@ -1,9 +1,9 @@
 from datasets import Dataset
 
-from tlflow.models import load_tokenizer
+from tlflow.data.cache import cache_key, load_tokenized, tokenize_cached
+from tlflow.modeling.models import load_tokenizer
 from tlflow.task_types.base import TaskSettings
 from tlflow.task_types.registry import get_task_type
-from tlflow.tokenization import cache_key, load_tokenized, tokenize_cached
 
 
 def split():

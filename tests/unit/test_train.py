@@ -7,7 +7,7 @@ import torch
 from transformers import BertConfig, BertForSequenceClassification
 
 from tlflow.config import FinetuneConfig
-from tlflow.train import finetune, latest_checkpoint
+from tlflow.training.loop import finetune, latest_checkpoint
 
 # Two classes a tiny model can learn in a few steps: class 1 sequences contain token 7.
 EXAMPLES = [([2, 5, 6, 3], 0), ([2, 7, 5, 3], 1), ([2, 6, 6, 5, 3], 0), ([2, 5, 7, 7, 3], 1)] * 16

@@ -121,13 +121,13 @@ def _read_structured(source: str, cfg: DataConfig, task: str) -> pd.DataFrame:
     if task != expected:
         raise DataError(f"{source}: format '{cfg.format}' holds {expected} data, not {task}")
     if cfg.format == "conll":
-        from tlflow.task_types.conll_format import read_conll
+        from tlflow.data.formats.conll import read_conll
 
         token_index = int(cfg.columns.get("tokens", 0))
         tag_index = int(cfg.columns.get("tags", -1))
         frame = read_conll(source, cfg.encoding, token_index, tag_index, cfg.separator)
     else:
-        from tlflow.task_types.squad_format import read_squad_json
+        from tlflow.data.formats.squad import read_squad_json
 
         frame = read_squad_json(source, cfg.encoding)
     return frame[TASK_COLUMNS[task]].reset_index(drop=True)

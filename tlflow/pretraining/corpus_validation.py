@@ -4,7 +4,7 @@
 (``doc_id``, ``source``, ``text`` and the counts ``n_tokens``, ``n_unknown``, ``n_non_ascii``,
 ``n_chars``); ``validate_corpus`` runs one GE suite (``build_corpus_suite``) on it with a single
 ``batch.validate`` call in a quiet ephemeral GE context and returns a ``ValidationReport`` of
-``tlflow.validation``: every check has split ``"corpus"``, offending documents are named by
+``tlflow.data.validation.suite``: every check has split ``"corpus"``, offending documents are named by
 ``doc_id`` (``{"file": doc_id, "row": None, "value": excerpt}``), and ``class_balance`` holds the
 documents per source (``{"corpus": {source: n_docs}}``).
 
@@ -20,7 +20,7 @@ import great_expectations as gx
 import pandas as pd
 
 from tlflow.config import CorpusConfig
-from tlflow.validation import BLANK_REGEX, CheckResult, ValidationReport, exception_message, pct, quiet_gx
+from tlflow.data.validation.suite import BLANK_REGEX, CheckResult, ValidationReport, exception_message, pct, quiet_gx
 
 CORPUS_SPLIT = "corpus"
 FRAME_COLUMNS = ("doc_id", "source", "text", "n_tokens", "n_unknown", "n_non_ascii", "n_chars")

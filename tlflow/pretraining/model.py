@@ -23,7 +23,7 @@ from transformers import logging as hf_logging
 from transformers.models.bert.modeling_bert import BertPreTrainedModel, BertPreTrainingHeads
 
 from tlflow.config import PretrainConfig
-from tlflow.models import ModelError, resolve_base
+from tlflow.modeling.models import ModelError, resolve_base
 
 #: Label value that excludes an entry of `mlm_labels` from loss and accuracy (as in Hugging Face).
 IGNORE_INDEX = -100

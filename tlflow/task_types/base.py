@@ -3,7 +3,7 @@
 A task type turns canonical split rows (`tlflow.data.readers.TASK_COLUMNS`) into training
 features, predicts in its serving format, and evaluates with its own metrics. Data reading and
 the Great Expectations suite per task type live in `tlflow.data.readers` and
-`tlflow.validation`; the model head in `tlflow.models.TASK_HEADS`.
+`tlflow.data.validation.suite`; the model head in `tlflow.modeling.models.TASK_HEADS`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from datasets import Dataset
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from tlflow.config import PipelineConfig
-from tlflow.metrics import plot_confusion
+from tlflow.task_types.metrics import plot_confusion
 
 #: Longest accepted text in a prediction request, per field (longer input is refused, not truncated silently).
 MAX_REQUEST_CHARS = 100_000

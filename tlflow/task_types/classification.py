@@ -9,9 +9,15 @@ import pandas as pd
 from datasets import Dataset
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from tlflow.inference import forward_outputs
-from tlflow.metrics import classification_from_sums, classification_stats, confusion, misclassified_rows, softmax
+from tlflow.modeling.inference import forward_outputs
 from tlflow.task_types.base import Evaluation, TaskSettings, TaskType
+from tlflow.task_types.metrics import (
+    classification_from_sums,
+    classification_stats,
+    confusion,
+    misclassified_rows,
+    softmax,
+)
 
 
 class TextClassification(TaskType):

@@ -15,7 +15,7 @@ from seqeval.metrics import accuracy_score, f1_score, precision_score, recall_sc
 from seqeval.metrics.v1 import unique_labels
 from seqeval.scheme import IOB2
 
-from tlflow.batching import IGNORE_INDEX
+from tlflow.modeling.batching import IGNORE_INDEX
 
 
 def _split_tag(tag: str) -> tuple[str, str] | None:

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 from transformers import PreTrainedModel
 
-from tlflow.inference import forward_outputs
+from tlflow.modeling.inference import forward_outputs
 from tlflow.task_types.base import Evaluation, TaskSettings, TaskType
 from tlflow.task_types.qa_windows import Answer, postprocess_predictions, prepare_eval_features, prepare_train_features
 from tlflow.task_types.squad_metrics import exact_match, f1, squad_scores

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 from transformers import PreTrainedTokenizerBase
 
-from tlflow.inference import forward_outputs
+from tlflow.modeling.inference import forward_outputs
 from tlflow.task_types.base import Evaluation, TaskSettings, TaskType
 from tlflow.task_types.iob import align_labels, entity_metrics, entity_spans, iob2_error, word_predictions
 

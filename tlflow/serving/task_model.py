@@ -4,9 +4,9 @@
 task type's `request_columns` and return one row per request with its `response_fields`, so what
 serves is exactly what was evaluated. The Hugging Face model and tokenizer are artifacts (`hf/`,
 safetensors); `task.json` holds the `TaskSettings`. The model is logged as code
-(`serving_entry.py`), not as a pickle.
+(`entry.py`), not as a pickle.
 
-An optimized variant (`tlflow.optimize`) is the same pyfunc with `variant.json` naming it:
+An optimized variant (`tlflow.serving.optimized`) is the same pyfunc with `variant.json` naming it:
 `torch-int8` keeps the fp32 weights in `hf/` and quantizes them at load time; `onnx-fp32` and
 `onnx-int8` keep the graph in `onnx/model.onnx` and only the config and tokenizer in `hf/`. The
 task's `predict` runs whichever model the variant loads, so every variant answers in the same
@@ -30,8 +30,8 @@ from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.pyfunc import PythonModel
 from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from tlflow.cls_only import cls_only_last_layer
-from tlflow.optimize import (
+from tlflow.registry.tracking import pip_requirements
+from tlflow.serving.optimized import (
     FP32,
     ONNX_FILE,
     ONNX_VARIANTS,
@@ -43,7 +43,7 @@ from tlflow.optimize import (
 )
 from tlflow.task_types.base import RequestError, TaskSettings
 from tlflow.task_types.registry import get_task_type
-from tlflow.tracking import pip_requirements
+from tlflow.training.speedups.cls_only import cls_only_last_layer
 
 HF_DIR, SETTINGS_FILE, ONNX_DIR = "hf", "task.json", "onnx"
 
@@ -95,7 +95,7 @@ def log_task_model(
 ) -> str:
     """Log `model` as a `TaskModel` pyfunc with signature and input example; returns its model URI.
 
-    With `variant` (built from `model` by `tlflow.optimize.build_variant`), the variant is logged
+    With `variant` (built from `model` by `tlflow.serving.optimized.build_variant`), the variant is logged
     instead: its files beside the config and tokenizer, `variant.json` naming it (plus `source`,
     e.g. the version it was built from), and onnxruntime in the requirements of ONNX variants.
     The signature is inferred from a real prediction on `example` by what is logged, so it
@@ -128,7 +128,7 @@ def log_task_model(
                 warnings.simplefilter("ignore", UserWarning)
                 info = mlflow.pyfunc.log_model(
                     name="model",
-                    python_model=str(Path(__file__).with_name("serving_entry.py")),
+                    python_model=str(Path(__file__).with_name("entry.py")),
                     artifacts=artifacts,
                     signature=infer_signature(example, output),
                     input_example=example,

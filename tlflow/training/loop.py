@@ -24,11 +24,11 @@ from safetensors.torch import load_model, save_model
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, get_linear_schedule_with_warmup
 
-from tlflow.atomic import atomic_dir
-from tlflow.batching import collate, epoch_batches
 from tlflow.config import FinetuneConfig, PretrainConfig
-from tlflow.fast_dropout import fast_dropout
-from tlflow.kept_embedding_grad import DenseGrads, KeptEmbeddingGrad, kept_embedding_grad
+from tlflow.data.atomic import atomic_dir
+from tlflow.modeling.batching import collate, epoch_batches
+from tlflow.training.speedups.fast_dropout import fast_dropout
+from tlflow.training.speedups.kept_embedding_grad import DenseGrads, KeptEmbeddingGrad, kept_embedding_grad
 
 MetricsCallback = Callable[[dict[str, float], int], None]
 EvalCallback = Callable[[PreTrainedModel], dict[str, float]]

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from mlflow import MlflowClient
 
-from tlflow.tracking import ensure_experiment
+from tlflow.registry.tracking import ensure_experiment
 
 LEDGER_EXPERIMENT = "tlflow-promotion-ledger"
 ACTIONS = ("promoted", "rejected", "manual-promotion", "forced-promotion", "rollback", "optimize")

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 from mlflow import MlflowClient
 
-from tlflow import tracking
 from tlflow.config import PipelineConfig
-from tlflow.tokenization import file_digest
+from tlflow.data.cache import file_digest
+from tlflow.registry import tracking
 
 
 @dataclass(frozen=True)

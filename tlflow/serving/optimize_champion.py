@@ -1,6 +1,6 @@
 """Register the champion's fastest inference variant that keeps its accuracy, as alias `optimized`.
 
-`optimize_champion` builds the variants of `tlflow.optimize` from the champion (`torch-int8`,
+`optimize_champion` builds the variants of `tlflow.serving.optimized` from the champion (`torch-int8`,
 `onnx-fp32`, `onnx-int8`), scores the fp32 champion and every variant on the champion's own test
 split (its run's config) with the task type's own `evaluate`, alternating them for the timing,
 and picks the fastest variant whose primary metric is at most `max_drop` below fp32's (default one
@@ -8,7 +8,7 @@ point; of variants within 5 % of the fastest one's speed, the most accurate: `op
 variant as its model; that model becomes a new version of the same registered model with tags
 `variant` and `optimized_from`, and alias `optimized` moves to it.
 
-The registration follows `tlflow.registration`: under the model's promotion lock, the version is
+The registration follows `tlflow.registry.registration`: under the model's promotion lock, the version is
 created `pending`, the alias moves, the ledger entry (action `optimize`; the champion does not
 change) is appended, and only then is the version marked `complete`. An exception on the way
 puts the alias back and deletes the version; a version a killed process left `pending` is removed
@@ -27,12 +27,12 @@ import mlflow
 import torch
 from mlflow import MlflowClient
 
-from tlflow import ledger, registration, tracking
 from tlflow.data.readers import load_labelled_data
-from tlflow.optimize import FP32, VARIANTS, Measurement, build_variants, check_variant, choose, measure
-from tlflow.registration import VARIANT_TAG, RegistryError
-from tlflow.registry_lock import registry_lock
-from tlflow.serving import load_task_model, log_task_model
+from tlflow.registry import ledger, registration, tracking
+from tlflow.registry.lock import registry_lock
+from tlflow.registry.registration import VARIANT_TAG, RegistryError
+from tlflow.serving.optimized import FP32, VARIANTS, Measurement, build_variants, check_variant, choose, measure
+from tlflow.serving.task_model import load_task_model, log_task_model
 from tlflow.task_types.base import TaskSettings
 from tlflow.task_types.registry import get_task_type
 

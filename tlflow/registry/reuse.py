@@ -17,7 +17,7 @@ from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
-from tlflow.registration import COMPLETE, VARIANT_TAG
+from tlflow.registry.registration import COMPLETE, VARIANT_TAG
 
 #: The tags that must all match for a version to stand for a new run.
 REUSE_KEYS = ("data_md5", "data_files_md5", "config_hash", "code_md5")

@@ -9,10 +9,10 @@ from datasets import Dataset
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from tlflow.config import PipelineConfig
-from tlflow.models import build_task_model
+from tlflow.modeling.models import build_task_model
 from tlflow.task_types.base import TaskSettings
 from tlflow.task_types.registry import get_task_type
-from tlflow.train import MetricsCallback, TrainResult, finetune
+from tlflow.training.loop import MetricsCallback, TrainResult, finetune
 
 
 def train_task_model(

@@ -21,12 +21,12 @@ from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
-from tlflow import ledger, tracking
 from tlflow.config import PipelineConfig
 from tlflow.data.readers import LoadedData
-from tlflow.promotion import Decision, GateSettings, Scores, decide
-from tlflow.registry_lock import is_lock, registry_lock
-from tlflow.serving import load_task_model
+from tlflow.registry import ledger, tracking
+from tlflow.registry.gate import Decision, GateSettings, Scores, decide
+from tlflow.registry.lock import is_lock, registry_lock
+from tlflow.serving.task_model import load_task_model
 from tlflow.task_types.base import Evaluation, TaskSettings
 from tlflow.task_types.registry import get_task_type
 
@@ -100,7 +100,7 @@ def check_model(client: MlflowClient, name: str, version: str | None = None) -> 
     return mv
 
 
-#: Tag of an optimized variant (`tlflow.optimized_registration`): its value names the variant.
+#: Tag of an optimized variant (`tlflow.serving.optimize_champion`): its value names the variant.
 VARIANT_TAG = "variant"
 
 

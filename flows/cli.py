@@ -40,7 +40,7 @@ def _prepare_env(verbose: bool) -> None:
     a configured server that does not answer is a one-line error before any work starts."""
     os.environ.setdefault("PREFECT_HOME", str(Path(".prefect").resolve()))
     apply_defaults(quiet_console=not verbose)
-    from tlflow.servers import ServerError, require
+    from flows.ops.servers import ServerError, require
 
     try:
         if os.environ.get("MLFLOW_TRACKING_URI", "").startswith(("http://", "https://")):
@@ -55,7 +55,7 @@ def _prepare_env(verbose: bool) -> None:
 
 def ui_commands() -> list[str]:
     """Commands that open the MLflow and Prefect UIs on the state this run wrote."""
-    from tlflow import tracking
+    from tlflow.registry import tracking
 
     bindir = Path(sys.executable).parent
     mlflow_cmd = tracking.ui_command(str(bindir / "mlflow"))
@@ -91,9 +91,9 @@ def run(
 
 def _guarded(run_flow, consequence: str = "Nothing was trained or registered."):
     """Run a flow; data and model errors end the command with their one-line message, exit 1."""
-    from tlflow.data.checks import DataValidationError
     from tlflow.data.readers import DataError
-    from tlflow.models import ModelError
+    from tlflow.data.validation.stage import DataValidationError
+    from tlflow.modeling.models import ModelError
     from tlflow.pretraining.corpus import CorpusError
 
     try:
@@ -149,7 +149,7 @@ def servers_up(
     mlflow_port: Annotated[int, typer.Option(help="MLflow server port.")] = 5000,
 ) -> None:
     """Start `prefect server start` and `mlflow server` (store under mlflow/) in the background."""
-    from tlflow.servers import STATE_DIR, ServerError, up
+    from flows.ops.servers import STATE_DIR, ServerError, up
 
     try:
         started = up(prefect_port, mlflow_port)
@@ -163,7 +163,7 @@ def servers_up(
 @servers_app.command("down")
 def servers_down() -> None:
     """Stop the servers started by `tlflow servers up`."""
-    from tlflow.servers import down
+    from flows.ops.servers import down
 
     stopped = down()
     typer.echo(f"stopped: {', '.join(stopped)}" if stopped else "no servers were running")
@@ -180,7 +180,7 @@ def report_transfer(config: ConfigArg = None, set_: SetOpt = None, verbose: Anno
     cfg = _config(config, set_)
     _prepare_env(verbose)
     from flows.transfer import transfer_report
-    from tlflow.transfer import report_markdown
+    from tlflow.evaluation.transfer import report_markdown
 
     results = _guarded(
         lambda: transfer_report(cfg),
@@ -196,8 +196,8 @@ def validate(config: ConfigArg = None, set_: SetOpt = None) -> None:
     """Run only the data checks of CONFIG and print the report (exit 1 when a check fails)."""
     cfg = _config(config, set_)
     _prepare_env(verbose=False)
-    from tlflow.data.checks import check_data
     from tlflow.data.readers import DataError
+    from tlflow.data.validation.stage import check_data
 
     try:
         loaded, report, path = check_data(cfg)
@@ -216,7 +216,7 @@ def models(name: Annotated[str | None, typer.Argument(help="Registered model nam
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    from tlflow import tracking
+    from tlflow.registry import tracking
 
     tracking.configure()
     try:
@@ -246,7 +246,7 @@ def _registry():
     _prepare_env(verbose=False)
     from mlflow import MlflowClient
 
-    from tlflow import tracking
+    from tlflow.registry import tracking
 
     tracking.configure()
     return MlflowClient()
@@ -259,7 +259,7 @@ def _actor() -> str:
 
 
 def _cli_lineage() -> dict[str, str]:
-    from tlflow import tracking
+    from tlflow.registry import tracking
 
     return {"data_md5": tracking.data_version(), "git_commit": tracking.git_commit(), "prefect_flow_run_id": ""}
 
@@ -268,8 +268,8 @@ def _cli_lineage() -> dict[str, str]:
 def history(name: NameArg) -> None:
     """Print the promotion ledger of NAME: every decision, oldest first."""
     client = _registry()
-    from tlflow import ledger
-    from tlflow.registration import RegistryError, check_model
+    from tlflow.registry import ledger
+    from tlflow.registry.registration import RegistryError, check_model
 
     try:
         check_model(client, name)
@@ -290,8 +290,8 @@ def promote(
     client = _registry()
     from mlflow.exceptions import MlflowException
 
-    from tlflow import registration
     from tlflow.data.readers import DataError, load_labelled_data
+    from tlflow.registry import registration
 
     try:
         mv = registration.check_candidate(registration.check_model(client, name, version))
@@ -322,7 +322,7 @@ def retrain(config: ConfigArg = None, set_: SetOpt = None, verbose: Annotated[bo
     cfg = _config(config, set_)
     _prepare_env(verbose)
     from flows.retraining import retraining_pipeline
-    from tlflow.retraining import RetrainingCheck
+    from tlflow.registry.retraining import RetrainingCheck
 
     result = _guarded(lambda: retraining_pipeline(cfg))
     if isinstance(result, RetrainingCheck):
@@ -366,7 +366,7 @@ def predict(
 
     from flows.batch import batch_predict
     from tlflow.data.readers import DataError
-    from tlflow.registration import RegistryError
+    from tlflow.registry.registration import RegistryError
 
     try:
         path = batch_predict(name, str(input_file), str(output_file), alias)
@@ -384,8 +384,8 @@ def serve(
 ) -> None:
     """Serve NAME@ALIAS over HTTP with MLflow's model server (POST /invocations)."""
     client = _registry()
-    from tlflow import tracking
-    from tlflow.registration import RegistryError, check_model
+    from tlflow.registry import tracking
+    from tlflow.registry.registration import RegistryError, check_model
 
     try:
         check_model(client, name)
@@ -416,7 +416,7 @@ def serve_env() -> dict[str, str]:
 def rollback(name: NameArg) -> None:
     """Make the previous champion of NAME (per the ledger) champion again, and record it."""
     client = _registry()
-    from tlflow import registration
+    from tlflow.registry import registration
 
     try:
         current, previous = registration.rollback(client, name, _actor(), _cli_lineage())
@@ -447,10 +447,10 @@ def optimize(
     from mlflow.exceptions import MlflowException
 
     from tlflow.data.readers import DataError
-    from tlflow.optimize import OptimizeError, comparison_table
-    from tlflow.optimized_registration import optimize_champion
-    from tlflow.registration import RegistryError
-    from tlflow.registry_lock import LockTimeout
+    from tlflow.registry.lock import LockTimeout
+    from tlflow.registry.registration import RegistryError
+    from tlflow.serving.optimize_champion import optimize_champion
+    from tlflow.serving.optimized import OptimizeError, comparison_table
 
     wanted = tuple(v.strip() for v in variants.split(",") if v.strip())
     try:

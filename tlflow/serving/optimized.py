@@ -1,6 +1,6 @@
 """Inference variants of a fine-tuned model: dynamic int8 in torch, ONNX Runtime in fp32 and int8.
 
-Every variant is something `tlflow.inference.forward_outputs` can run like the Hugging Face model
+Every variant is something `tlflow.modeling.inference.forward_outputs` can run like the Hugging Face model
 it came from (called with input_ids / attention_mask / token_type_ids tensors, answers a mapping
 with the task's output tensors, has `.config`, `.training`, `eval()` and `train()`), so the task
 types' own `predict` and `evaluate` score and serve every variant with no prediction code of
@@ -44,7 +44,7 @@ import numpy as np
 import torch
 from transformers import AutoConfig, PretrainedConfig, PreTrainedModel
 
-from tlflow.models import load_task_head
+from tlflow.modeling.models import load_task_head
 
 FP32 = "fp32"
 #: The variants `build_variant` makes, in the order they are tried and reported.

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from transformers import PreTrainedModel
 
-from tlflow.batching import collate, sorted_batches
+from tlflow.modeling.batching import collate, sorted_batches
 
 #: Feature columns that are model inputs at inference time (labels are not).
 _INPUTS = ("input_ids", "token_type_ids")

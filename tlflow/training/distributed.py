@@ -29,13 +29,13 @@ from safetensors.torch import load_model, save_model
 from torch.nn.parallel import DistributedDataParallel
 from transformers import PreTrainedModel
 
-from tlflow.atomic import atomic_dir
-from tlflow.batching import collate
 from tlflow.config import PipelineConfig
-from tlflow.models import build_task_model, load_tokenizer
+from tlflow.data.atomic import atomic_dir
+from tlflow.modeling.batching import collate
+from tlflow.modeling.models import build_task_model, load_tokenizer
 from tlflow.task_types.base import TaskSettings
 from tlflow.task_types.registry import get_task_type
-from tlflow.train import LoopSettings, TrainResult, train_loop
+from tlflow.training.loop import LoopSettings, TrainResult, train_loop
 
 FINAL_WEIGHTS, FINAL_RESULT, JOB, VALIDATION = "final.safetensors", "final-result.json", "ddp-job.json", "ddp-validation"
 
@@ -63,7 +63,7 @@ def train_distributed(
            "encoder": encoder, "run_id": run_id, "tracking_uri": tracking_uri, "validation": validation is not None}
     (checkpoint_dir / JOB).write_text(json.dumps(job), encoding="utf-8")
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-               f"--nproc-per-node={cfg.finetune.processes}", "-m", "tlflow.distributed", str(checkpoint_dir)]
+               f"--nproc-per-node={cfg.finetune.processes}", "-m", "tlflow.training.distributed", str(checkpoint_dir)]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0 or not (checkpoint_dir / FINAL_RESULT).is_file():
         raise RuntimeError(f"distributed fine-tuning failed (exit {done.returncode}): {done.stderr[-3000:]}")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from tlflow.config import PipelineConfig
 from tlflow.data.readers import LoadedData, load_labelled_data
-from tlflow.validation import ValidationReport, validate_splits
+from tlflow.data.validation.suite import ValidationReport, validate_splits
 
 #: Where the latest validation report of each experiment is kept (besides MLflow).
 REPORT_DIR = Path(".cache/tlflow/reports")

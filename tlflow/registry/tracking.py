@@ -21,7 +21,7 @@ from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
-from tlflow.registry_lock import is_lock
+from tlflow.registry.lock import is_lock
 
 DEFAULT_STORE_DIR = Path("mlflow")
 CHAMPION = "champion"
@@ -103,7 +103,7 @@ def git_commit() -> str:
 
 def pip_requirements(onnx: bool = False) -> list[str]:
     """Pinned requirements stored with logged models (what loading them needs); `onnx` adds
-    ONNX Runtime, which runs the ONNX variants (`tlflow.optimize`)."""
+    ONNX Runtime, which runs the ONNX variants (`tlflow.serving.optimized`)."""
     packages = ("transformers", "tokenizers", "torch", "safetensors") + (("onnxruntime",) if onnx else ())
     return [f"{pkg}=={version(pkg)}" for pkg in packages]
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from datasets import Dataset, DatasetDict, load_from_disk
 
-from tlflow.atomic import atomic_dir
+from tlflow.data.atomic import atomic_dir
 
 
 @dataclass(frozen=True)

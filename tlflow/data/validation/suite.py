@@ -45,10 +45,10 @@ from great_expectations.data_context.types.base import (
 )
 
 from tlflow.config import ValidateConfig
+from tlflow.data.formats.squad import answer_mismatch
 from tlflow.data.readers import overlap_keys
 from tlflow.data.text import normalize_text
 from tlflow.task_types.iob import iob2_error
-from tlflow.task_types.squad_format import answer_mismatch
 
 SPLIT_ORDER = ("train", "validation", "test")
 BLANK_REGEX = r"^\s*$"

@@ -1,0 +1,6 @@
+"""Serving: the pyfunc `TaskModel` (models logged as code import `tlflow.serving.TaskModel`), batch
+prediction files and optimized variants."""
+
+from tlflow.serving.task_model import TaskModel, load_task_model, log_task_model
+
+__all__ = ["TaskModel", "load_task_model", "log_task_model"]

@@ -8,6 +8,7 @@ import mlflow
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from tlflow import paths
 from tlflow.config import PipelineConfig
 from tlflow.data.cache import cache_key, file_digest, tokenize_cached
 from tlflow.data.readers import LoadedData
@@ -15,7 +16,7 @@ from tlflow.modeling.models import load_tokenizer, resolve_base
 from tlflow.task_types.base import TaskSettings
 from tlflow.task_types.registry import get_task_type
 
-CACHE_DIR = Path(".cache/tlflow/tokenized")
+CACHE_DIR = paths.TOKENIZED_DIR
 
 
 @task(name="tokenize", cache_policy=NO_CACHE, persist_result=False)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -11,17 +10,27 @@ import pandas as pd
 import pytest
 
 from tlflow.config import DataConfig, SplitFractions
-from tlflow.data.readers import (
-    DataError,
-    LoadedData,
-    load_labelled_data,
-    read_table,
-    stratified_sample,
-    stratified_split,
-)
+from tlflow.data.readers import DataError, LoadedData
+from tlflow.data.readers import load_labelled_data as _load_labelled_data
+from tlflow.data.readers import read_table as _read_table
+from tlflow.data.splits import stratified_sample, stratified_split
+from tlflow.task_types.registry import get_task_type
 
 DATA = Path(__file__).resolve().parents[2] / "data"
 COLUMNS = ["text", "label", "source_file", "source_row"]
+
+pytestmark = [pytest.mark.unit]
+
+#: What the readers get from single-text classification (the task type these tests read).
+SPEC = get_task_type("text-classification").dataset_spec()
+
+
+def read_table(path, cfg: DataConfig):
+    return _read_table(path, cfg, SPEC)
+
+
+def load_labelled_data(cfg: DataConfig) -> LoadedData:
+    return _load_labelled_data(cfg, SPEC)
 
 
 def write(path: Path, text: str, encoding: str = "utf-8") -> str:
@@ -387,13 +396,16 @@ def test_single_file_split_by_fractions(tmp_path):
 
 # --------------------------------------------------------------------------- real datasets
 
-needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"real datasets not present at {DATA} (run `dvc pull`)")
+def needs_data(test):
+    """Reads the real datasets in data/: an `integration` test, skipped without them (`dvc pull`)."""
+    return pytest.mark.integration(pytest.mark.needs_data(test))
 
 
 def _load_timed(cfg: DataConfig) -> LoadedData:
-    start = time.perf_counter()
+    """Loads every configured file exactly once (loading speed is measured in bench/, not here)."""
     data = load_labelled_data(cfg)
-    assert time.perf_counter() - start < 3.0
+    expected = [cfg.file] if cfg.file else list(dict.fromkeys(cfg.files.values()))
+    assert sorted(data.files) == sorted(expected)
     return data
 
 

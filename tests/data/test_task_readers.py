@@ -2,12 +2,24 @@
 tables through config alone, conll and SQuAD JSON files, and the split by group."""
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from tlflow.config import DataConfig
-from tlflow.data.readers import DataError, grouped_split, load_labelled_data, overlap_keys, read_table
+from tlflow.data.readers import DataError, load_labelled_data, overlap_keys, read_table
+from tlflow.data.splits import grouped_split
+from tlflow.task_types.registry import get_task_type
+
+pytestmark = [pytest.mark.unit]
+
+TESTS = Path(__file__).resolve().parents[1]
+ASSETS, DATA = TESTS / "assets", TESTS.parent / "data"
+
+
+def spec(name: str):
+    return get_task_type(name).dataset_spec()
 
 
 def test_pairs_from_tsv_keep_both_texts(tmp_path):
@@ -15,7 +27,7 @@ def test_pairs_from_tsv_keep_both_texts(tmp_path):
     path.write_text("\ufeffq\ta\tb\n1\tThe cat sat.\tA cat sat.\n0\tIt rained.\tStocks fell.\n", encoding="utf-8")
     cfg = DataConfig(format="tsv", files={"train": str(path), "test": str(path)}, text_columns=["a"],
                      columns={"text_pair": "b"}, label_column="q")
-    df = read_table(path, cfg, "sentence-pair")
+    df = read_table(path, cfg, spec("sentence-pair"))
     assert list(df.columns) == ["text", "text_pair", "label", "source_file", "source_row"]
     assert df["text_pair"].tolist() == ["A cat sat.", "Stocks fell."]
     assert df["label"].tolist() == ["1", "0"] and df["source_row"].tolist() == [2, 3]
@@ -27,19 +39,19 @@ def test_pair_column_missing_names_the_file_and_columns(tmp_path):
     cfg = DataConfig(format="tsv", files={"train": str(path), "test": str(path)}, text_columns=["a"],
                      label_column="q")
     with pytest.raises(DataError, match=r"pairs\.tsv: no column 'text_pair' \(columns: 'q', 'a'\)"):
-        read_table(path, cfg, "sentence-pair")
+        read_table(path, cfg, spec("sentence-pair"))
 
 
 def test_entities_from_jsonl_lists_and_from_csv_strings(tmp_path):
     jsonl = tmp_path / "ner.jsonl"
     jsonl.write_text(json.dumps({"words": ["EU", "rejects", "it"], "labels": ["B-ORG", "O", "O"]}) + "\n")
     cfg = DataConfig(format="jsonl", file=str(jsonl), columns={"tokens": "words", "tags": "labels"})
-    df = read_table(jsonl, cfg, "token-classification")
+    df = read_table(jsonl, cfg, spec("token-classification"))
     assert df["tokens"][0] == ["EU", "rejects", "it"] and df["tags"][0] == ["B-ORG", "O", "O"]
     assert df["text"][0] == "EU rejects it"
     csv = tmp_path / "ner.csv"
     csv.write_text("tokens,tags\nPeter runs,B-PER O\n")
-    df = read_table(csv, DataConfig(file=str(csv)), "token-classification")
+    df = read_table(csv, DataConfig(file=str(csv)), spec("token-classification"))
     assert df["tokens"][0] == ["Peter", "runs"] and df["tags"][0] == ["B-PER", "O"]
 
 
@@ -47,7 +59,7 @@ def test_answers_from_csv_without_ids_get_row_ids(tmp_path):
     path = tmp_path / "qa.csv"
     pd.DataFrame({"q": ["Who?"], "c": ["Ann wrote it."], "a": ["Ann"], "s": [0]}).to_csv(path, index=False)
     cfg = DataConfig(file=str(path), columns={"question": "q", "context": "c", "answer_text": "a", "answer_start": "s"})
-    df = read_table(path, cfg, "question-answering")
+    df = read_table(path, cfg, spec("question-answering"))
     assert df.loc[0, "id"] == "row-2" and df.loc[0, "title"] == "Ann wrote it."
     assert df.loc[0, "answer_texts"] == ["Ann"] and df.loc[0, "answer_starts"] == [0]
 
@@ -55,8 +67,8 @@ def test_answers_from_csv_without_ids_get_row_ids(tmp_path):
 def test_structured_format_of_another_task_type_is_refused(tmp_path):
     path = tmp_path / "x.txt"
     path.write_text("EU B-ORG\n")
-    with pytest.raises(DataError, match="format 'conll' holds token-classification data, not text-classification"):
-        read_table(path, DataConfig(format="conll", file=str(path)), "text-classification")
+    with pytest.raises(DataError, match=r"format 'conll' is not a format of text-classification data \(use csv, tsv, text, jsonl, parquet\)"):
+        read_table(path, DataConfig(format="conll", file=str(path)), spec("text-classification"))
 
 
 def test_grouped_split_never_shares_a_group_and_is_seeded():
@@ -70,28 +82,46 @@ def test_grouped_split_never_shares_a_group_and_is_seeded():
     assert all(again[k].equals(parts[k]) for k in parts)
 
 
-@pytest.mark.needs_data
-def test_squad_is_split_by_article_with_no_shared_context():
-    cfg = DataConfig(format="squad", file="data/squad/dev-v1.1.json")
-    loaded = load_labelled_data(cfg, "question-answering")
+def _squad_split_by_article(file: str, questions: int) -> None:
+    loaded = load_labelled_data(DataConfig(format="squad", file=file), spec("question-answering"))
     titles = {split: set(ds["title"]) for split, ds in loaded.splits.items()}
     assert not titles["train"] & titles["test"] and not titles["validation"] & titles["test"]
     contexts = {split: set(ds["context"]) for split, ds in loaded.splits.items()}
     assert not contexts["train"] & contexts["test"]
-    assert sum(len(ds) for ds in loaded.splits.values()) == 10570
+    assert sum(len(ds) for ds in loaded.splits.values()) == questions
     assert loaded.label_names == []
 
 
-@pytest.mark.needs_data
-def test_conll_label_names_default_to_the_train_tags_outside_first():
-    files = {"train": "data/conll2003/valid.txt", "test": "data/conll2003/test.txt"}
-    loaded = load_labelled_data(DataConfig(format="conll", files=files), "token-classification")
+def _conll_label_names(files: dict[str, str]) -> None:
+    loaded = load_labelled_data(DataConfig(format="conll", files=files), spec("token-classification"))
     assert loaded.label_names[0] == "O"
     assert set(loaded.label_names) == {"O", *(f"{p}-{t}" for p in "BI" for t in ("PER", "LOC", "ORG", "MISC"))}
 
 
+def test_squad_is_split_by_article_with_no_shared_context():
+    # 10 articles of SQuAD v1.1 dev, one paragraph and two questions each (tests/assets/README.md).
+    _squad_split_by_article(str(ASSETS / "squad_sample.json"), 20)
+
+
+def test_conll_label_names_default_to_the_train_tags_outside_first():
+    # The first 40 sentences of CoNLL-2003 valid.txt (every tag occurs) and 15 of test.txt.
+    _conll_label_names({"train": str(ASSETS / "conll_train.txt"), "test": str(ASSETS / "conll_test.txt")})
+
+
+@pytest.mark.needs_data
+@pytest.mark.integration
+def test_real_squad_dev_is_split_by_article():
+    _squad_split_by_article(str(DATA / "squad" / "dev-v1.1.json"), 10570)
+
+
+@pytest.mark.needs_data
+@pytest.mark.integration
+def test_real_conll_label_names():
+    _conll_label_names({"train": str(DATA / "conll2003" / "valid.txt"), "test": str(DATA / "conll2003" / "test.txt")})
+
+
 def test_overlap_keys_per_task_type():
     pairs = pd.DataFrame({"text": ["A  b", None], "text_pair": ["C", "d"]})
-    assert overlap_keys(pairs, "sentence-pair") == ["a b ||| c", None]
+    assert overlap_keys(pairs, spec("sentence-pair").overlap_columns) == ["a b ||| c", None]
     qa = pd.DataFrame({"context": [" The Text "]})
-    assert overlap_keys(qa, "question-answering") == ["the text"]
+    assert overlap_keys(qa, spec("question-answering").overlap_columns) == ["the text"]

@@ -10,6 +10,8 @@ import pandas as pd
 import pytest
 from datasets import Dataset, DatasetDict
 
+pytestmark = [pytest.mark.unit]
+
 ROOT = Path(__file__).resolve().parents[2]
 
 from tlflow.config import ValidateConfig
@@ -29,6 +31,10 @@ from tlflow.data.validation.suite import (
     build_suite,
     validate_splits,
 )
+from tlflow.task_types.registry import get_task_type
+
+#: The checks single-text classification adds (the task type these tests validate).
+CHECKS = get_task_type("text-classification").data_checks()
 
 LABELS = ["negative", "positive"]
 SST2_DEV = ROOT / "data" / "sst2" / "dev.tsv"
@@ -71,7 +77,7 @@ def to_dd(frames: dict[str, pd.DataFrame]) -> DatasetDict:
 
 
 def run(frames: dict[str, pd.DataFrame], labels: list[str] = LABELS, **cfg) -> ValidationReport:
-    return validate_splits(to_dd(frames), labels, ValidateConfig(**cfg))
+    return validate_splits(to_dd(frames), labels, ValidateConfig(**cfg), CHECKS)
 
 
 def failed(report: ValidationReport) -> list[tuple[str, str]]:
@@ -124,8 +130,8 @@ def test_checks_use_the_declared_ge_expectations():
 
 def test_build_suite_follows_config():
     cfg = ValidateConfig(min_chars=3, max_chars=40)
-    train = build_suite("train", LABELS, cfg, None)
-    test = build_suite("test", LABELS, cfg, {"Some  Text"})
+    train = build_suite("train", LABELS, cfg, None, CHECKS)
+    test = build_suite("test", LABELS, cfg, {"Some  Text"}, CHECKS)
     types = [e.expectation_type for e in train.expectations]
     assert "expect_column_distinct_values_to_contain_set" in types
     assert "expect_column_values_to_not_be_in_set" not in types
@@ -133,7 +139,7 @@ def test_build_suite_follows_config():
     assert (length.min_value, length.max_value) == (3, 40)
     leak = next(e for e in test.expectations if e.expectation_type == "expect_column_values_to_not_be_in_set")
     assert list(leak.value_set) == ["some text"]
-    no_leak = build_suite("test", LABELS, ValidateConfig(check_leakage=False), {"x"})
+    no_leak = build_suite("test", LABELS, ValidateConfig(check_leakage=False), {"x"}, CHECKS)
     assert "expect_column_values_to_not_be_in_set" not in [e.expectation_type for e in no_leak.expectations]
 
 
@@ -334,6 +340,7 @@ def test_previous_ge_context_is_restored():
 # --- real data ----------------------------------------------------------------------------------
 
 
+@pytest.mark.integration  # reads data/sst2/dev.tsv
 @pytest.mark.skipif(not SST2_DEV.is_file(), reason="data/sst2/dev.tsv not present")
 def test_real_sst2_dev_halves_pass():
     raw = pd.read_csv(SST2_DEV, sep="\t", quoting=csv.QUOTE_NONE, dtype=str, keep_default_na=False)

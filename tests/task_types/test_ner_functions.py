@@ -8,10 +8,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tlflow.data.formats.common import DataError
 from tlflow.data.formats.conll import read_conll
-from tlflow.data.readers import DataError
 from tlflow.modeling.models import load_tokenizer
-from tlflow.task_types.iob import align_labels, entity_metrics, entity_spans, iob2_error, word_predictions
+from tlflow.task_types.token_classification.iob import (
+    align_labels,
+    entity_metrics,
+    entity_spans,
+    iob2_error,
+    word_predictions,
+)
+
+pytestmark = [pytest.mark.unit]
 
 CONLL = Path(__file__).resolve().parents[2] / "data" / "conll2003"
 WORDS = ["Johanson", "lives", "in", "Reykjavik"]
@@ -163,6 +171,7 @@ def test_entity_metrics_mismatched_lengths():
 
 
 @pytest.mark.needs_data
+@pytest.mark.integration
 def test_read_conll_real_test_split():
     path = str(CONLL / "test.txt")
     df = read_conll(path)

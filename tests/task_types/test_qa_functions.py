@@ -13,15 +13,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tlflow.data.formats.common import DataError
 from tlflow.data.formats.squad import COLUMNS, answer_mismatch, read_squad_json
-from tlflow.data.readers import DataError
-from tlflow.task_types.qa_windows import (
+from tlflow.task_types.question_answering.qa_windows import (
     Answer,
     postprocess_predictions,
     prepare_eval_features,
     prepare_train_features,
 )
-from tlflow.task_types.squad_metrics import exact_match, f1, normalize_answer, squad_scores
+from tlflow.task_types.question_answering.squad_metrics import exact_match, f1, normalize_answer, squad_scores
+
+pytestmark = [pytest.mark.unit]
 
 SQUAD_DEV = Path(__file__).resolve().parents[2] / "data" / "squad" / "dev-v1.1.json"
 
@@ -257,6 +259,7 @@ def test_postprocess_example_without_windows_and_short_logits():
 
 
 @pytest.mark.needs_data
+@pytest.mark.integration
 @pytest.mark.skipif(not SQUAD_DEV.is_file(), reason="data/squad/dev-v1.1.json is missing")
 def test_read_real_dev_set():
     df = read_squad_json(str(SQUAD_DEV))

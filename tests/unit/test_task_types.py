@@ -11,6 +11,8 @@ from tlflow.task_types.base import RequestError, TaskSettings
 from tlflow.task_types.registry import get_task_type
 from tlflow.task_types.token_classification import repair_iob2
 
+pytestmark = [pytest.mark.unit]
+
 
 @pytest.fixture(scope="module")
 def tokenizer():

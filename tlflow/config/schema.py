@@ -15,9 +15,13 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from tlflow.errors import TlflowError
 
-class ConfigError(ValueError):
+
+class ConfigError(TlflowError, ValueError):
     """A configuration that cannot be used; the message is one line naming the problem."""
+
+    exit_code = 2
 
 
 class _Section(BaseModel):
@@ -132,45 +136,28 @@ class ValidateConfig(_Section):
     examples_per_failure: int = Field(5, ge=1, description="Offending rows shown per failed check.")
 
 
-#: Task type -> metrics that may decide promotion; the first is the default `primary_metric`.
-PRIMARY_METRICS: dict[str, tuple[str, ...]] = {
-    "text-classification": ("accuracy", "macro_f1", "f1"),
-    "sentence-pair": ("f1", "accuracy", "macro_f1"),
-    "token-classification": ("f1", "precision", "recall", "token_accuracy"),
-    "question-answering": ("f1", "exact_match"),
-}
-
-
 class TaskConfig(_Section):
-    """What is learned and how it is judged."""
+    """What is learned and how it is judged.
 
-    type: Literal["text-classification", "sentence-pair", "token-classification", "question-answering"] = Field(
-        "text-classification",
-        description="Task type: single-text classification, sentence-pair classification, named-entity "
-        "recognition (token-classification) or extractive question answering.",
+    Besides `type` and `primary_metric`, the section holds the task type's own options (e.g.
+    ``doc_stride`` for question answering): extra keys, validated by the task type
+    (`tlflow.task_types.registry.check_config`), so a new task type adds options without a
+    change here.
+    """
+
+    model_config = ConfigDict(extra="allow", validate_assignment=True)
+
+    type: str | None = Field(
+        None,
+        description="Task type: single-text classification (text-classification), sentence-pair classification "
+        "(sentence-pair), named-entity recognition (token-classification) or extractive question answering "
+        "(question-answering). Empty: the first registered task type, single-text classification.",
     )
     primary_metric: str | None = Field(
         None,
         description="Metric that decides promotion (logged as test_<metric>). Empty: the task type's default "
         "(accuracy; f1 for pairs (of the second label), entities (micro) and answers).",
     )
-    doc_stride: int = Field(128, ge=8, description="question-answering: tokens shared by consecutive context windows.")
-    max_answer_length: int = Field(30, ge=1, description="question-answering: longest answer span, in tokens.")
-    n_best_size: int = Field(20, ge=1, description="question-answering: start/end candidates per window.")
-    label_all_subwords: bool = Field(
-        False, description="token-classification: train on every sub-word (default: the first of each word only)."
-    )
-
-    @model_validator(mode="after")
-    def _known_metric(self) -> TaskConfig:
-        allowed = PRIMARY_METRICS[self.type]
-        if self.primary_metric is None:
-            self.__dict__["primary_metric"] = allowed[0]  # direct: validate_assignment would recurse
-        elif self.primary_metric not in allowed:
-            raise ValueError(
-                f"primary_metric '{self.primary_metric}' is not a metric of {self.type} (one of: {', '.join(allowed)})"
-            )
-        return self
 
 
 class ModelConfig(_Section):
@@ -276,6 +263,15 @@ class FinetuneConfig(_Section):
         1, ge=1, le=64,
         description="Data-parallel processes (PyTorch DDP, gloo, on this machine); the batch is split between them "
         "and they share the cores. 1: train in the flow's process.",
+    )
+    speedups: list[Literal["cls_only", "kept_embedding_grad", "fast_dropout"]] = Field(
+        default_factory=lambda: ["cls_only", "kept_embedding_grad", "fast_dropout"],
+        description="Opt-in speed tricks of the fine-tuning loop (tlflow/training/speedups/), none changing the "
+        "result beyond float rounding or dropout's random draws: cls_only computes a sequence classifier's last "
+        "encoder layer for [CLS] only (same logits; also applied when the logged model is served); "
+        "kept_embedding_grad keeps one word-embedding gradient buffer that only the batch's rows reach (bitwise "
+        "the same weights; single process only); fast_dropout draws dropout masks as rand >= p (same p and "
+        "scaling, other random numbers). []: plain Hugging Face training.",
     )
 
 

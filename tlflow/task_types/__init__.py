@@ -1,1 +1,2 @@
-"""Task types beyond text classification: data formats, label schemes and metrics per task."""
+"""Task types, one folder each (text_classification, sentence_pair, token_classification,
+question_answering): everything about a task lives with it; `registry` lists them."""

@@ -1,38 +1,51 @@
 """The task interface: what every task type defines so the pipeline can run it unchanged.
 
-A task type turns canonical split rows (`tlflow.data.readers.TASK_COLUMNS`) into training
-features, predicts in its serving format, and evaluates with its own metrics. Data reading and
-the Great Expectations suite per task type live in `tlflow.data.readers` and
-`tlflow.data.validation.suite`; the model head in `tlflow.modeling.models.TASK_HEADS`.
+A task type owns everything about its task: its canonical data (columns, table fields, native
+file format, grouping, leakage key, label scheme: `dataset_spec`, handed to `tlflow.data.readers`),
+its data checks (`data_checks`, handed to `tlflow.data.validation.suite`), its model head (handed
+to `tlflow.modeling.models`), its outputs, options and primary metrics; and it turns canonical
+split rows into training features, predicts in its serving format and evaluates with its own
+metrics. The layers below never look a task type up by name. One folder per task type; the
+registry (`tlflow.task_types.registry`) lists them.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar
 
+import datasets
 import numpy as np
 import pandas as pd
 from datasets import Dataset
+from pydantic import BaseModel, ConfigDict, ValidationError
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from tlflow.config import PipelineConfig
+from tlflow.config import ConfigError, PipelineConfig, TaskConfig
+from tlflow.data.spec import DatasetSpec, RawTable
+from tlflow.data.validation.checks import TaskChecks
+from tlflow.errors import TlflowError
 from tlflow.task_types.metrics import plot_confusion
 
 #: Longest accepted text in a prediction request, per field (longer input is refused, not truncated silently).
 MAX_REQUEST_CHARS = 100_000
 
 
-class RequestError(ValueError):
+class RequestError(TlflowError, ValueError):
     """A prediction request that does not match the model's input format (one line, names the field)."""
 
 
 @dataclass(frozen=True)
 class TaskSettings:
     """Everything prediction needs besides the model: stored beside a logged model (task.json)
-    so serving preprocesses and post-processes exactly as evaluation did."""
+    so serving preprocesses and post-processes exactly as evaluation did.
+
+    The task types' options are stored under their own names (doc_stride ... label_all_subwords,
+    which keeps the task.json of earlier models loadable); a field the task type has no option
+    for keeps its default.
+    """
 
     task: str
     max_length: int
@@ -41,17 +54,22 @@ class TaskSettings:
     max_answer_length: int = 30
     n_best_size: int = 20
     label_all_subwords: bool = False
+    #: Inference speed-ups serving applies when loading (names from `tlflow.training.speedups`,
+    #: e.g. "cls_only"); written from `finetune.speedups` when the model is logged. Empty: plain.
+    inference_speedups: tuple[str, ...] = ()
 
     @classmethod
     def from_config(cls, cfg: PipelineConfig) -> TaskSettings:
+        from tlflow.task_types.registry import get_task_type  # the registry imports this module
+
+        task_type = get_task_type(cfg.task.type)
+        stored = {f.name for f in fields(cls)}
+        options = {k: v for k, v in task_type.options(cfg.task).model_dump().items() if k in stored}
         return cls(
-            task=cfg.task.type,
+            task=task_type.name,
             max_length=cfg.model.max_length,
             batch_size=cfg.evaluate.batch_size,
-            doc_stride=cfg.task.doc_stride,
-            max_answer_length=cfg.task.max_answer_length,
-            n_best_size=cfg.task.n_best_size,
-            label_all_subwords=cfg.task.label_all_subwords,
+            **options,
         )
 
     def save(self, path: Path) -> Path:
@@ -83,16 +101,99 @@ class Evaluation:
         return plot_confusion(self.confusion, self.label_names, path, title)
 
 
+#: Keys every `task` section held before options moved to the task types, with their values then;
+#: a config logged that way (e.g. beside a registered version) still loads where the task type has
+#: no such option, as long as the key keeps that value.
+LEGACY_OPTION_DEFAULTS = {"doc_stride": 128, "max_answer_length": 30, "n_best_size": 20, "label_all_subwords": False}
+
+
+class NoOptions(BaseModel):
+    """Options of a task type that has none (any key under `task` besides type and
+    primary_metric is an error)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
 class TaskType:
     """One task type. Subclasses set the class attributes and implement the methods."""
 
     name: ClassVar[str]
+    #: Canonical columns of its splits and their Arrow types, ending in `tlflow.data.spec.SOURCE_FEATURES`.
+    features: ClassVar[datasets.Features]
+    #: Fields a table file (csv, tsv, text, jsonl, parquet) must have, and may have (`DatasetSpec`).
+    table_fields: ClassVar[tuple[str, ...]] = ()
+    optional_table_fields: ClassVar[tuple[str, ...]] = ()
+    #: The structured file format that holds this task's data ('conll', 'squad'), None when only tables do.
+    native_format: ClassVar[str | None] = None
+    #: Canonical column whose equal values stay in one split when a single file is split (None: by label).
+    group_default: ClassVar[str | None] = None
+    #: Columns two rows share when one leaks into another split (the leakage check's key).
+    overlap_columns: ClassVar[tuple[str, ...]] = ("text",)
+    #: Whether examples carry labels from a label set (declared, or inferred from train: `infer_label_names`).
+    has_label_names: ClassVar[bool] = True
+    #: Metrics that may decide promotion; the first is the default `task.primary_metric`.
+    primary_metrics: ClassVar[tuple[str, ...]]
+    #: (Auto class for a pretrained base, BERT class for a random init) of the model head.
+    model_head: ClassVar[tuple[type[PreTrainedModel], type[PreTrainedModel]]]
+    #: Outputs of the model, in the order an exported (ONNX) graph returns them.
+    output_names: ClassVar[tuple[str, ...]] = ("logits",)
+    #: Canonical column recorded as the target of the MLflow dataset lineage (None: no target).
+    target_column: ClassVar[str | None] = None
+    #: The task type's own options: extra keys of the config's `task` section, with defaults.
+    Options: ClassVar[type[BaseModel]] = NoOptions
     #: Metrics shown first in reports and stored as model-version tags.
     headline_metrics: ClassVar[tuple[str, ...]]
     #: Columns of a prediction request (one row per example) and their meaning.
     request_columns: ClassVar[dict[str, str]]
     #: Fields of each prediction, in order, and their meaning.
     response_fields: ClassVar[dict[str, str]]
+
+    # ----------------------------------------------------------------------------- data and config
+
+    def from_table(self, table: RawTable) -> dict[str, list]:
+        """Canonical columns (all but source_file/source_row) of the rows of one table file."""
+        raise NotImplementedError
+
+    def infer_label_names(self, train: pd.DataFrame) -> list[str]:
+        """Label names in id order from the training split, when the config declares none."""
+        raise NotImplementedError
+
+    def dataset_spec(self) -> DatasetSpec:
+        """What `tlflow.data.readers` needs to read this task's data."""
+        return DatasetSpec(
+            name=self.name,
+            features=self.features,
+            from_table=self.from_table,
+            table_fields=self.table_fields,
+            optional_fields=self.optional_table_fields,
+            native_format=self.native_format,
+            group_default=self.group_default,
+            overlap_columns=self.overlap_columns,
+            infer_labels=self.infer_label_names if self.has_label_names else None,
+        )
+
+    def data_checks(self) -> TaskChecks:
+        """This task's part of the data-quality suite (beyond the checks every task type shares)."""
+        return TaskChecks(overlap_columns=self.overlap_columns)
+
+    def options(self, task_cfg: TaskConfig) -> BaseModel:
+        """The validated `Options` from the extra keys of the config's `task` section; ConfigError
+        (one line) for an unknown key or a bad value."""
+        extra = dict(task_cfg.model_extra or {})
+        for key, value in LEGACY_OPTION_DEFAULTS.items():
+            if key in extra and key not in self.Options.model_fields and extra[key] == value:
+                del extra[key]
+        try:
+            return self.Options.model_validate(extra)
+        except ValidationError as err:
+            first = err.errors()[0]
+            key = ".".join(str(p) for p in first["loc"])
+            known = ", ".join(self.Options.model_fields) or "none"
+            raise ConfigError(
+                f"task.{key}: {first['msg'].removeprefix('Value error, ')} ({self.name} options: {known})"
+            ) from None
+
+    # ----------------------------------------------------------------------------- model
 
     def metrics_from_sums(self, sums: np.ndarray, label_names: list[str]) -> dict[str, float]:
         """The task's metrics from the column sums of `Evaluation.stats` (of any subset of examples)."""

@@ -1,20 +1,59 @@
-"""Task type by name (config `task.type`)."""
+"""The task types, one line each, and the config check that names them (config `task.type`)."""
 
 from __future__ import annotations
 
+from tlflow.config import ConfigError, PipelineConfig
 from tlflow.task_types.base import TaskType
-from tlflow.task_types.classification import SentencePair, TextClassification
 from tlflow.task_types.question_answering import QuestionAnswering
+from tlflow.task_types.sentence_pair import SentencePair
+from tlflow.task_types.text_classification import TextClassification
 from tlflow.task_types.token_classification import TokenClassification
 
-TASK_TYPES: dict[str, TaskType] = {
-    t.name: t for t in (TextClassification(), SentencePair(), TokenClassification(), QuestionAnswering())
-}
+#: Every task type; the first is the default of an empty `task.type`.
+TASK_TYPES: tuple[TaskType, ...] = (
+    TextClassification(),
+    SentencePair(),
+    TokenClassification(),
+    QuestionAnswering(),
+)
+_BY_NAME = {t.name: t for t in TASK_TYPES}
+
+
+def task_type_names() -> list[str]:
+    return list(_BY_NAME)
 
 
 def get_task_type(name: str) -> TaskType:
     """The task type called `name`; ValueError listing the known ones otherwise."""
     try:
-        return TASK_TYPES[name]
+        return _BY_NAME[name]
     except KeyError:
-        raise ValueError(f"unknown task type '{name}' (known: {', '.join(TASK_TYPES)})") from None
+        raise ValueError(f"unknown task type '{name}' (known: {', '.join(_BY_NAME)})") from None
+
+
+def check_config(cfg: PipelineConfig) -> PipelineConfig:
+    """Check the `task` section of `cfg` against its task type, filling in what was left empty.
+
+    An empty `task.type` becomes the first task type and an empty `primary_metric` its default;
+    the task type's options are validated and written back with their defaults (so they are
+    logged as run parameters). Raises ConfigError (one line) for an unknown type, option or
+    metric. Returns `cfg`, changed in place.
+    """
+    task = cfg.task
+    if task.type is None:
+        task.type = TASK_TYPES[0].name
+    if task.type not in _BY_NAME:
+        raise ConfigError(f"task.type: unknown task type '{task.type}' (known: {', '.join(_BY_NAME)})")
+    task_type = _BY_NAME[task.type]
+    options = task_type.options(task)
+    for key, value in options.model_dump().items():
+        setattr(task, key, value)
+    allowed = task_type.primary_metrics
+    if task.primary_metric is None:
+        task.primary_metric = allowed[0]
+    elif task.primary_metric not in allowed:
+        raise ConfigError(
+            f"task: primary_metric '{task.primary_metric}' is not a metric of {task.type} "
+            f"(one of: {', '.join(allowed)})"
+        )
+    return cfg

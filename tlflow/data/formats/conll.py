@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from tlflow.data.readers import TASK_COLUMNS, DataError, decode_text
+from tlflow.data.formats.common import DataError, decode_text
 
-COLUMNS = TASK_COLUMNS["token-classification"]
+#: Columns of the frame `read_conll` returns.
+COLUMNS = ["tokens", "tags", "text", "source_file", "source_row"]
 DOCSTART = "-DOCSTART-"
 
 

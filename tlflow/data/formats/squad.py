@@ -14,9 +14,10 @@ from typing import Any
 
 import pandas as pd
 
-from tlflow.data.readers import TASK_COLUMNS, DataError, decode_text
+from tlflow.data.formats.common import DataError, decode_text
 
-COLUMNS = TASK_COLUMNS["question-answering"]
+#: Columns of the frame `read_squad_json` returns.
+COLUMNS = ["id", "title", "question", "context", "answer_texts", "answer_starts", "source_file", "source_row"]
 
 _TYPE_NAMES = {dict: "an object", list: "a list", str: "a string", int: "an integer"}
 

@@ -10,14 +10,13 @@ and the class balance of every split.
 Derived columns (added by ``validate_splits``; a suite from ``build_suite`` expects them):
 
 * ``text_stripped``: ``text.strip()``, null for null *and* blank texts, so the length check measures
-  the stripped text and a blank row is reported only by "text not blank" (question answering:
-  the question is the text);
-* ``text_key``: `overlap_keys` of the task type (the text; both texts of a pair; the context of a
-  question), null for null and blank texts; the leakage key;
-* task type checks: ``text_pair_stripped`` / ``context_stripped`` (blank second text or context),
-  and one-line problem descriptions, null when the row is fine: ``alignment_error``,
-  ``iob2_error``, ``unknown_tags`` (token classification), ``answer_error`` (an answer text not
-  at its ``answer_start``).
+  the stripped text and a blank row is reported only by "text not blank" (``text`` is a copy of
+  the task's `TaskChecks.text_column` when that is another column);
+* ``text_key``: `overlap_keys` of the task's ``overlap_columns``, null for null and blank texts;
+  the leakage key;
+* the task type's checks (`TaskChecks`, given by the task type): ``<column>_stripped`` for each
+  column that must not be blank, and one column per `ProblemCheck` holding a one-line problem
+  description, null when the row is fine.
 """
 
 from __future__ import annotations
@@ -45,10 +44,9 @@ from great_expectations.data_context.types.base import (
 )
 
 from tlflow.config import ValidateConfig
-from tlflow.data.formats.squad import answer_mismatch
 from tlflow.data.readers import overlap_keys
 from tlflow.data.text import normalize_text
-from tlflow.task_types.iob import iob2_error
+from tlflow.data.validation.checks import TaskChecks
 
 SPLIT_ORDER = ("train", "validation", "test")
 BLANK_REGEX = r"^\s*$"
@@ -66,28 +64,24 @@ CHECK_LABELS_IN_TRAIN = "every declared label in train"
 CHECK_LEAKAGE = "no overlap with train"
 CHECK_CLASS_SHARE = "min class share"
 CHECK_TRAIN_PRESENT = "train split present"
-CHECK_PAIR_NOT_BLANK = "second text not blank"
-CHECK_TAGS_ALIGN = "tokens and tags align"
-CHECK_TAGS_IOB2 = "tags form valid IOB2"
-CHECK_TAGS_IN_SET = "tags in declared set"
-CHECK_CONTEXT_NOT_BLANK = "context not blank"
-CHECK_ANSWER_AT_START = "answer text at answer_start"
-
-#: Derived columns holding a one-line problem description (None when the row is fine); a failed
-#: check on one of them shows the row's text with the problem as the note.
-_PROBLEM_COLUMNS = ("alignment_error", "iob2_error", "unknown_tags", "answer_error")
-_CLASSIFICATION = ("text-classification", "sentence-pair")
 
 # Index columns GE reports for every unexpected row; `_pos` (0-based position in the frame) lets
 # the examples show the original text even when the check ran on a derived column.
 _POS = "_pos"
 _INDEX_COLUMNS = ["source_file", "source_row", _POS]
 _VALUE_MAX_CHARS = 200
-#: Derived column -> the user's column it comes from (reports name the latter).
-_SOURCE_COLUMN = {
-    "text_stripped": "text", "text_key": "text", "text_pair_stripped": "text_pair", "context_stripped": "context",
-    "alignment_error": "tags", "iob2_error": "tags", "unknown_tags": "tags", "answer_error": "answer_texts",
-}
+#: Derived column -> the user's column it comes from (reports name the latter); `_derived` adds
+#: the task type's own.
+_SOURCE_COLUMN = {"text_stripped": "text", "text_key": "text"}
+
+
+def _derived(checks: TaskChecks) -> dict[str, str]:
+    """Every derived column of a task's frames -> the user's column it comes from."""
+    return {
+        **_SOURCE_COLUMN,
+        **{f"{column}_stripped": column for column, _ in checks.not_blank},
+        **{p.column: p.source for p in checks.problems},
+    }
 
 
 @dataclass
@@ -205,16 +199,17 @@ def build_suite(
     label_names: list[str],
     cfg: ValidateConfig,
     train_texts: set[str] | None,
-    task: str = "text-classification",
+    checks: TaskChecks,
 ) -> gx.ExpectationSuite:
-    """The GE suite of one split. Each expectation carries ``meta={"check": <name>}``.
+    """The GE suite of one split: the shared checks plus the task type's (`checks`). Each
+    expectation carries ``meta={"check": <name>}``.
 
     ``train_texts``: texts of the training split (raw or already normalised; they are passed
     through ``normalize_text``) for the leakage check on validation/test; None skips that check.
     The check flags rows of the split whose ``text_key`` is one of them, so a caller may pass only
     the train texts that also occur in the split (``validate_splits`` does: same verdict, and GE
     1.24 re-serialises an expectation's ``value_set`` dozens of times per validation, which with
-    all 67k SST-2 train texts took ~9 s per split).
+    all 67k SST-2 train texts costs seconds per split).
     """
     E = gx.expectations
     expectations: list[Any] = []
@@ -225,7 +220,7 @@ def build_suite(
 
     add(E.ExpectTableRowCountToBeBetween(min_value=1), CHECK_ROWS)
     add(E.ExpectColumnToExist(column="text"), CHECK_TEXT_COLUMN)
-    if task in _CLASSIFICATION:
+    if checks.labelled:
         add(E.ExpectColumnToExist(column="label"), CHECK_LABEL_COLUMN)
     add(E.ExpectColumnValuesToNotBeNull(column="text"), CHECK_TEXT_NOT_NULL)
     add(E.ExpectColumnValuesToNotMatchRegex(column="text", regex=BLANK_REGEX), CHECK_TEXT_NOT_BLANK)
@@ -235,7 +230,7 @@ def build_suite(
         ),
         CHECK_TEXT_LENGTH,
     )
-    if task in _CLASSIFICATION:
+    if checks.labelled:
         add(E.ExpectColumnValuesToNotBeNull(column="label"), CHECK_LABEL_NOT_NULL)
         add(E.ExpectColumnValuesToBeInSet(column="label", value_set=list(label_names)), CHECK_LABEL_IN_SET)
         if split == "train":
@@ -243,16 +238,11 @@ def build_suite(
                 E.ExpectColumnDistinctValuesToContainSet(column="label", value_set=list(label_names)),
                 CHECK_LABELS_IN_TRAIN,
             )
-    if task == "sentence-pair":
-        add(E.ExpectColumnValuesToNotBeNull(column="text_pair_stripped"), CHECK_PAIR_NOT_BLANK)
-    elif task == "token-classification":
-        add(E.ExpectColumnValuesToBeNull(column="alignment_error"), CHECK_TAGS_ALIGN)
-        add(E.ExpectColumnValuesToBeNull(column="iob2_error"), CHECK_TAGS_IOB2)
-        if label_names:
-            add(E.ExpectColumnValuesToBeNull(column="unknown_tags"), CHECK_TAGS_IN_SET)
-    elif task == "question-answering":
-        add(E.ExpectColumnValuesToNotBeNull(column="context_stripped"), CHECK_CONTEXT_NOT_BLANK)
-        add(E.ExpectColumnValuesToBeNull(column="answer_error"), CHECK_ANSWER_AT_START)
+    for column, check in checks.not_blank:
+        add(E.ExpectColumnValuesToNotBeNull(column=f"{column}_stripped"), check)
+    for problem in checks.problems:
+        if label_names or not problem.needs_labels:
+            add(E.ExpectColumnValuesToBeNull(column=problem.column), problem.check)
     if split != "train" and cfg.check_leakage and train_texts is not None:
         keys = sorted({normalize_text(t) for t in train_texts if isinstance(t, str)} - {""})
         add(E.ExpectColumnValuesToNotBeInSet(column="text_key", value_set=keys), CHECK_LEAKAGE)
@@ -269,20 +259,19 @@ def build_suite(
 # Validation
 
 
-def validate_splits(
-    splits: Any, label_names: list[str], cfg: ValidateConfig, task: str = "text-classification"
-) -> ValidationReport:
-    """Run the suite of `task` on every split of ``splits`` (a ``datasets.DatasetDict`` or a mapping
-    of split name to ``datasets.Dataset`` / ``pandas.DataFrame``) and collect the report. Never
+def validate_splits(splits: Any, label_names: list[str], cfg: ValidateConfig, checks: TaskChecks) -> ValidationReport:
+    """Run the suite (shared checks plus the task type's `checks`) on every split of ``splits`` (a
+    ``datasets.DatasetDict`` or a mapping of split name to ``datasets.Dataset`` /
+    ``pandas.DataFrame``) and collect the report. Never
     raises on bad data: a missing column fails its check and the checks that need it are skipped."""
     names = [s for s in SPLIT_ORDER if s in splits] + sorted(s for s in splits if s not in SPLIT_ORDER)
-    frames = {name: _prepare_frame(splits[name], name, task, label_names) for name in names}
-    checks: list[CheckResult] = []
-    class_balance = {name: _class_counts(df, label_names, task) for name, df in frames.items()}
+    frames = {name: _prepare_frame(splits[name], name, checks, label_names) for name in names}
+    results: list[CheckResult] = []
+    class_balance = {name: _class_counts(df, label_names, checks) for name, df in frames.items()}
 
     train = frames.get("train")
     if train is None:
-        checks.append(
+        results.append(
             CheckResult("all", CHECK_TRAIN_PRESENT, "", False, f"splits: {', '.join(names) or 'none'}")
         )
     train_keys: set[str] | None = None
@@ -299,17 +288,17 @@ def validate_splits(
             leak_candidates = None
             if train_keys is not None and name != "train" and "text_key" in df.columns:
                 leak_candidates = train_keys.intersection(df["text_key"].dropna())
-            suite = build_suite(name, label_names, cfg, leak_candidates, task)
-            checks.extend(_run_suite(source, name, df, suite, cfg, train_first_row))
+            suite = build_suite(name, label_names, cfg, leak_candidates, checks)
+            results.extend(_run_suite(source, name, df, suite, cfg, train_first_row, checks))
 
-    if train is not None and cfg.min_class_fraction > 0 and task in _CLASSIFICATION and "label" in train.columns:
-        checks.append(_class_share_check(train, class_balance["train"], label_names, cfg))
+    if train is not None and cfg.min_class_fraction > 0 and checks.labelled and "label" in train.columns:
+        results.append(_class_share_check(train, class_balance["train"], label_names, cfg))
 
-    success = all(c.success for c in checks)
-    return ValidationReport(success=success, checks=checks, class_balance=class_balance)
+    success = all(c.success for c in results)
+    return ValidationReport(success=success, checks=results, class_balance=class_balance)
 
 
-def _prepare_frame(split: Any, name: str, task: str = "text-classification", label_names: list[str] = ()) -> pd.DataFrame:
+def _prepare_frame(split: Any, name: str, checks: TaskChecks, label_names: list[str]) -> pd.DataFrame:
     df = split.copy() if isinstance(split, pd.DataFrame) else split.to_pandas()
     df = df.reset_index(drop=True)
     if "source_file" not in df.columns:
@@ -317,31 +306,19 @@ def _prepare_frame(split: Any, name: str, task: str = "text-classification", lab
     if "source_row" not in df.columns:
         df["source_row"] = range(1, len(df) + 1)
     df[_POS] = range(len(df))
-    if task == "question-answering" and "question" in df.columns:
-        df["text"] = df["question"]  # the text checks (not blank, length) apply to the question
+    if checks.text_column != "text" and checks.text_column in df.columns:
+        df["text"] = df[checks.text_column]  # the text checks (not blank, length) apply to this column
     if "text" in df.columns:
         df["text_stripped"] = _stripped(df["text"])
-        keys = overlap_keys(df, task) if _has_overlap_fields(df, task) else [None] * len(df)
+        has_fields = set(checks.overlap_columns) <= set(df.columns)
+        keys = overlap_keys(df, checks.overlap_columns) if has_fields else [None] * len(df)
         df["text_key"] = pd.Series(keys, index=df.index, dtype=object)
-    for column in ("text_pair", "context"):
+    for column, _ in checks.not_blank:
         if column in df.columns:
             df[f"{column}_stripped"] = _stripped(df[column])
-    if task == "token-classification" and {"tokens", "tags"} <= set(df.columns):
-        declared = set(label_names)
-        rows = list(zip(df["tokens"].tolist(), df["tags"].tolist()))
-        df["alignment_error"] = _problems(
-            None if len(t) == len(g) else f"{len(t)} tokens but {len(g)} tags" for t, g in rows
-        )
-        df["iob2_error"] = _problems(iob2_error(list(g)) for _, g in rows)
-        df["unknown_tags"] = _problems(
-            ("undeclared tags: " + ", ".join(sorted(set(g) - declared))) if set(g) - declared else None
-            for _, g in rows
-        )
-    if task == "question-answering" and {"context", "answer_texts", "answer_starts"} <= set(df.columns):
-        df["answer_error"] = _problems(
-            answer_mismatch(c, list(t), list(s)) if isinstance(c, str) else "no context"
-            for c, t, s in zip(df["context"], df["answer_texts"], df["answer_starts"])
-        )
+    for problem in checks.problems:
+        if set(problem.needs) <= set(df.columns):
+            df[problem.column] = _problems(problem.find(df, list(label_names)))
     return df
 
 
@@ -355,15 +332,9 @@ def _problems(values: Any) -> pd.Series:
     return pd.Series(list(values), dtype=object)
 
 
-def _has_overlap_fields(df: pd.DataFrame, task: str) -> bool:
-    needed = {"question-answering": "context", "sentence-pair": "text_pair"}.get(task, "text")
-    return needed in df.columns
-
-
-def _class_counts(df: pd.DataFrame, label_names: list[str], task: str = "text-classification") -> dict[str, int]:
-    if task == "token-classification" and "tags" in df.columns:
-        # Entities per type (the B- tags), the class balance of a tagging task.
-        return dict(sorted(Counter(t[2:] for tags in df["tags"] for t in tags if t.startswith("B-")).items()))
+def _class_counts(df: pd.DataFrame, label_names: list[str], checks: TaskChecks) -> dict[str, int]:
+    if checks.class_counts is not None:
+        return checks.class_counts(df, label_names)
     if "label" not in df.columns:
         return {}
     counts = Counter(str(v) for v in df["label"].dropna())
@@ -413,7 +384,9 @@ def _run_suite(
     suite: gx.ExpectationSuite,
     cfg: ValidateConfig,
     train_first_row: dict[str, tuple[str, int]],
+    checks: TaskChecks,
 ) -> list[CheckResult]:
+    derived = _derived(checks)
     # Checks on a missing column are skipped (the column-exists check fails and says so) instead
     # of letting GE turn each into a metric-resolution error with a traceback.
     present = set(df.columns)
@@ -423,7 +396,7 @@ def _run_suite(
         if column is None or exp.expectation_type == "expect_column_to_exist" or column in present:
             kept.append(exp)
         else:
-            skipped[_SOURCE_COLUMN.get(column, column)] += 1
+            skipped[derived.get(column, column)] += 1
     suite.expectations = kept
 
     batch = (
@@ -445,7 +418,7 @@ def _run_suite(
     for exp in suite.expectations:  # suite order; GE returns results in its own order
         check = exp.meta["check"]
         res = by_check[check]
-        out.append(_to_check(split, check, exp, res, df, cfg, skipped, train_first_row))
+        out.append(_to_check(split, check, exp, res, df, cfg, skipped, train_first_row, checks))
     return out
 
 
@@ -458,6 +431,7 @@ def _to_check(
     cfg: ValidateConfig,
     skipped: Counter,
     train_first_row: dict[str, tuple[str, int]],
+    checks: TaskChecks,
 ) -> CheckResult:
     etype = exp.expectation_type
     r = res.result or {}
@@ -472,7 +446,7 @@ def _to_check(
             observed = "present"
         else:
             n = skipped.get(exp.column, 0)
-            observed = f"column '{exp.column}' missing (columns: {', '.join(_user_columns(df))})"
+            observed = f"column '{exp.column}' missing (columns: {', '.join(_user_columns(df, checks))})"
             if n:
                 observed += f"; {n} dependent checks skipped"
     elif etype == "expect_table_row_count_to_be_between":
@@ -492,7 +466,7 @@ def _to_check(
             observed += f"; allowed {exp.min_value}..{exp.max_value} chars after stripping"
         if n:
             for idx in (r.get("partial_unexpected_index_list") or [])[: cfg.examples_per_failure]:
-                examples.append(_example(idx, exp.column, df, train_first_row))
+                examples.append(_example(idx, exp.column, df, train_first_row, checks))
     return CheckResult(split, check, etype, success, observed, examples)
 
 
@@ -509,14 +483,14 @@ def exception_message(info: Any) -> str | None:
     return None
 
 
-def _example(idx: dict, column: str, df: pd.DataFrame, train_first_row: dict) -> dict:
+def _example(idx: dict, column: str, df: pd.DataFrame, train_first_row: dict, checks: TaskChecks) -> dict:
     pos = int(idx[_POS])
     row = df.iloc[pos]
-    if column in _PROBLEM_COLUMNS:
+    if column in {p.column for p in checks.problems}:  # the row's text, the problem as the note
         shown = "text" if "text" in df.columns else column
         return {"file": str(idx["source_file"]), "row": int(idx["source_row"]), "value": _clean(row[shown]),
                 "note": str(row[column])}
-    shown = _SOURCE_COLUMN.get(column, column)
+    shown = _derived(checks).get(column, column)
     example = {"file": str(idx["source_file"]), "row": int(idx["source_row"]), "value": _clean(row[shown])}
     if column == "text_stripped" and isinstance(row["text_stripped"], str):
         example["note"] = f"{len(row['text_stripped'])} chars"
@@ -564,8 +538,9 @@ def pct(n: float, total: float) -> str:
     return f"{p:.2g}%"
 
 
-def _user_columns(df: pd.DataFrame) -> list[str]:
-    return [str(c) for c in df.columns if c != _POS and c not in _SOURCE_COLUMN]
+def _user_columns(df: pd.DataFrame, checks: TaskChecks) -> list[str]:
+    derived = _derived(checks)
+    return [str(c) for c in df.columns if c != _POS and c not in derived]
 
 
 def _files(df: pd.DataFrame) -> str:

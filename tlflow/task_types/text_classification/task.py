@@ -1,14 +1,22 @@
-"""Sequence classification: one text (text-classification) or a pair of texts (sentence-pair)."""
+"""Single-text classification: one label per text (sentence pairs subclass it: `sentence_pair`)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import datasets
 import numpy as np
 import pandas as pd
 from datasets import Dataset
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import (
+    AutoModelForSequenceClassification,
+    BertForSequenceClassification,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
 
+from tlflow.data.spec import LABEL_FIELD, SOURCE_FEATURES, STRING, TEXT_FIELD, RawTable
+from tlflow.data.validation.checks import TaskChecks
 from tlflow.modeling.inference import forward_outputs
 from tlflow.task_types.base import Evaluation, TaskSettings, TaskType
 from tlflow.task_types.metrics import (
@@ -25,6 +33,21 @@ class TextClassification(TaskType):
     headline_metrics = ("accuracy", "macro_f1")
     request_columns = {"text": "the text to classify"}
     response_fields = {"label": "predicted label name", "score": "its softmax probability"}
+    features = datasets.Features({"text": STRING, "label": STRING, **SOURCE_FEATURES})
+    table_fields = (TEXT_FIELD, LABEL_FIELD)
+    primary_metrics = ("accuracy", "macro_f1", "f1")
+    model_head = (AutoModelForSequenceClassification, BertForSequenceClassification)
+    target_column = "label"
+
+    def from_table(self, table: RawTable) -> dict[str, list]:
+        return {"text": table.texts(), "label": table.labels()}
+
+    def infer_label_names(self, train: pd.DataFrame) -> list[str]:
+        """The sorted distinct labels of the training split."""
+        return sorted({v for v in train["label"] if v is not None})
+
+    def data_checks(self) -> TaskChecks:
+        return TaskChecks(labelled=True, overlap_columns=self.overlap_columns)
 
     def encode(self, tokenizer: PreTrainedTokenizerBase, frame: pd.DataFrame | Dataset, max_length: int) -> dict:
         """Token ids (and segment ids for pairs), truncated to `max_length`, unpadded."""
@@ -75,22 +98,3 @@ class TextClassification(TaskType):
 
     def shown_texts(self, split) -> list[str]:
         return list(split["text"])
-
-
-class SentencePair(TextClassification):
-    name = "sentence-pair"
-    headline_metrics = ("accuracy", "f1")
-    request_columns = {"text": "first sentence (segment A)", "text_pair": "second sentence (segment B)"}
-
-    def encode(self, tokenizer, frame, max_length) -> dict:
-        return dict(tokenizer(list(frame["text"]), list(frame["text_pair"]), truncation=True, max_length=max_length,
-                              return_token_type_ids=True, return_attention_mask=False))
-
-    def corpus_texts(self, split) -> list[str]:
-        return [t for pair in zip(split["text"], split["text_pair"]) for t in pair if t]
-
-    def headline(self, label_names: list[str]) -> tuple[str, ...]:
-        return self.headline_metrics if len(label_names) == 2 else ("accuracy", "macro_f1")
-
-    def shown_texts(self, split) -> list[str]:
-        return [f"{a} ||| {b}" for a, b in zip(split["text"], split["text_pair"])]

@@ -4,13 +4,42 @@ from __future__ import annotations
 
 from typing import Any
 
+import datasets
 import numpy as np
-from transformers import PreTrainedModel
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+from transformers import AutoModelForQuestionAnswering, BertForQuestionAnswering, PreTrainedModel
 
+from tlflow.data.formats.squad import answer_mismatch
+from tlflow.data.spec import INT, SOURCE_FEATURES, STRING, RawTable
+from tlflow.data.validation.checks import ProblemCheck, TaskChecks
 from tlflow.modeling.inference import forward_outputs
 from tlflow.task_types.base import Evaluation, TaskSettings, TaskType
-from tlflow.task_types.qa_windows import Answer, postprocess_predictions, prepare_eval_features, prepare_train_features
-from tlflow.task_types.squad_metrics import exact_match, f1, squad_scores
+from tlflow.task_types.question_answering.qa_windows import (
+    Answer,
+    postprocess_predictions,
+    prepare_eval_features,
+    prepare_train_features,
+)
+from tlflow.task_types.question_answering.squad_metrics import exact_match, f1, squad_scores
+
+CHECK_CONTEXT_NOT_BLANK = "context not blank"
+CHECK_ANSWER_AT_START = "answer text at answer_start"
+
+
+def _answer_errors(df: pd.DataFrame, label_names: list[str]) -> list[str | None]:
+    return [answer_mismatch(c, list(t), list(s)) if isinstance(c, str) else "no context"
+            for c, t, s in zip(df["context"], df["answer_texts"], df["answer_starts"])]
+
+
+class QAOptions(BaseModel):
+    """Options of extractive question answering (config `task.<option>`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    doc_stride: int = Field(128, ge=8, description="Tokens shared by consecutive context windows.")
+    max_answer_length: int = Field(30, ge=1, description="Longest answer span, in tokens.")
+    n_best_size: int = Field(20, ge=1, description="Start/end candidates per window.")
 
 
 class QuestionAnswering(TaskType):
@@ -23,6 +52,44 @@ class QuestionAnswering(TaskType):
         "start": "character offset of the answer in the context",
         "end": "character offset just after the answer",
     }
+    features = datasets.Features(
+        {
+            "id": STRING, "title": STRING, "question": STRING, "context": STRING,
+            "answer_texts": datasets.List(STRING), "answer_starts": datasets.List(INT), **SOURCE_FEATURES,
+        }
+    )
+    table_fields = ("question", "context", "answer_text", "answer_start")
+    optional_table_fields = ("id", "title")
+    native_format = "squad"
+    group_default = "title"  # SQuAD: split by article
+    overlap_columns = ("context",)
+    has_label_names = False
+    primary_metrics = ("f1", "exact_match")
+    model_head = (AutoModelForQuestionAnswering, BertForQuestionAnswering)
+    output_names = ("start_logits", "end_logits")
+    target_column = "answer_texts"
+    Options = QAOptions
+
+    def from_table(self, table: RawTable) -> dict[str, list]:
+        """Missing ids become 'row-<line>', missing titles the context (so grouping keeps a context together)."""
+        contexts = table.field("context")
+        return {
+            "id": [i if i is not None else f"row-{r}" for i, r in zip(table.field("id"), table.rows)],
+            "title": [t if t is not None else c for t, c in zip(table.field("title"), contexts)],
+            "question": table.field("question"),
+            "context": contexts,
+            "answer_texts": table.list_field("answer_text"),
+            "answer_starts": [[int(float(x)) for x in v] for v in table.list_field("answer_start")],
+        }
+
+    def data_checks(self) -> TaskChecks:
+        return TaskChecks(
+            text_column="question",
+            overlap_columns=self.overlap_columns,
+            not_blank=(("context", CHECK_CONTEXT_NOT_BLANK),),
+            problems=(ProblemCheck(CHECK_ANSWER_AT_START, "answer_error", "answer_texts",
+                                   ("context", "answer_texts", "answer_starts"), _answer_errors),),
+        )
 
     def corpus_texts(self, split) -> list[str]:
         return list(dict.fromkeys(c for c in split["context"] if c))

@@ -2,14 +2,30 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
+import datasets
 import numpy as np
-from transformers import PreTrainedTokenizerBase
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+from transformers import AutoModelForTokenClassification, BertForTokenClassification, PreTrainedTokenizerBase
 
+from tlflow.data.spec import SOURCE_FEATURES, STRING, RawTable
+from tlflow.data.validation.checks import ProblemCheck, TaskChecks
 from tlflow.modeling.inference import forward_outputs
 from tlflow.task_types.base import Evaluation, TaskSettings, TaskType
-from tlflow.task_types.iob import align_labels, entity_metrics, entity_spans, iob2_error, word_predictions
+from tlflow.task_types.token_classification.iob import (
+    align_labels,
+    entity_metrics,
+    entity_spans,
+    iob2_error,
+    word_predictions,
+)
+
+CHECK_TAGS_ALIGN = "tokens and tags align"
+CHECK_TAGS_IOB2 = "tags form valid IOB2"
+CHECK_TAGS_IN_SET = "tags in declared set"
 
 
 def _entities(words: list[str], tags: list[str]) -> list[dict[str, Any]]:
@@ -46,6 +62,38 @@ def sentence_stats(gold: list[str], pred: list[str], types: list[str]) -> list[f
     return [float(x) for x in row]
 
 
+def _alignment_errors(df: pd.DataFrame, label_names: list[str]) -> list[str | None]:
+    return [None if len(t) == len(g) else f"{len(t)} tokens but {len(g)} tags"
+            for t, g in zip(df["tokens"].tolist(), df["tags"].tolist())]
+
+
+def _iob2_errors(df: pd.DataFrame, label_names: list[str]) -> list[str | None]:
+    return [iob2_error(list(g)) for g in df["tags"].tolist()]
+
+
+def _unknown_tags(df: pd.DataFrame, label_names: list[str]) -> list[str | None]:
+    declared = set(label_names)
+    return [("undeclared tags: " + ", ".join(sorted(set(g) - declared))) if set(g) - declared else None
+            for g in df["tags"].tolist()]
+
+
+def _entity_counts(df: pd.DataFrame, label_names: list[str]) -> dict[str, int]:
+    """Entities per type (the B- tags), the class balance of a tagging task."""
+    if "tags" not in df.columns:
+        return {}
+    return dict(sorted(Counter(t[2:] for tags in df["tags"] for t in tags if t.startswith("B-")).items()))
+
+
+class TokenOptions(BaseModel):
+    """Options of token classification (config `task.<option>`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    label_all_subwords: bool = Field(
+        False, description="Train on every sub-word (default: the first of each word only)."
+    )
+
+
 class TokenClassification(TaskType):
     name = "token-classification"
     headline_metrics = ("precision", "recall", "f1")
@@ -54,6 +102,36 @@ class TokenClassification(TaskType):
         "tags": "one IOB2 tag per word",
         "entities": "list of {type, text, start_word, end_word} (word indices, inclusive)",
     }
+    features = datasets.Features(
+        {"tokens": datasets.List(STRING), "tags": datasets.List(STRING), "text": STRING, **SOURCE_FEATURES}
+    )
+    table_fields = ("tokens", "tags")
+    native_format = "conll"
+    primary_metrics = ("f1", "precision", "recall", "token_accuracy")
+    model_head = (AutoModelForTokenClassification, BertForTokenClassification)
+    target_column = "tags"
+    Options = TokenOptions
+
+    def from_table(self, table: RawTable) -> dict[str, list]:
+        tokens = table.list_field("tokens")
+        return {"tokens": tokens, "tags": table.list_field("tags"), "text": [" ".join(t) for t in tokens]}
+
+    def infer_label_names(self, train: pd.DataFrame) -> list[str]:
+        """The tags of the training split, 'O' first, then sorted."""
+        tags = {t for tags in train["tags"] for t in tags if t}
+        return ["O", *sorted(tags - {"O"})]
+
+    def data_checks(self) -> TaskChecks:
+        needs = ("tokens", "tags")
+        return TaskChecks(
+            overlap_columns=self.overlap_columns,
+            problems=(
+                ProblemCheck(CHECK_TAGS_ALIGN, "alignment_error", "tags", needs, _alignment_errors),
+                ProblemCheck(CHECK_TAGS_IOB2, "iob2_error", "tags", needs, _iob2_errors),
+                ProblemCheck(CHECK_TAGS_IN_SET, "unknown_tags", "tags", needs, _unknown_tags, needs_labels=True),
+            ),
+            class_counts=_entity_counts,
+        )
 
     def encode(self, tokenizer: PreTrainedTokenizerBase, sentences: list[list[str]], max_length: int):
         return tokenizer(sentences, is_split_into_words=True, truncation=True, max_length=max_length,

@@ -12,6 +12,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
 from tlflow.registry import tracking
+from tlflow.registry.lineage import Lineage
 from tlflow.serving.optimize_champion import OptimizeOutcome, optimize_champion
 from tlflow.serving.optimized import VARIANTS
 
@@ -26,10 +27,9 @@ def optimize_model(
     `variant`, `optimized_from`; alias `optimized`; ledger action `optimize`)."""
     logger = get_run_logger()
     tracking.configure()
-    lineage = {"data_md5": tracking.data_version(), "git_commit": tracking.git_commit(),
-               "prefect_flow_run_id": str(flow_run.id or "")}
     outcome = optimize_champion(
-        MlflowClient(), name, f"flow {flow_run.flow_name} run {flow_run.id}", lineage, tuple(variants), max_drop,
+        MlflowClient(), name, f"flow {flow_run.flow_name} run {flow_run.id}",
+        Lineage.here(prefect_flow_run_id=str(flow_run.id or "")), tuple(variants), max_drop,
         min_speedup, repeats, progress=logger.info,
     )
     if outcome.version is None:

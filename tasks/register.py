@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import mlflow
 from mlflow import MlflowClient
@@ -13,14 +13,15 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from tasks.tracking import artifact_key
 from tlflow.config import PipelineConfig
-from tlflow.data.cache import cache_key
 from tlflow.data.readers import LoadedData
 from tlflow.registry import registration, tracking
 from tlflow.registry.gate import Decision
+from tlflow.registry.lineage import Lineage
 from tlflow.registry.reuse import matching_version
 from tlflow.serving import log_task_model
 from tlflow.task_types.base import Evaluation, TaskSettings
 from tlflow.task_types.registry import get_task_type
+from tlflow.training.speedups import inference_speedups
 
 
 @dataclass
@@ -76,7 +77,7 @@ def find_unchanged(cfg: PipelineConfig, tags: dict[str, str]) -> RegistrationOut
     if not cfg.promote.register_model:
         return None
     tracking.configure()
-    mv = matching_version(MlflowClient(), cfg.name, tags)
+    mv = matching_version(MlflowClient(), cfg.name, Lineage.from_tags(tags))
     if mv is None:
         return None
     outcome = RegistrationOutcome(cfg.name, str(mv.version), None, mv.run_id, mv.source, reused=True)
@@ -111,7 +112,9 @@ def register_and_promote(
     logger = get_run_logger()
     run_id = mlflow.active_run().info.run_id
     example = get_task_type(cfg.task.type).requests(loaded.splits["test"].select(range(3)))
-    model_uri = log_task_model(model, tokenizer, TaskSettings.from_config(cfg), example)
+    # Serving opts in to the inference speed-ups the model was fine-tuned with (task.json).
+    settings = replace(TaskSettings.from_config(cfg), inference_speedups=inference_speedups(cfg.finetune.speedups))
+    model_uri = log_task_model(model, tokenizer, settings, example)
     outcome = RegistrationOutcome(cfg.name, None, None, run_id, model_uri)
     if cfg.promote.register_model:
         client = MlflowClient()
@@ -122,16 +125,11 @@ def register_and_promote(
             mlflow.log_metric(f"champion_test_{cfg.task.primary_metric}", champion.metrics[cfg.task.primary_metric])
             return registration.scores_of(cfg, champion, loaded.label_names)
 
-        version_tags = {
-            **tags,
-            **{f"test_{k}": f"{evaluation.metrics[k]:.6f}" for k in evaluation.headline},
-            "task_type": cfg.task.type,
-            # The frozen evaluation split: data version + how the test split is cut from it.
-            "eval_split": cache_key(data=cfg.data.model_dump(mode="json"), task=cfg.task.type),
-        }
         result = registration.register_and_promote(
-            client, cfg, model_uri, new, score_champion, version_tags, actor=f"flow training_pipeline run {run_id}",
+            client, cfg, model_uri, new, score_champion, Lineage.from_tags(tags),
+            actor=f"flow training_pipeline run {run_id}",
             describe=lambda v, d: decision_markdown(cfg, v, d, evaluation, run_id, model_uri),
+            tags={f"test_{k}": f"{evaluation.metrics[k]:.6f}" for k in evaluation.headline},
         )
         outcome.version, outcome.decision = result.version, result.decision
         mlflow.set_tags({"registered_version": result.version, "promotion_decision": result.decision.alias,

@@ -9,29 +9,14 @@ import mlflow
 from prefect.runtime import flow_run
 
 from tlflow.config import PipelineConfig
-from tlflow.data.cache import file_digest
 from tlflow.registry import tracking
-from tlflow.registry.reuse import code_digest
+from tlflow.registry.lineage import Lineage
 
 
 def lineage_tags(cfg: PipelineConfig) -> dict[str, str]:
-    """Tags every run and model version carries (ARCHITECTURE.md: tracking conventions)."""
-    return {
-        "data_md5": tracking.data_version(),
-        "git_commit": tracking.git_commit(),
-        "prefect_flow_run_id": str(flow_run.id or "none"),
-        "config_hash": cfg.hash(),
-        "data_files_md5": _files_md5(cfg),
-        "code_md5": code_digest(),
-    }
-
-
-def _files_md5(cfg: PipelineConfig) -> str:
-    """Content digest of the raw files (a missing file is reported by validation, not here)."""
-    try:
-        return file_digest(cfg.data.paths())
-    except OSError:
-        return "unreadable"
+    """Tags every run and model version carries (ARCHITECTURE.md: tracking conventions): the
+    `Lineage` of `cfg` now, in this flow run."""
+    return Lineage.of(cfg, prefect_flow_run_id=str(flow_run.id or "none")).tags()
 
 
 @contextmanager

@@ -19,12 +19,16 @@ from transformers import BertConfig, BertForSequenceClassification
 
 from tlflow.config import load_config
 from tlflow.modeling.models import load_tokenizer
-from tlflow.registry import ledger, registration, tracking
+from tlflow.registry import ledger, registration, tracking, transaction
 from tlflow.registry.gate import Scores
+from tlflow.registry.lineage import Lineage
 from tlflow.registry.lock import lock_name
 from tlflow.serving import log_task_model
 from tlflow.task_types.base import TaskSettings
 from tlflow.task_types.metrics import classification_from_sums, classification_stats
+from tlflow.task_types.registry import check_config
+
+pytestmark = [pytest.mark.integration]
 
 LABELS = ["negative", "positive"]
 Y = np.array([0, 1] * 100)
@@ -55,10 +59,10 @@ def store(project):
     return MlflowClient(), uri
 
 
-def _register(client, uri, new: Scores, before_alias=None):
-    cfg = load_config(None, ["name=safe"])
+def _register(client, uri, new: Scores, on_step=None):
+    cfg = check_config(load_config(None, ["name=safe"]))
     return registration.register_and_promote(
-        client, cfg, uri, new, lambda v: scores(60), {"data_md5": "x"}, "test", lambda v, d: "", before_alias
+        client, cfg, uri, new, lambda v: scores(60), Lineage(data_md5="x"), "test", lambda v, d: "", on_step=on_step
     )
 
 
@@ -67,17 +71,18 @@ def _state(client):
     return versions, registration.aliases(client, "safe"), len(ledger.entries(client, "safe"))
 
 
-def test_failure_before_the_alias_move_leaves_the_registry_as_it_was(store):
+def test_failure_after_the_alias_move_leaves_the_registry_as_it_was(store):
     client, uri = store
     _register(client, uri, scores(60))
     before = _state(client)
     assert before == (["1"], {"champion": "1", "challenger": None}, 1)
 
-    def fail():
-        raise RuntimeError("injected: disk full while moving the alias")
+    def fail(step):
+        if step == transaction.STEP_LEDGER:  # the version is registered and the alias moved
+            raise RuntimeError("injected: disk full before the ledger entry")
 
     with pytest.raises(RuntimeError, match="injected"):
-        _register(client, uri, scores(10), before_alias=fail)
+        _register(client, uri, scores(10), on_step=fail)
     assert _state(client) == before
     with pytest.raises(MlflowException):  # the lock was released, not left behind
         client.get_registered_model(lock_name("safe"))
@@ -104,8 +109,11 @@ RACER = textwrap.dedent("""
     from mlflow import MlflowClient
     from tlflow.registry import registration, tracking
     from tlflow.config import load_config
+    from tlflow.task_types.registry import check_config
     from tlflow.task_types.metrics import classification_from_sums, classification_stats
     from tlflow.registry.gate import Scores
+    from tlflow.registry.lineage import Lineage
+    from tlflow.registry.transaction import STEP_LEDGER
 
     uri, barrier, actor = sys.argv[1:4]
     tracking.configure()
@@ -115,13 +123,14 @@ RACER = textwrap.dedent("""
     while not Path(barrier).exists():
         time.sleep(0.005)
     out = registration.register_and_promote(
-        MlflowClient(), load_config(None, ["name=safe"]), uri, same, lambda v: same, {}, actor,
-        lambda v, d: "", before_alias=lambda: time.sleep(1.0),  # widen the window a race would need
+        MlflowClient(), check_config(load_config(None, ["name=safe"])), uri, same, lambda v: same, Lineage(), actor,
+        lambda v, d: "", on_step=lambda step: time.sleep(1.0) if step == STEP_LEDGER else None,  # a wider window
     )
     print(out.version, out.decision.alias)
 """)
 
 
+@pytest.mark.slow  # two racer processes import the whole stack
 def test_two_processes_promoting_at_once_are_serialised(store, project):
     client, uri = store
     barrier = project / "go"

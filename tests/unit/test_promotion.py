@@ -8,6 +8,8 @@ import pytest
 from tlflow.registry.gate import GateSettings, Scores, decide, paired_bootstrap
 from tlflow.task_types.metrics import classification_from_sums, classification_stats
 
+pytestmark = [pytest.mark.unit]
+
 LABELS = ["neg", "pos"]
 
 

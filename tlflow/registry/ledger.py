@@ -16,10 +16,13 @@ from dataclasses import dataclass
 
 from mlflow import MlflowClient
 
+from tlflow.registry.lineage import Lineage
 from tlflow.registry.tracking import ensure_experiment
 
 LEDGER_EXPERIMENT = "tlflow-promotion-ledger"
 ACTIONS = ("promoted", "rejected", "manual-promotion", "forced-promotion", "rollback", "optimize")
+#: The lineage every entry records (`Lineage` fields, under the same tag names).
+LINEAGE_FIELDS = ("data_md5", "git_commit", "prefect_flow_run_id", "eval_split")
 
 
 @dataclass(frozen=True)
@@ -75,7 +78,7 @@ def append(
     champion_after: str | None,
     actor: str,
     reason: str,
-    lineage: dict[str, str],
+    lineage: Lineage,
     decision: dict,
 ) -> LedgerEntry:
     """Append one entry (call it while holding the model's promotion lock)."""
@@ -88,9 +91,7 @@ def append(
         "model": model, "sequence": str(sequence), "action": action, "version": version,
         "champion_before": champion_before or "", "champion_after": champion_after or "",
         "actor": actor, "reason": reason[:4900],
-        "data_md5": lineage.get("data_md5", ""), "git_commit": lineage.get("git_commit", ""),
-        "prefect_flow_run_id": lineage.get("prefect_flow_run_id", ""),
-        "eval_split": lineage.get("eval_split", ""),
+        **{name: getattr(lineage, name) for name in LINEAGE_FIELDS},
         "decision": json.dumps(decision, default=str)[:4900],
     }
     run = client.create_run(experiment_id, start_time=int(time.time() * 1000), tags=tags,

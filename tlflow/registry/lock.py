@@ -17,10 +17,12 @@ from contextlib import contextmanager
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
+from tlflow.errors import TlflowError
+
 LOCK_SUFFIX = ".promotion-lock"
 
 
-class LockTimeout(RuntimeError):
+class LockTimeout(TlflowError, RuntimeError):
     """Another promotion of the same model held the lock for longer than we may wait."""
 
 

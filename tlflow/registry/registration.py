@@ -1,17 +1,16 @@
 """Registering, promoting and rolling back models in the MLflow registry, safely.
 
-Every decision about a model's aliases happens under its promotion lock (`registry_lock`): the
-champion is read (and re-scored) inside the lock, so two pipelines finishing together are judged
-one after the other. A new version is created with tag `registration=pending`, the alias is moved,
-the ledger entry is appended, and only then is the version marked `complete`; an exception on the
-way puts the aliases back and deletes the version, and a version left `pending` by a killed
-process is removed (with the aliases it got) by the next promotion of that model.
+Each action is one registry transaction (`tlflow.registry.transaction`): under the model's
+promotion lock the champion is read (and re-scored) and the gate decides; a new version is
+created `pending`, aliases move, the ledger entry is appended, and only then is the version marked
+`complete`. An exception on the way puts the aliases back and deletes the version; what a killed
+process leaves is undone by the next transaction on the model. Registered versions are re-scored
+with this package's own code (`tlflow.registry.champion`), never with code stored in the model.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
 
@@ -22,27 +21,34 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
 from tlflow.config import PipelineConfig
-from tlflow.data.readers import LoadedData
+from tlflow.data.readers import LoadedData, load_labelled_data
+from tlflow.errors import TlflowError
 from tlflow.registry import ledger, tracking
+from tlflow.registry.champion import load_version
 from tlflow.registry.gate import Decision, GateSettings, Scores, decide
-from tlflow.registry.lock import is_lock, registry_lock
-from tlflow.serving.task_model import load_task_model
+from tlflow.registry.lineage import Lineage
+from tlflow.registry.lock import is_lock
+from tlflow.registry.transaction import (
+    ALIASES,
+    COMPLETE,
+    PENDING,
+    REGISTRATION_TAG,
+    Changes,
+    OnStep,
+    Record,
+    aliases,
+    clean_pending,
+    transact,
+)
 from tlflow.task_types.base import Evaluation, TaskSettings
-from tlflow.task_types.registry import get_task_type
+from tlflow.task_types.registry import check_config, get_task_type
 
-PENDING, COMPLETE = "pending", "complete"
-ALIASES = (tracking.CHAMPION, tracking.CHALLENGER)
+__all__ = ["ALIASES", "COMPLETE", "PENDING", "RegistryError", "aliases", "clean_pending", "promote", "promote_version",
+           "register_and_promote", "register_variant", "rollback"]
 
 
-class RegistryError(ValueError):
+class RegistryError(TlflowError, ValueError):
     """A request the registry cannot satisfy (unknown model or version, nothing to roll back to)."""
-
-
-@dataclass(frozen=True)
-class Outcome:
-    version: str
-    decision: Decision
-    ledger_sequence: int
 
 
 def gate_settings(cfg: PipelineConfig) -> GateSettings:
@@ -61,9 +67,10 @@ def scores_of(cfg: PipelineConfig, evaluation: Evaluation, label_names: list[str
 
 def evaluate_version(cfg: PipelineConfig, name: str, version: str, loaded: LoadedData) -> Evaluation:
     """A registered version scored on `loaded`'s test split with its own tokenizer."""
-    model = load_task_model(f"models:/{name}/{version}", TaskSettings.from_config(cfg))
+    settings = TaskSettings.from_config(cfg)
+    model = load_version(f"models:/{name}/{version}", settings)
     return get_task_type(cfg.task.type).evaluate(
-        model.model, model.tokenizer, loaded.splits["test"], loaded.label_names, TaskSettings.from_config(cfg)
+        model.model, model.tokenizer, loaded.splits["test"], loaded.label_names, settings
     )
 
 
@@ -72,11 +79,7 @@ def version_config(client: MlflowClient, mv: ModelVersion) -> PipelineConfig:
     if not mv.run_id:
         raise RegistryError(f"{mv.name} v{mv.version} has no training run to take its config from")
     data = yaml.safe_load(mlflow.artifacts.load_text(f"runs:/{mv.run_id}/config.yaml"))
-    return PipelineConfig.model_validate(data)
-
-
-def aliases(client: MlflowClient, name: str) -> dict[str, str | None]:
-    return {a: (str(mv.version) if (mv := tracking.alias_version(client, name, a)) else None) for a in ALIASES}
+    return check_config(PipelineConfig.model_validate(data))
 
 
 def check_model(client: MlflowClient, name: str, version: str | None = None) -> ModelVersion | None:
@@ -95,7 +98,7 @@ def check_model(client: MlflowClient, name: str, version: str | None = None) -> 
         mv = client.get_model_version(name, str(version))
     except MlflowException:
         raise RegistryError(f"model '{name}' has no version {version}") from None
-    if (mv.tags or {}).get("registration") == PENDING:
+    if (mv.tags or {}).get(REGISTRATION_TAG) == PENDING:
         raise RegistryError(f"{name} v{version} is still being registered")
     return mv
 
@@ -115,48 +118,16 @@ def check_candidate(mv: ModelVersion) -> ModelVersion:
     return mv
 
 
-def _exists(client: MlflowClient, name: str) -> bool:
-    try:
-        client.get_registered_model(name)
-        return True
-    except MlflowException:
-        return False
+def _on_split_of(lineage: Lineage, mv: ModelVersion) -> Lineage:
+    """`lineage` judged on `mv`'s frozen evaluation split (unless it names one already)."""
+    return lineage if lineage.eval_split else lineage.replace(eval_split=Lineage.from_tags(mv.tags).eval_split)
 
 
-def _restore(client: MlflowClient, name: str, before: dict[str, str | None]) -> None:
-    for alias, version in before.items():
-        try:
-            if version is None:
-                client.delete_registered_model_alias(name, alias)
-            else:
-                client.set_registered_model_alias(name, alias, version)
-        except MlflowException:
-            pass
-
-
-def clean_pending(client: MlflowClient, name: str) -> list[str]:
-    """Remove versions a killed registration left `pending` (call under the lock). The champion
-    alias goes back to the ledger's last champion; other aliases on such a version are dropped."""
-    pending = client.search_model_versions(f"name = '{name}' and tags.registration = '{PENDING}'")
-    removed = []
-    for mv in pending:
-        current = aliases(client, name)
-        history = ledger.entries(client, name)
-        recorded = next((e.champion_after for e in reversed(history)), None)
-        for alias, version in current.items():
-            if version == str(mv.version):
-                _restore(client, name, {alias: recorded if alias == tracking.CHAMPION else None})
-        client.delete_model_version(name, mv.version)
-        removed.append(str(mv.version))
-    return removed
-
-
-def _wait_ready(client: MlflowClient, name: str, version: str, timeout_s: float = 300) -> None:
-    deadline = time.monotonic() + timeout_s
-    while (mv := client.get_model_version(name, version)).status != "READY":
-        if mv.status == "FAILED_REGISTRATION" or time.monotonic() > deadline:
-            raise RuntimeError(f"{name} v{version} did not become READY ({mv.status}: {mv.status_message})")
-        time.sleep(0.2)
+@dataclass(frozen=True)
+class Outcome:
+    version: str
+    decision: Decision
+    ledger_sequence: int
 
 
 def register_and_promote(
@@ -165,42 +136,30 @@ def register_and_promote(
     model_uri: str,
     new: Scores,
     score_champion: Callable[[str], Scores],
-    tags: dict[str, str],
+    lineage: Lineage,
     actor: str,
     describe: Callable[[str, Decision], str],
-    before_alias: Callable[[], None] | None = None,
+    tags: Mapping[str, str] | None = None,
+    on_step: OnStep | None = None,
 ) -> Outcome:
-    """Register `model_uri` as a new version of `cfg.name` and give it `champion` when the gate
-    passes against the current champion (re-scored by `score_champion`), `challenger` otherwise.
+    """Register `model_uri` as a new version of `cfg.name` (tags: `lineage`, `tags` and the
+    decision's) and give it `champion` when the gate passes against the current champion
+    (re-scored by `score_champion`), `challenger` otherwise. `on_step`: see `transaction.transact`."""
+    decided: list[Decision] = []
 
-    `before_alias` runs between registration and the alias move (tests inject failures there).
-    """
-    name = cfg.name
-    with registry_lock(client, name, cfg.promote.lock_wait_s, cfg.promote.lock_stale_s):
-        if _exists(client, name):
-            clean_pending(client, name)
-        before = aliases(client, name)
-        champion = before[tracking.CHAMPION]
+    def act(changes: Changes) -> Record:
+        champion = changes.champion
         decision = decide(new, score_champion(champion) if champion else None, champion, gate_settings(cfg))
-        version_tags = {**tags, **decision_tags(decision), "registration": PENDING}
-        mv = tracking.register_version(model_uri, name, version_tags)
-        version = str(mv.version)
-        try:
-            _wait_ready(client, name, version)
-            client.update_model_version(name, version, description=describe(version, decision))
-            if before_alias is not None:
-                before_alias()
-            client.set_registered_model_alias(name, decision.alias, version)
-            entry = ledger.append(
-                client, name, "promoted" if decision.promoted else "rejected", version, champion,
-                version if decision.promoted else champion, actor, decision.reason, tags, decision.to_dict(),
-            )
-            client.set_model_version_tag(name, version, "registration", COMPLETE)
-        except BaseException:
-            _restore(client, name, before)
-            client.delete_model_version(name, version)
-            raise
-    return Outcome(version, decision, entry.sequence)
+        decided.append(decision)
+        version = changes.register(model_uri, {**lineage.tags(), **(tags or {}), **decision_tags(decision)})
+        changes.describe(version, describe(version, decision))
+        changes.move(decision.alias, version)
+        return Record("promoted" if decision.promoted else "rejected", version, champion,
+                      version if decision.promoted else champion, decision.reason, decision.to_dict())
+
+    done = transact(client, cfg.name, act, actor, lineage, cfg.promote.lock_wait_s, cfg.promote.lock_stale_s,
+                    on_step)
+    return Outcome(done.version, decided[-1], done.entry.sequence)
 
 
 def decision_tags(decision: Decision) -> dict[str, str]:
@@ -219,58 +178,108 @@ def promote_version(
     version: str,
     evaluate: Callable[[str], Scores],
     actor: str,
-    lineage: dict[str, str],
+    lineage: Lineage,
     force: bool = False,
     reason: str = "",
+    on_step: OnStep | None = None,
 ) -> tuple[Decision, str]:
     """Run the gate for an existing version against the champion; move `champion` when it passes,
     or when `force` (recorded as a forced promotion with `reason`). Returns the decision and the
-    ledger action."""
-    name = cfg.name
-    check_candidate(check_model(client, name, version))
+    ledger action (the entry's evaluation split is the version's)."""
+    name, version = cfg.name, str(version)
+    mv = check_candidate(check_model(client, name, version))
     if force and not reason.strip():
         raise RegistryError("--force needs --reason: say why the gate is overridden")
-    with registry_lock(client, name, cfg.promote.lock_wait_s, cfg.promote.lock_stale_s):
-        clean_pending(client, name)
-        before = aliases(client, name)
-        champion = before[tracking.CHAMPION]
-        if champion == str(version):
+    decided: list[Decision] = []
+
+    def act(changes: Changes) -> Record:
+        champion = changes.champion
+        if champion == version:
             raise RegistryError(f"{name} v{version} is already the champion")
-        decision = decide(evaluate(str(version)), evaluate(champion) if champion else None, champion,
+        decision = decide(evaluate(version), evaluate(champion) if champion else None, champion,
                           gate_settings(cfg))
+        decided.append(decision)
         action = "manual-promotion" if decision.promoted else ("forced-promotion" if force else "rejected")
-        after = str(version) if (decision.promoted or force) else champion
+        after = version if (decision.promoted or force) else champion
         note = f"{reason.strip()} (gate: {decision.reason})" if force and not decision.promoted else decision.reason
-        try:
-            if after != champion:
-                client.set_registered_model_alias(name, tracking.CHAMPION, str(version))
-            ledger.append(client, name, action, str(version), champion, after, actor, note, lineage,
-                          decision.to_dict())
-        except BaseException:
-            _restore(client, name, before)  # no alias move without its ledger entry
-            raise
-    return decision, action
+        if after != champion:
+            changes.move(tracking.CHAMPION, version)
+        return Record(action, version, champion, after, note, decision.to_dict())
+
+    done = transact(client, name, act, actor, _on_split_of(lineage, mv), cfg.promote.lock_wait_s,
+                    cfg.promote.lock_stale_s, on_step)
+    return decided[-1], done.record.action
 
 
-def rollback(client: MlflowClient, name: str, actor: str, lineage: dict[str, str], wait_s: float = 1800,
-             stale_s: float = 1800) -> tuple[str, str]:
+def promote(
+    client: MlflowClient, name: str, version: str, actor: str, lineage: Lineage, force: bool = False,
+    reason: str = "", on_step: OnStep | None = None,
+) -> tuple[Decision, str]:
+    """`tlflow promote`: `promote_version` with both versions scored on VERSION's own test split
+    (its run's config); the request is checked before any data is loaded."""
+    mv = check_candidate(check_model(client, name, version))
+    if force and not reason.strip():
+        raise RegistryError("--force needs --reason: say why the gate is overridden")
+    cfg = version_config(client, mv)
+    loaded = load_labelled_data(cfg.data, get_task_type(cfg.task.type).dataset_spec())
+
+    def evaluate(v: str) -> Scores:
+        return scores_of(cfg, evaluate_version(cfg, name, v, loaded), loaded.label_names)
+
+    return promote_version(client, cfg, version, evaluate, actor, lineage, force, reason, on_step)
+
+
+def rollback(client: MlflowClient, name: str, actor: str, lineage: Lineage, wait_s: float = 1800,
+             stale_s: float = 1800, on_step: OnStep | None = None) -> tuple[str, str]:
     """Make the previous champion (per the ledger) champion again; returns (from, to) versions."""
     check_model(client, name)
-    with registry_lock(client, name, wait_s, stale_s):
-        clean_pending(client, name)
-        current = aliases(client, name)[tracking.CHAMPION]
+
+    def act(changes: Changes) -> Record:
+        current = changes.champion
         if current is None:
             raise RegistryError(f"'{name}' has no champion to roll back")
         previous = ledger.previous_champion(ledger.entries(client, name), current)
         if previous is None:
             raise RegistryError(f"'{name}' has no previous champion before v{current} in the ledger")
         check_candidate(check_model(client, name, previous))
-        before = aliases(client, name)
-        try:
-            client.set_registered_model_alias(name, tracking.CHAMPION, previous)
-            ledger.append(client, name, "rollback", previous, current, previous, actor,
-                          f"rolled back from v{current} to v{previous}", lineage, {})
-        except BaseException:
-            _restore(client, name, before)  # no alias move without its ledger entry
-            raise
-    return current, previous
+        changes.move(tracking.CHAMPION, previous)
+        return Record("rollback", previous, current, previous, f"rolled back from v{current} to v{previous}")
+
+    done = transact(client, name, act, actor, lineage, wait_s, stale_s, on_step)
+    return done.record.champion_before, done.record.version
+
+
+def register_variant(
+    client: MlflowClient,
+    name: str,
+    source: str,
+    model_uri: str,
+    tags: Mapping[str, str],
+    actor: str,
+    lineage: Lineage,
+    reason: str,
+    comparison: dict,
+    describe: Callable[[str], str],
+    wait_s: float = 1800,
+    stale_s: float = 1800,
+    on_step: OnStep | None = None,
+) -> tuple[str, int]:
+    """Register `model_uri`, an optimized variant of champion v`source`, as a new version of
+    `name` with `tags` (the source's lineage among them: `Lineage.for_variant`), and move alias
+    `optimized` to it (ledger action `optimize` with `comparison`, judged on the source's evaluation
+    split; the champion does not change). RegistryError when the champion changed meanwhile.
+    Returns the version and its ledger sequence."""
+    mv = check_model(client, name, source)
+
+    def act(changes: Changes) -> Record:
+        champion = changes.champion
+        if champion != source:
+            raise RegistryError(f"the champion of '{name}' changed from v{source} to v{champion} while optimizing: "
+                                "run it again")
+        version = changes.register(model_uri, tags)
+        changes.describe(version, describe(version))
+        changes.move(tracking.OPTIMIZED, version)
+        return Record("optimize", version, champion, champion, reason, comparison)
+
+    done = transact(client, name, act, actor, _on_split_of(lineage, mv), wait_s, stale_s, on_step)
+    return done.version, done.entry.sequence

@@ -1,9 +1,9 @@
 """When is retraining due? The data version, the raw files and the config, against the champion's lineage.
 
-The champion's model version carries the tags `data_md5` (the md5 in data.dvc), `data_files_md5`
-(the content of the config's raw files, which also catches data edited in place or a config
-pointing at another folder) and `config_hash`. Retraining is due when any of them differs from
-the current state, or when there is no champion yet.
+The champion's model version carries the lineage tags (`tlflow.registry.lineage`) `data_md5` (the
+md5 in data.dvc), `data_files_md5` (the content of the config's raw files, which also catches data
+edited in place or a config pointing at another folder) and `config_hash`. Retraining is due when
+any of them differs from the current state (`Lineage.differences`), or when there is no champion yet.
 """
 
 from __future__ import annotations
@@ -13,24 +13,8 @@ from dataclasses import dataclass
 from mlflow import MlflowClient
 
 from tlflow.config import PipelineConfig
-from tlflow.data.cache import file_digest
 from tlflow.registry import tracking
-
-
-@dataclass(frozen=True)
-class DataState:
-    data_md5: str
-    data_files_md5: str
-    config_hash: str
-
-    @classmethod
-    def of(cls, cfg: PipelineConfig) -> DataState:
-        """The state a run of `cfg` would train on now."""
-        return cls(tracking.data_version(), file_digest(cfg.data.paths()), cfg.hash())
-
-    @classmethod
-    def from_tags(cls, tags: dict[str, str]) -> DataState:
-        return cls(tags.get("data_md5", ""), tags.get("data_files_md5", ""), tags.get("config_hash", ""))
+from tlflow.registry.lineage import Lineage
 
 
 @dataclass(frozen=True)
@@ -50,18 +34,9 @@ class RetrainingCheck:
         return f"retraining: {'; '.join(self.changes)} (champion v{self.champion_version})"
 
 
-def differences(current: DataState, champion: DataState) -> tuple[str, ...]:
-    labels = {"data_md5": "data version (data.dvc)", "data_files_md5": "data files", "config_hash": "config"}
-    return tuple(
-        f"{label} changed ({getattr(champion, field)[:8] or 'unknown'} -> {getattr(current, field)[:8]})"
-        for field, label in labels.items()
-        if getattr(current, field) != getattr(champion, field)
-    )
-
-
 def check_retraining(client: MlflowClient, cfg: PipelineConfig) -> RetrainingCheck:
     """Compare the current data and config with the lineage of `cfg.name@champion`."""
     champion = tracking.alias_version(client, cfg.name, tracking.CHAMPION)
     if champion is None:
         return RetrainingCheck(None, ())
-    return RetrainingCheck(str(champion.version), differences(DataState.of(cfg), DataState.from_tags(champion.tags)))
+    return RetrainingCheck(str(champion.version), Lineage.of(cfg).differences(Lineage.from_tags(champion.tags)))

@@ -21,9 +21,10 @@ from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
+from tlflow import paths
 from tlflow.registry.lock import is_lock
 
-DEFAULT_STORE_DIR = Path("mlflow")
+DEFAULT_STORE_DIR = paths.MLFLOW_STORE_DIR
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 OPTIMIZED = "optimized"  # the champion's fastest variant within the accuracy bound (tlflow optimize)

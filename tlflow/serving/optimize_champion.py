@@ -8,12 +8,11 @@ point; of variants within 5 % of the fastest one's speed, the most accurate: `op
 variant as its model; that model becomes a new version of the same registered model with tags
 `variant` and `optimized_from`, and alias `optimized` moves to it.
 
-The registration follows `tlflow.registry.registration`: under the model's promotion lock, the version is
-created `pending`, the alias moves, the ledger entry (action `optimize`; the champion does not
-change) is appended, and only then is the version marked `complete`. An exception on the way
-puts the alias back and deletes the version; a version a killed process left `pending` is removed
-by the next registry operation on the model (`clean_pending`). Versions tagged `variant` are never
-champion candidates (`registration.check_candidate`).
+The registration is one registry transaction (`tlflow.registry.registration.register_variant`):
+under the model's promotion lock the version is created `pending` with its source's lineage, the
+alias moves, the ledger entry (action `optimize`; the champion does not change) is appended, and
+only then is the version marked `complete`; a failure on the way leaves the registry as it was.
+Versions tagged `variant` are never champion candidates (`registration.check_candidate`).
 """
 
 from __future__ import annotations
@@ -28,17 +27,15 @@ import torch
 from mlflow import MlflowClient
 
 from tlflow.data.readers import load_labelled_data
-from tlflow.registry import ledger, registration, tracking
-from tlflow.registry.lock import registry_lock
+from tlflow.registry import registration, tracking
+from tlflow.registry.champion import load_version
+from tlflow.registry.lineage import Lineage
 from tlflow.registry.registration import VARIANT_TAG, RegistryError
+from tlflow.registry.transaction import OnStep
 from tlflow.serving.optimized import FP32, VARIANTS, Measurement, build_variants, check_variant, choose, measure
-from tlflow.serving.task_model import load_task_model, log_task_model
+from tlflow.serving.task_model import log_task_model
 from tlflow.task_types.base import TaskSettings
 from tlflow.task_types.registry import get_task_type
-
-#: Tags of the source version that describe its lineage; the variant carries them too.
-LINEAGE_TAGS = ("data_md5", "data_files_md5", "config_hash", "git_commit", "prefect_flow_run_id", "task_type",
-                "eval_split", "encoder_version")
 
 
 @dataclass
@@ -56,42 +53,32 @@ class OptimizeOutcome:
     tags: dict[str, str] = field(default_factory=dict)
 
 
-def _champion(client: MlflowClient, name: str) -> str | None:
-    return registration.aliases(client, name)[tracking.CHAMPION]
-
-
-def _optimized(client: MlflowClient, name: str) -> str | None:
-    mv = tracking.alias_version(client, name, tracking.OPTIMIZED)
-    return str(mv.version) if mv else None
-
-
 def optimize_champion(
     client: MlflowClient,
     name: str,
     actor: str,
-    lineage: dict[str, str],
+    lineage: Lineage,
     variants: tuple[str, ...] = VARIANTS,
     max_drop: float = 0.01,
     min_speedup: float = 1.0,
     repeats: int = 3,
     threads: int | None = None,
     progress: Callable[[str], None] | None = None,
-    before_alias: Callable[[], None] | None = None,
+    on_step: OnStep | None = None,
     lock_wait_s: float = 1800,
     lock_stale_s: float = 1800,
 ) -> OptimizeOutcome:
     """Measure the champion of `name` against its `variants` and register the fastest one within
     `max_drop` of its primary metric (and over `min_speedup` times its samples/s) as alias
     `optimized`. Nothing is registered when no variant qualifies (`outcome.version` is None and
-    `outcome.reason` says why). `before_alias` runs between registration and the alias move
-    (tests inject failures there)."""
+    `outcome.reason` says why). `on_step`: see `tlflow.registry.transaction.transact`."""
     say = progress or (lambda message: None)
     if max_drop < 0:
         raise RegistryError(f"max_drop must be >= 0 (the largest metric loss accepted), got {max_drop}")
     if not variants:
         raise RegistryError("no variants to try")
     registration.check_model(client, name)
-    source = _champion(client, name)
+    source = registration.aliases(client, name)[tracking.CHAMPION]
     if source is None:
         raise RegistryError(f"'{name}' has no champion to optimize")
     mv = registration.check_candidate(registration.check_model(client, name, source))
@@ -105,9 +92,9 @@ def optimize_champion(
     threads = torch.get_num_threads()
 
     say(f"loading {name} v{source} and its test split")
-    loaded = load_labelled_data(cfg.data, cfg.task.type)
+    loaded = load_labelled_data(cfg.data, task.dataset_spec())
     test = loaded.splits["test"]
-    fp32 = load_task_model(f"models:/{name}/{source}", TaskSettings.from_config(cfg))
+    fp32 = load_version(f"models:/{name}/{source}", TaskSettings.from_config(cfg))
     with tempfile.TemporaryDirectory(prefix="tlflow-optimize-") as tmp:
         say(f"building {', '.join(variants)}")
         built = build_variants(fp32.model, cfg.task.type, Path(tmp), variants, threads)
@@ -152,7 +139,7 @@ def optimize_champion(
             mlflow.set_tag("variant", chosen.variant)
 
     tags = {
-        **{k: mv.tags[k] for k in LINEAGE_TAGS if k in (mv.tags or {})},
+        **Lineage.from_tags(mv.tags).for_variant().tags(),
         VARIANT_TAG: chosen.variant,
         "optimized_from": source,
         "primary_metric": metric,
@@ -167,42 +154,11 @@ def optimize_champion(
     }
     outcome.tags = tags
     say(f"registering {chosen.variant} as a version of {name}")
-    outcome.version, outcome.ledger_sequence = _register_variant(
-        client, name, source, model_uri, tags, actor, {**lineage, "eval_split": mv.tags.get("eval_split", "")},
-        comparison, before_alias, lock_wait_s, lock_stale_s,
+    outcome.version, outcome.ledger_sequence = registration.register_variant(
+        client, name, source, model_uri, tags, actor, lineage, tags["decision_reason"], comparison,
+        lambda version: _description(name, version, source, comparison), lock_wait_s, lock_stale_s, on_step,
     )
     return outcome
-
-
-def _register_variant(
-    client: MlflowClient, name: str, source: str, model_uri: str, tags: dict[str, str], actor: str,
-    lineage: dict[str, str], comparison: dict, before_alias: Callable[[], None] | None, wait_s: float,
-    stale_s: float,
-) -> tuple[str, int]:
-    """Register `model_uri` as a variant of `name` v`source` and move `optimized` to it (under the lock)."""
-    with registry_lock(client, name, wait_s, stale_s):
-        registration.clean_pending(client, name)
-        champion = _champion(client, name)
-        if champion != source:
-            raise RegistryError(f"the champion of '{name}' changed from v{source} to v{champion} while optimizing: "
-                                "run it again")
-        before = {tracking.OPTIMIZED: _optimized(client, name)}
-        mv = tracking.register_version(model_uri, name, {**tags, "registration": registration.PENDING})
-        version = str(mv.version)
-        try:
-            registration._wait_ready(client, name, version)
-            client.update_model_version(name, version, description=_description(name, version, source, comparison))
-            if before_alias is not None:
-                before_alias()
-            client.set_registered_model_alias(name, tracking.OPTIMIZED, version)
-            entry = ledger.append(client, name, "optimize", version, champion, champion, actor,
-                                  tags["decision_reason"], lineage, comparison)
-            client.set_model_version_tag(name, version, "registration", registration.COMPLETE)
-        except BaseException:
-            registration._restore(client, name, before)  # no alias move without its version and ledger entry
-            client.delete_model_version(name, version)
-            raise
-    return version, entry.sequence
 
 
 def _description(name: str, version: str, source: str, comparison: dict) -> str:

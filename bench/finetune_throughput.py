@@ -9,7 +9,8 @@ initialisation, batch order, dropout), so accuracies are medians over seeds, not
 
 * ours: the fine-tune stage's model and loop (`build_task_model` + `tlflow.training.loop.finetune`, what
   `train_task_model` runs): length-grouped batches, dynamic padding, fused AdamW without decay on
-  biases/LayerNorm, the sequence classifier's last layer computed for [CLS] only (`cls_only`),
+  biases/LayerNorm, the speed-ups of `finetune.speedups` (all on by default): the sequence
+  classifier's last layer computed for [CLS] only (`cls_only`),
   the word-embedding gradient kept between steps (`kept_embedding_grad`), cheaper dropout masks
   (`fast_dropout`), one resumable checkpoint after the last step (its write, ~0.5 s, is recorded
   apart and not counted as training time: the Trainers here save nothing);
@@ -92,7 +93,7 @@ def setup(rows: int, eval_every: int):
         "finetune.max_grad_norm=1.0", "finetune.checkpoint_every_steps=100000", "finetune.threads=2",
         f"finetune.seed={SEED}", f"finetune.eval_every_steps={eval_every}",
     ])
-    loaded = load_labelled_data(cfg.data, cfg.task.type)
+    loaded = load_labelled_data(cfg.data, get_task_type(cfg.task.type).dataset_spec())
     tokenizer = load_tokenizer("minilm-l6")
     return cfg, loaded, tokenizer
 
@@ -106,7 +107,7 @@ def scorer(cfg, loaded, tokenizer):
 def run_ours(cfg, loaded, tokenizer, curve: Curve) -> tuple[float, int]:
     task, settings = get_task_type(cfg.task.type), TaskSettings.from_config(cfg)
     features = task.train_features(loaded.splits["train"], loaded.label_names, tokenizer, settings)
-    model = build_task_model(cfg.model, cfg.task.type, loaded.label_names, len(tokenizer), cfg.finetune.seed)
+    model = build_task_model(cfg.model, task.model_head, loaded.label_names, len(tokenizer), cfg.finetune.seed)
     calls = []
 
     def evaluate(m):

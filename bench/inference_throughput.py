@@ -47,7 +47,6 @@ from transformers import AutoTokenizer
 
 from tlflow.config import load_config
 from tlflow.data.readers import load_labelled_data
-from tlflow.modeling.models import TASK_HEADS
 from tlflow.registry import tracking
 from tlflow.runtime import apply_defaults
 from tlflow.serving import TaskModel, load_task_model
@@ -86,7 +85,7 @@ def load_model(args, cfg) -> tuple[TaskModel, dict]:
     """The fp32 model and where it came from (folder, or store, URI and resolved version)."""
     settings = TaskSettings.from_config(cfg)
     if args.hf_dir is not None:
-        model = TASK_HEADS[cfg.task.type][0].from_pretrained(args.hf_dir).eval()
+        model = get_task_type(cfg.task.type).model_head[0].from_pretrained(args.hf_dir).eval()
         tokenizer = AutoTokenizer.from_pretrained(args.hf_dir, use_fast=True)
         return TaskModel.from_parts(model, tokenizer, settings), {"hf_dir": str(args.hf_dir)}
     uri = tracking.configure()
@@ -138,7 +137,7 @@ def main() -> None:
     started = time.perf_counter()
 
     cfg = load_config(args.config)
-    loaded = load_labelled_data(cfg.data, cfg.task.type)
+    loaded = load_labelled_data(cfg.data, get_task_type(cfg.task.type).dataset_spec())
     test = loaded.splits["test"]
     if args.rows:
         test = test.select(range(min(args.rows, len(test))))

@@ -6,7 +6,8 @@ same thread count. Steps: the fine-tune stage's model (`build_task_model`, `mini
 sequence-classification head) and optimizer (`make_optimizer`, fused AdamW) on batches of 32 real
 SST-2 training text windows of exactly 64 and 128 tokens (no padding); a step is forward,
 backward, gradient clipping, optimizer step and `zero_grad`, as in `tlflow.training.loop.train_loop`
-(inside its `training_speedups`: the kept word-embedding gradient, cheaper dropout masks).
+(inside `training_speedups` with the fine-tune stage's default `finetune.speedups`: the [CLS]-only
+last layer, the kept word-embedding gradient, cheaper dropout masks).
 
 FLOPs per step, two ways:
 * model FLOPs (the usual MFU numerator): 6 x non-embedding parameters x tokens, plus attention
@@ -38,7 +39,10 @@ from tlflow.config import load_config
 from tlflow.data.readers import load_labelled_data
 from tlflow.modeling.models import build_task_model, load_tokenizer
 from tlflow.runtime import apply_defaults
-from tlflow.training.loop import LoopSettings, backward_and_step, make_optimizer, training_speedups
+from tlflow.task_types.registry import get_task_type
+from tlflow.training.optimizer import backward_and_step, make_optimizer
+from tlflow.training.settings import LoopSettings
+from tlflow.training.speedups import training_speedups
 from tlflow.training.speedups.cls_only import ClsOnlyBertLayer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -81,22 +85,24 @@ def attention_flops(layers: int, hidden: int, length: int, tokens: int) -> float
 
 
 def measure(cfg, tokenizer, ids: torch.Tensor, labels: torch.Tensor, steps: int) -> dict:
-    model = build_task_model(cfg.model, cfg.task.type, ["negative", "positive"], len(tokenizer), 42)
+    model = build_task_model(cfg.model, get_task_type(cfg.task.type).model_head, ["negative", "positive"], len(tokenizer), 42)
     settings = LoopSettings.for_finetune(cfg.finetune, 1000)
     optimizer = make_optimizer(model, settings)
     model.train()
     batches = [(ids[i * BATCH:(i + 1) * BATCH], labels[i * BATCH:(i + 1) * BATCH]) for i in range(steps + 2)]
     mask = torch.ones_like(batches[0][0])
 
-    # Counted on the plain model: the counter does not see SDPA's attention kernel, whose FLOPs
-    # are added by formula below (inside `training_speedups` attention with dropout runs as
-    # matmuls the counter would see).
-    with FlopCounterMode(display=False) as counter:
+    # Counted with the steps' [CLS]-only last layer but plain dropout: the counter does not see
+    # SDPA's attention kernel, whose FLOPs are added by formula below (with `fast_dropout` attention
+    # with dropout runs as matmuls the counter would see).
+    layer_only = [name for name in settings.speedups if name == "cls_only"]
+    with training_speedups(model, layer_only), FlopCounterMode(display=False) as counter:
         model(input_ids=batches[0][0], attention_mask=mask, labels=batches[0][1]).loss.backward()
     optimizer.zero_grad(set_to_none=True)
     counted = counter.get_total_flops()
 
-    with training_speedups(model) as grads:  # the steps as the fine-tune stage's loop runs them
+    # The steps as the fine-tune stage's loop runs them.
+    with training_speedups(model, settings.speedups) as grads:
         def step(x, y):
             loss = model(input_ids=x, attention_mask=mask, labels=y).loss
             backward_and_step(model, loss, optimizer, None, grads, settings.max_grad_norm)
@@ -107,9 +113,10 @@ def measure(cfg, tokenizer, ids: torch.Tensor, labels: torch.Tensor, steps: int)
             began = time.perf_counter()
             step(x, y)
             times.append(time.perf_counter() - began)
+        cls_only = isinstance(model.bert.encoder.layer[-1], ClsOnlyBertLayer)
     c = model.config
     length, tokens = ids.shape[1], BATCH * ids.shape[1]
-    full_attention_layers = c.num_hidden_layers - isinstance(model.bert.encoder.layer[-1], ClsOnlyBertLayer)
+    full_attention_layers = c.num_hidden_layers - cls_only
     model_flops = 6.0 * non_embedding_parameters(model) * tokens + attention_flops(
         c.num_hidden_layers, c.hidden_size, length, tokens)
     executed = counted + attention_flops(full_attention_layers, c.hidden_size, length, tokens)
@@ -130,7 +137,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     cfg = load_config(ROOT / "configs" / "sst2.yaml", ["finetune.learning_rate=1e-4"])
     tokenizer = load_tokenizer(cfg.model.base)
-    train = load_labelled_data(cfg.data, cfg.task.type).splits["train"]
+    train = load_labelled_data(cfg.data, get_task_type(cfg.task.type).dataset_spec()).splits["train"]
     texts = list(train["text"])
     started = time.perf_counter()
     results: dict[str, list] = {"peak_gflops": []}

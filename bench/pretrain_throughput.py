@@ -77,7 +77,8 @@ from tlflow.pretraining.stage import (  # noqa: E402
     score_heldout,
 )
 from tlflow.pretraining.vocab import train_wordpiece  # noqa: E402
-from tlflow.training.loop import LoopSettings, train_loop  # noqa: E402
+from tlflow.training.loop import train_loop  # noqa: E402
+from tlflow.training.settings import LoopSettings  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "pretrain_throughput.json"
 THREADS = 2

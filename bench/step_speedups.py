@@ -1,15 +1,17 @@
 """What the training loop's step speed-ups bring: fine-tuning steps with and without
-`tlflow.training.loop.training_speedups`, interleaved step by step in one process.
+`kept_embedding_grad` and `fast_dropout` (`tlflow.training.speedups.training_speedups`),
+interleaved step by step in one process.
 
 The speed-ups (the kept word-embedding gradient, cheaper dropout masks) are worth a few per
 cent, less than this VM's drift between whole runs (±10 %), so the two contenders do not run
 one after the other: each step of one is followed by the same batch's step of the other (the
 order swaps every step), and both see the same drift. Both are `minilm-l6` with the fine-tune
-stage's model (`build_task_model`, [CLS]-only last layer), optimizer and schedule, on the
+stage's model (`build_task_model` with the `cls_only` speed-up), optimizer and schedule, on the
 settings of `finetune_throughput.py` (1,536 stratified SST-2 training sentences, batch 32,
 length-grouped batches, AdamW 1e-4, fp32, 2 threads); a step is collate, forward and
-`backward_and_step`, as in `tlflow.training.loop.train_loop`. "without" zeroes gradients with
-`optimizer.zero_grad(set_to_none=True)` and keeps `nn.Dropout` and SDPA's own dropout.
+`backward_and_step`, as in `tlflow.training.loop.train_loop`. "without" (`cls_only` alone)
+zeroes gradients with `optimizer.zero_grad(set_to_none=True)` and keeps `nn.Dropout` and SDPA's
+own dropout.
 
 Each repeat trains a fresh pair for one epoch (seed 42 + r for both); reported per repeat: the
 ratio of the two contenders' summed step times, and the median of the per-step ratios; and the
@@ -33,18 +35,20 @@ from pathlib import Path
 import torch
 from benchlib import CpuMeter, machine, median, wait_for_quiet
 from finetune_throughput import ROOT, SEED, setup
-from transformers import get_linear_schedule_with_warmup
 
 from tlflow.modeling.batching import collate, epoch_batches
 from tlflow.modeling.models import build_task_model
 from tlflow.runtime import apply_defaults
 from tlflow.task_types.base import TaskSettings
 from tlflow.task_types.registry import get_task_type
-from tlflow.training.loop import LoopSettings, backward_and_step, make_optimizer, training_speedups
-from tlflow.training.speedups.kept_embedding_grad import DenseGrads
+from tlflow.training.optimizer import backward_and_step, make_optimizer, make_scheduler
+from tlflow.training.settings import LoopSettings
+from tlflow.training.speedups import training_speedups
 
 RESULTS = ROOT / "bench" / "results" / "step_speedups.json"
 CONTENDERS = ("with", "without")
+#: The speed-ups of each contender: both compute the last layer for [CLS] only, as the fine-tune stage does.
+SPEEDUPS = {"with": ("cls_only", "kept_embedding_grad", "fast_dropout"), "without": ("cls_only",)}
 
 
 def one_epoch(cfg, features, loaded, tokenizer, seed: int) -> dict[str, list[float]]:
@@ -55,11 +59,10 @@ def one_epoch(cfg, features, loaded, tokenizer, seed: int) -> dict[str, list[flo
     with ExitStack() as stack:
         steppers = {}
         for name in CONTENDERS:
-            model = build_task_model(cfg.model, cfg.task.type, loaded.label_names, len(tokenizer), seed).train()
+            model = build_task_model(cfg.model, get_task_type(cfg.task.type).model_head, loaded.label_names, len(tokenizer), seed).train()
             optimizer = make_optimizer(model, settings)
-            scheduler = get_linear_schedule_with_warmup(
-                optimizer, int(settings.warmup_ratio * settings.total_steps), settings.total_steps)
-            grads = stack.enter_context(training_speedups(model) if name == "with" else DenseGrads())
+            scheduler = make_scheduler(optimizer, settings)
+            grads = stack.enter_context(training_speedups(model, SPEEDUPS[name]))
             steppers[name] = (model, optimizer, scheduler, grads)
         torch.manual_seed(seed)
         for i, batch in enumerate(epoch_batches(lengths, settings.batch_size, seed, 0)):

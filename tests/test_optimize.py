@@ -19,7 +19,8 @@ from flows.cli import app
 from tlflow.config import load_config
 from tlflow.data.readers import load_labelled_data
 from tlflow.modeling.models import load_tokenizer
-from tlflow.registry import ledger, registration, tracking
+from tlflow.registry import ledger, registration, tracking, transaction
+from tlflow.registry.lineage import Lineage
 from tlflow.registry.lock import lock_name
 from tlflow.serving import load_task_model, log_task_model
 from tlflow.serving.optimize_champion import optimize_champion
@@ -34,10 +35,10 @@ from tlflow.serving.optimized import (
     choose,
 )
 from tlflow.task_types.base import TaskSettings
-from tlflow.task_types.registry import get_task_type
+from tlflow.task_types.registry import check_config, get_task_type
 from tlflow.training.finetuning import train_task_model
 
-pytestmark = [pytest.mark.needs_data]
+pytestmark = [pytest.mark.needs_data, pytest.mark.slow]  # trains a model, builds and times ONNX variants
 
 REPO = Path(__file__).resolve().parents[1]
 NAME = "opt-tiny"
@@ -54,10 +55,10 @@ def trained(tmp_path_factory):
     """A 2-layer, hidden-64 BERT fine-tuned for 3 epochs on 800 SST-2 sentences (accuracy ~0.6 but
     confident, with both labels predicted, so agreement between variants means something);
     (cfg, loaded, model, tokenizer)."""
-    cfg = load_config(REPO / "configs" / "sst2.yaml", [f"{k}={v}" for k, v in TINY.items()])
+    cfg = check_config(load_config(REPO / "configs" / "sst2.yaml", [f"{k}={v}" for k, v in TINY.items()]))
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(REPO)
-        loaded = load_labelled_data(cfg.data, cfg.task.type)
+        loaded = load_labelled_data(cfg.data, get_task_type(cfg.task.type).dataset_spec())
     tokenizer = load_tokenizer(cfg.model.base)
     task, settings = get_task_type(cfg.task.type), TaskSettings.from_config(cfg)
     features = task.train_features(loaded.splits["train"], loaded.label_names, tokenizer, settings)
@@ -95,7 +96,7 @@ def test_variants_predict_like_fp32_through_the_task_code(trained, project, tmp_
         onnx.train()
     requests = pd.DataFrame({"text": ["a gorgeous , witty , seductive movie .", "dull"]})
     assert [set(p) for p in task.predict(onnx, tokenizer, requests, settings)] == [{"label", "score"}] * 2
-    with pytest.raises(OptimizeError, match="not supported for task type 'summarization'"):
+    with pytest.raises(OptimizeError, match="not supported.*'summarization'"):
         check_variant("onnx-int8", "summarization")
     with pytest.raises(OptimizeError, match="unknown variant 'onnx-int4'"):
         check_variant("onnx-int4", cfg.task.type)
@@ -108,10 +109,9 @@ def test_variants_predict_like_fp32_through_the_task_code(trained, project, tmp_
     loaded_model = load_task_model(uri)
     assert loaded_model.variant == "torch-int8"
     assert "DynamicQuantizedLinear" in repr(loaded_model.model)
-    # Activations are quantized per batch, so float-rounding differences (the trained instance may
-    # compute its last layer for [CLS] only; the reloaded one is a plain BERT) can move a few scores.
+    # Both are the plain model quantized the same way (no inference speed-ups in these settings).
     reloaded, built = _probs(loaded_model.model, trained), _probs(variants["torch-int8"].model, trained)
-    assert (reloaded.argmax(-1) == built.argmax(-1)).mean() >= 0.97 and np.abs(reloaded - built).max() < 0.05
+    np.testing.assert_allclose(reloaded, built, atol=1e-6)
 
 
 def _measurement(variant: str, accuracy: float, speed: float) -> Measurement:
@@ -141,7 +141,7 @@ def _register_champion(trained, client) -> None:
         uri = log_task_model(model, tokenizer, settings, task.requests(loaded.splits["test"].select(range(3))))
     outcome = registration.register_and_promote(
         client, cfg, uri, registration.scores_of(cfg, evaluation, loaded.label_names), lambda v: None,
-        {"data_md5": "tiny", "task_type": cfg.task.type, "eval_split": "tiny-split"}, "test", lambda v, d: "",
+        Lineage(data_md5="tiny", task_type=cfg.task.type, eval_split="tiny-split"), "test", lambda v, d: "",
     )
     assert outcome.version == "1" and outcome.decision.promoted
 
@@ -158,7 +158,7 @@ def test_optimize_registers_the_variant_beside_the_champion(trained, project):
     tracking.configure()
     client = MlflowClient()
     _register_champion(trained, client)
-    optimize = partial(optimize_champion, client, NAME, "test", {"data_md5": "tiny"}, max_drop=0.1, min_speedup=0.0,
+    optimize = partial(optimize_champion, client, NAME, "test", Lineage(data_md5="tiny"), max_drop=0.1, min_speedup=0.0,
                        repeats=1)
 
     outcome = optimize(variants=("onnx-int8",))
@@ -189,15 +189,16 @@ def test_optimize_registers_the_variant_beside_the_champion(trained, project):
     assert code.exit_code == 1 and "is an optimized variant (onnx-int8 of v1)" in code.output
     assert len(code.output.strip().splitlines()) == 1
     with pytest.raises(registration.RegistryError, match="optimized variant"):
-        registration.promote_version(client, cfg, "2", lambda v: None, "test", {})
+        registration.promote_version(client, cfg, "2", lambda v: None, "test", Lineage())
 
     before = _state(client)
 
-    def fail():
-        raise RuntimeError("injected: network gone while moving the alias")
+    def fail(step):
+        if step == transaction.STEP_LEDGER:  # the variant is registered and `optimized` moved
+            raise RuntimeError("injected: network gone before the ledger entry")
 
     with pytest.raises(RuntimeError, match="injected"):
-        optimize(variants=("torch-int8",), before_alias=fail)
+        optimize(variants=("torch-int8",), on_step=fail)
     assert _state(client) == before  # no version left behind, `optimized` still on v2, no ledger entry
     with pytest.raises(MlflowException):  # the lock was released
         client.get_registered_model(lock_name(NAME))

@@ -8,6 +8,8 @@ from transformers import BertConfig, BertForSequenceClassification, BertForToken
 
 from tlflow.training.speedups.cls_only import ClsOnlyBertLayer, cls_only_last_layer
 
+pytestmark = [pytest.mark.unit]
+
 
 def _config(attn: str) -> BertConfig:
     config = BertConfig(vocab_size=120, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,

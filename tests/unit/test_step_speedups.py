@@ -8,7 +8,8 @@ import torch
 from transformers import BertConfig, BertForSequenceClassification, BertForTokenClassification
 
 from tlflow.pretraining.model import BertForMaskedPretraining
-from tlflow.training.loop import LoopSettings, make_optimizer
+from tlflow.training.optimizer import make_optimizer
+from tlflow.training.settings import LoopSettings
 from tlflow.training.speedups.fast_dropout import (
     SDPA_FAST_DROPOUT,
     FastDropout,
@@ -16,6 +17,8 @@ from tlflow.training.speedups.fast_dropout import (
     sdpa_fast_dropout_attention,
 )
 from tlflow.training.speedups.kept_embedding_grad import DenseGrads, KeptEmbeddingGrad, kept_embedding_grad
+
+pytestmark = [pytest.mark.unit]
 
 CONFIG = dict(vocab_size=200, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
               max_position_embeddings=32)

@@ -1,13 +1,18 @@
-"""The fine-tuning loop on a tiny random BERT: learning, checkpoints, exact resume after a crash."""
+"""The fine-tuning loop on a tiny random BERT: learning, checkpoints, exact resume after a crash,
+opt-in speed-ups that change no result and leave a plain model."""
 
 import time
 
 import pytest
 import torch
+from torch import nn
 from transformers import BertConfig, BertForSequenceClassification
 
 from tlflow.config import FinetuneConfig
-from tlflow.training.loop import finetune, latest_checkpoint
+from tlflow.training.checkpoints import latest_checkpoint
+from tlflow.training.loop import finetune
+
+pytestmark = [pytest.mark.unit]
 
 # Two classes a tiny model can learn in a few steps: class 1 sequences contain token 7.
 EXAMPLES = [([2, 5, 6, 3], 0), ([2, 7, 5, 3], 1), ([2, 6, 6, 5, 3], 0), ([2, 5, 7, 7, 3], 1)] * 16
@@ -96,3 +101,41 @@ def test_resume_after_a_crash_continues_exactly(tmp_path):
 def test_only_the_newest_checkpoints_are_kept(tmp_path):
     finetune(tiny_model(), FEATURES, cfg(), 0, tmp_path, progress=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["step-0000020", "step-0000024"]
+
+
+def _losses_and_model(tmp_path, speedups, dropout: bool):
+    model = tiny_model()
+    if not dropout:  # no random draws: the paths must agree step for step
+        for module in model.modules():
+            if isinstance(module, nn.Dropout):
+                module.p = 0.0
+    logged = []
+    finetune(model, FEATURES, cfg(speedups=speedups), 0, tmp_path, log_metrics=lambda m, s: logged.append(m),
+             progress=False)
+    return [m["train_loss"] for m in logged if "train_loss" in m], model
+
+
+def test_speedups_off_trains_like_speedups_on(tmp_path):
+    on, fast = _losses_and_model(tmp_path / "on", ["cls_only", "kept_embedding_grad", "fast_dropout"], False)
+    off, plain = _losses_and_model(tmp_path / "off", [], False)
+    assert len(on) == len(off) == 24
+    torch.testing.assert_close(torch.tensor(on), torch.tensor(off), atol=1e-5, rtol=1e-4)
+    for (name, a), b in zip(plain.state_dict().items(), fast.state_dict().values()):
+        torch.testing.assert_close(b, a, atol=1e-4, rtol=1e-3, msg=name)
+    # With dropout the masks differ (fast_dropout draws other random numbers) but training still works.
+    dropped, _ = _losses_and_model(tmp_path / "dropout", [], True)
+    assert len(dropped) == 24 and sum(dropped[-5:]) < sum(dropped[:5])
+
+
+def test_speedups_are_undone_after_training(tmp_path):
+    from transformers.models.bert.modeling_bert import BertLayer
+
+    model = tiny_model()
+    finetune(model, FEATURES, cfg(epochs=1), 0, tmp_path, progress=False)
+    assert type(model.bert.encoder.layer[-1]) is BertLayer
+    assert all(type(m) is nn.Dropout for m in model.modules() if isinstance(m, nn.Dropout))
+    assert model.config._attn_implementation != "sdpa_fast_dropout"
+    assert model.bert.embeddings.word_embeddings.weight.grad is None
+    assert not model.bert.embeddings.word_embeddings.sparse
+    with pytest.raises(ValueError):
+        cfg(speedups=["warp_drive"])

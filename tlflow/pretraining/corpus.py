@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from tlflow.config import CorpusConfig
+from tlflow.errors import TlflowError
 
 __all__ = [
     "CorpusError",
@@ -29,7 +30,7 @@ __all__ = [
 ]
 
 
-class CorpusError(ValueError):
+class CorpusError(TlflowError, ValueError):
     """Pretraining text that cannot be read; the message is one line naming the file (and line)."""
 
 

@@ -21,7 +21,8 @@ from tlflow.config import PretrainConfig
 from tlflow.pretraining.corpus import Document
 from tlflow.pretraining.examples import SpecialIds, create_nsp_examples, mask_tokens, pack_sequences, word_start_flags
 from tlflow.pretraining.model import BertForMaskedPretraining
-from tlflow.training.loop import LoopSettings, MetricsCallback, TrainResult, train_loop
+from tlflow.training.loop import MetricsCallback, TrainResult, train_loop
+from tlflow.training.settings import LoopSettings
 
 #: Masking seed of the held-out set: the same masks every evaluation, so numbers are comparable.
 HELDOUT_MASK_SEED = 1234

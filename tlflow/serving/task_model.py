@@ -43,7 +43,7 @@ from tlflow.serving.optimized import (
 )
 from tlflow.task_types.base import RequestError, TaskSettings
 from tlflow.task_types.registry import get_task_type
-from tlflow.training.speedups.cls_only import cls_only_last_layer
+from tlflow.training.speedups import apply_inference_speedups
 
 HF_DIR, SETTINGS_FILE, ONNX_DIR = "hf", "task.json", "onnx"
 
@@ -64,7 +64,8 @@ class TaskModel(PythonModel):
         self.task = get_task_type(self.settings.task)
         self.tokenizer = AutoTokenizer.from_pretrained(hf_dir, use_fast=True)
         self.variant = read_variant_file(variant_file)
-        self.model = load_variant(self.variant, self.settings.task, hf_dir, onnx_dir)
+        self.model = load_variant(self.variant, self.settings.task, hf_dir, onnx_dir,
+                                  speedups=self.settings.inference_speedups)
         return self
 
     @classmethod
@@ -149,6 +150,6 @@ def load_task_model(model_uri: str, settings: TaskSettings | None = None) -> Tas
         if settings is None:
             raise ValueError(f"{model_uri} is a transformers-flavor model: give the TaskSettings to wrap it")
         parts = mlflow.transformers.load_model(model_uri, return_type="components")
-        cls_only_last_layer(parts["model"])
-        return TaskModel.from_parts(parts["model"].eval(), parts["tokenizer"], settings)
+        model = apply_inference_speedups(parts["model"], settings.inference_speedups)
+        return TaskModel.from_parts(model.eval(), parts["tokenizer"], settings)
     return mlflow.pyfunc.load_model(model_uri).unwrap_python_model()

@@ -35,7 +35,8 @@ from tlflow.modeling.batching import collate
 from tlflow.modeling.models import build_task_model, load_tokenizer
 from tlflow.task_types.base import TaskSettings
 from tlflow.task_types.registry import get_task_type
-from tlflow.training.loop import LoopSettings, TrainResult, train_loop
+from tlflow.training.loop import TrainResult, train_loop
+from tlflow.training.settings import LoopSettings
 
 FINAL_WEIGHTS, FINAL_RESULT, JOB, VALIDATION = "final.safetensors", "final-result.json", "ddp-job.json", "ddp-validation"
 
@@ -68,8 +69,8 @@ def train_distributed(
     if done.returncode != 0 or not (checkpoint_dir / FINAL_RESULT).is_file():
         raise RuntimeError(f"distributed fine-tuning failed (exit {done.returncode}): {done.stderr[-3000:]}")
     tokenizer = load_tokenizer(encoder)
-    model = build_task_model(cfg.model.model_copy(update={"base": encoder}), cfg.task.type, label_names,
-                             len(tokenizer), cfg.finetune.seed)
+    model = build_task_model(cfg.model.model_copy(update={"base": encoder}), get_task_type(cfg.task.type).model_head,
+                             label_names, len(tokenizer), cfg.finetune.seed)
     load_model(model, str(checkpoint_dir / FINAL_WEIGHTS))
     model.eval()
     return model, TrainResult(**json.loads((checkpoint_dir / FINAL_RESULT).read_text(encoding="utf-8")))
@@ -98,8 +99,8 @@ def _train_rank(rank: int, world: int, checkpoint_dir: Path) -> None:
     features = load_from_disk(job["features"])["train"].to_dict()
     validation = load_from_disk(str(checkpoint_dir / VALIDATION)) if job["validation"] else None
     tokenizer = load_tokenizer(encoder)
-    model = build_task_model(cfg.model.model_copy(update={"base": encoder}), cfg.task.type, label_names,
-                             len(tokenizer), cfg.finetune.seed)
+    model = build_task_model(cfg.model.model_copy(update={"base": encoder}), get_task_type(cfg.task.type).model_head,
+                             label_names, len(tokenizer), cfg.finetune.seed)
     ddp = DistributedDataParallel(model)
     task, settings = get_task_type(cfg.task.type), TaskSettings.from_config(cfg)
 

@@ -32,7 +32,7 @@ def train_task_model(
     task = get_task_type(cfg.task.type)
     settings = TaskSettings.from_config(cfg)
     model_cfg = cfg.model.model_copy(update={"base": encoder})
-    model = build_task_model(model_cfg, cfg.task.type, label_names, len(tokenizer), cfg.finetune.seed)
+    model = build_task_model(model_cfg, task.model_head, label_names, len(tokenizer), cfg.finetune.seed)
 
     def validate(m: PreTrainedModel) -> dict[str, float]:
         return task.evaluate(m, tokenizer, validation, label_names, settings).metrics

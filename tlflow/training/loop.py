@@ -1,40 +1,35 @@
 """Training loop shared by fine-tuning and pretraining: AdamW with linear warm-up and decay, fp32, resumable.
 
-A checkpoint (weights, optimizer, scheduler, RNG state, step) is written every
-`checkpoint_every_steps` and at the end. Batches are a pure function of (seed, epoch), so a run
-that restarts after a kill loads the last checkpoint and continues with exactly the batches it
-had not yet seen.
+The loop itself is short: batches, forward, `backward_and_step`, then the run's hooks
+(`_RunHooks.on_step`, which logs, validates and checkpoints at their cadence). Its parts live
+beside it: `settings` (LoopSettings), `optimizer` (AdamW, schedule, the step), `checkpoints`
+(write, find, resume) and `speedups` (the opt-in tricks `LoopSettings.speedups` names).
 """
 
 from __future__ import annotations
 
 import math
-import os
-import re
-import shutil
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_model, save_model
 from tqdm.auto import tqdm
-from transformers import PreTrainedModel, get_linear_schedule_with_warmup
+from transformers import PreTrainedModel
 
-from tlflow.config import FinetuneConfig, PretrainConfig
-from tlflow.data.atomic import atomic_dir
+from tlflow.config import FinetuneConfig
 from tlflow.modeling.batching import collate, epoch_batches
-from tlflow.training.speedups.fast_dropout import fast_dropout
-from tlflow.training.speedups.kept_embedding_grad import DenseGrads, KeptEmbeddingGrad, kept_embedding_grad
+from tlflow.training.checkpoints import Progress, resume, write_checkpoint
+from tlflow.training.optimizer import backward_and_step, make_optimizer, make_scheduler
+from tlflow.training.settings import LoopSettings, set_threads
+from tlflow.training.speedups import training_speedups
 
 MetricsCallback = Callable[[dict[str, float], int], None]
 EvalCallback = Callable[[PreTrainedModel], dict[str, float]]
-
-_STEP_DIR = re.compile(r"^step-(\d+)$")
-_KEEP_CHECKPOINTS = 2
+BatchBuilder = Callable[[list[int], int], dict[str, torch.Tensor]]
+OutputMetrics = Callable[[Any], dict[str, float]]
 
 
 @dataclass
@@ -54,136 +49,101 @@ class TrainResult:
         return self.samples / self.seconds if self.seconds > 0 else 0.0
 
 
-def set_threads(threads: int) -> int:
-    """Use `threads` intra-op threads (0: every core this process may run on)."""
-    n = threads or len(os.sched_getaffinity(0))
-    torch.set_num_threads(n)
-    return n
+def _remaining_batches(lengths: Sequence[int], settings: LoopSettings, start: int) -> Iterator[list[int]]:
+    """The batches of steps `start`..`total_steps` (example indices), epoch after epoch."""
+    steps_per_epoch = math.ceil(len(lengths) / settings.batch_size)
+    step = start
+    while step < settings.total_steps:
+        epoch, offset = divmod(step, steps_per_epoch)
+        for batch in epoch_batches(lengths, settings.batch_size, settings.seed, epoch, settings.group_by_length)[offset:]:
+            if step >= settings.total_steps:
+                return
+            yield batch
+            step += 1
 
 
-@dataclass(frozen=True)
-class LoopSettings:
-    """What the training loop needs to know, whichever stage (fine-tuning, pretraining) runs it."""
-
-    total_steps: int
-    batch_size: int
-    learning_rate: float
-    weight_decay: float
-    warmup_ratio: float
-    checkpoint_every_steps: int
-    seed: int
-    max_grad_norm: float = 1.0
-    group_by_length: bool = True
-    eval_every_steps: int = 0
-    log_every_steps: int = 20
-    threads: int = 0
-
-    @classmethod
-    def for_finetune(cls, cfg: FinetuneConfig, n_examples: int) -> LoopSettings:
-        """Steps from `epochs` (fractions allowed) over `n_examples`."""
-        steps_per_epoch = math.ceil(n_examples / cfg.batch_size)
-        return cls(
-            total_steps=max(1, math.ceil(cfg.epochs * steps_per_epoch)),
-            eval_every_steps=cfg.eval_every_steps or steps_per_epoch,
-            **cfg.model_dump(include={
-                "batch_size", "learning_rate", "weight_decay", "warmup_ratio", "checkpoint_every_steps", "seed",
-                "max_grad_norm", "group_by_length", "log_every_steps", "threads",
-            }),
-        )
+def _rank_slice(batch: list[int], rank: int, world: int) -> list[int]:
+    """This rank's share of a batch; every rank gets at least one example of a (short, last) batch."""
+    if world == 1:
+        return batch
+    return (batch * world)[: max(len(batch), world)][rank::world]
 
 
-    @classmethod
-    def for_pretrain(cls, cfg: PretrainConfig) -> LoopSettings:
-        """`max_steps` steps; held-out scoring at the end; about ten log points."""
-        return cls(
-            total_steps=cfg.max_steps,
-            eval_every_steps=cfg.max_steps,
-            log_every_steps=max(1, min(20, cfg.max_steps // 10)),
-            **cfg.model_dump(include={
-                "batch_size", "learning_rate", "weight_decay", "warmup_ratio", "checkpoint_every_steps", "seed",
-            }),
-        )
+class _RunHooks:
+    """What happens between the steps of one segment of a run: `on_step` counts and accumulates
+    the log window, then calls `on_log`, `on_eval` and `on_checkpoint` at their cadence. Only the
+    lead rank logs, validates and checkpoints. Validation and checkpoint writes are not training
+    time."""
 
+    def __init__(self, settings: LoopSettings, n_examples: int, checkpoint_dir: Path, core: torch.nn.Module,
+                 optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler,
+                 progress: Progress, evaluate: EvalCallback | None, log: MetricsCallback | None,
+                 output_metrics: OutputMetrics | None, bar: tqdm, lead: bool) -> None:
+        self.settings, self.checkpoint_dir, self.core = settings, checkpoint_dir, core
+        self.optimizer, self.scheduler, self.progress, self.bar, self.lead = optimizer, scheduler, progress, bar, lead
+        self.evaluate = evaluate if lead else None
+        self.log = (log if lead else None) or (lambda metrics, step: None)
+        self.output_metrics = output_metrics
+        self.eval_every = settings.eval_every_steps or math.ceil(n_examples / settings.batch_size)
+        self.resumed_from, self.seconds_before = progress.step, progress.seconds
+        self.window: dict[str, float] = {}
+        self.window_n, self.last_loss = 0, float("nan")
+        self.val_metrics: dict[str, float] = {}
+        self.eval_seconds = self.checkpoint_seconds = 0.0
+        self.started = time.perf_counter()
 
-def make_optimizer(model: torch.nn.Module, settings: LoopSettings) -> torch.optim.AdamW:
-    """AdamW without weight decay on biases and LayerNorm weights (as in BERT)."""
-    decay, no_decay = [], []
-    for name, param in model.named_parameters():
-        if not param.requires_grad:
-            continue
-        (no_decay if param.ndim < 2 or "norm" in name.lower() else decay).append(param)
-    groups = [
-        {"params": decay, "weight_decay": settings.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
-    return torch.optim.AdamW(groups, lr=settings.learning_rate, fused=True)
+    def training_seconds(self, now: float) -> float:
+        return self.seconds_before + now - self.started - self.eval_seconds - self.checkpoint_seconds
 
+    def on_step(self, output: Any, samples: int, tokens: int) -> None:
+        progress, settings = self.progress, self.settings
+        progress.step += 1
+        progress.samples += samples
+        progress.tokens += tokens
+        self.window_n += 1
+        extra = self.output_metrics(output) if self.output_metrics else {}
+        for key, value in {"train_loss": float(output.loss.detach()), **extra}.items():
+            self.window[key] = self.window.get(key, 0.0) + value
+        self.bar.update(1)
+        step, total = progress.step, settings.total_steps
+        if step % settings.log_every_steps == 0 or step == total:
+            self.on_log()
+        if step % self.eval_every == 0 and step != total:
+            self.on_eval()
+        if self.lead and (step % settings.checkpoint_every_steps == 0 or step == total):
+            self.on_checkpoint()
 
-@contextmanager
-def training_speedups(model: torch.nn.Module, data_parallel: bool = False) -> Iterator[KeptEmbeddingGrad | DenseGrads]:
-    """What the loop changes while a model trains, all undone on exit; yields what zeroes the
-    gradients after each optimizer step (`.zero_grad(optimizer)`).
+    def on_log(self) -> None:
+        means = {k: v / self.window_n for k, v in self.window.items()}
+        self.last_loss = means["train_loss"]
+        self.log({**means, "learning_rate": self.scheduler.get_last_lr()[0]}, self.progress.step)
+        self.bar.set_postfix(loss=f"{self.last_loss:.4f}")
+        self.window, self.window_n = {}, 0
 
-    The word-embedding gradient is kept between steps (`kept_embedding_grad`; not for
-    data-parallel ranks, whose DistributedDataParallel reduces dense gradients) and dropout draws
-    cheaper masks (`fast_dropout`). Neither changes what is computed: same gradients, same
-    dropout probability; see the two modules.
-    """
-    grads = DenseGrads() if data_parallel else kept_embedding_grad(model)
-    with grads, fast_dropout(model):
-        yield grads
+    def on_eval(self) -> None:
+        if self.evaluate is None:
+            self.val_metrics = {}
+            return
+        began = time.perf_counter()
+        self.val_metrics = self.evaluate(self.core)
+        self.eval_seconds += time.perf_counter() - began
+        self.log({f"val_{k}": v for k, v in self.val_metrics.items()}, self.progress.step)
 
+    def on_checkpoint(self) -> None:
+        saving = time.perf_counter()
+        self.progress.seconds = self.training_seconds(saving)
+        write_checkpoint(self.checkpoint_dir, self.core, self.optimizer, self.scheduler, self.progress)
+        self.checkpoint_seconds += time.perf_counter() - saving
 
-def backward_and_step(
-    model: torch.nn.Module,
-    loss: torch.Tensor,
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler | None,
-    grads: KeptEmbeddingGrad | DenseGrads,
-    max_grad_norm: float,
-) -> None:
-    """The second half of a training step: backward, gradient clipping, optimizer and schedule
-    step, gradients zeroed by `grads` (what `training_speedups` yields)."""
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
-    optimizer.step()
-    if scheduler is not None:
-        scheduler.step()
-    grads.zero_grad(optimizer)
-
-
-def latest_checkpoint(checkpoint_dir: Path) -> Path | None:
-    """The newest complete checkpoint folder, or None."""
-    if not checkpoint_dir.is_dir():
-        return None
-    steps = [
-        (int(m.group(1)), p)
-        for p in checkpoint_dir.iterdir()
-        if (m := _STEP_DIR.match(p.name)) and (p / "state.pt").is_file()
-    ]
-    return max(steps)[1] if steps else None
-
-
-def save_checkpoint(checkpoint_dir: Path, model: PreTrainedModel, state: dict) -> Path:
-    """Write weights (safetensors) and trainer state atomically; keep the newest two."""
-    target = checkpoint_dir / f"step-{state['step']:07d}"
-    with atomic_dir(target) as tmp:
-        save_model(model, str(tmp / "model.safetensors"))
-        torch.save(state, tmp / "state.pt")
-    old = sorted(p for p in checkpoint_dir.iterdir() if _STEP_DIR.match(p.name))[:-_KEEP_CHECKPOINTS]
-    for path in old:
-        shutil.rmtree(path, ignore_errors=True)
-    return target
-
-
-def load_checkpoint(path: Path, model: PreTrainedModel) -> dict:
-    """Load weights into `model` and return the trainer state saved beside them."""
-    load_model(model, str(path / "model.safetensors"))
-    return torch.load(path / "state.pt", weights_only=True)
-
-
-BatchBuilder = Callable[[list[int], int], dict[str, torch.Tensor]]
-OutputMetrics = Callable[[Any], dict[str, float]]
+    def finish(self) -> TrainResult:
+        """Close the bar, validate a last time; the segment's result (time of the whole training)."""
+        self.bar.close()
+        seconds = self.training_seconds(time.perf_counter())
+        self.on_eval()
+        p = self.progress
+        return TrainResult(steps=p.step, total_steps=self.settings.total_steps, resumed_from=self.resumed_from,
+                           train_loss=self.last_loss, seconds=seconds, samples=p.samples, tokens=p.tokens,
+                           val_metrics=self.val_metrics, checkpoint_seconds=self.checkpoint_seconds)
 
 
 def train_loop(
@@ -206,7 +166,8 @@ def train_loop(
         lengths: token count of every example (drives length-grouped batching).
         make_batch: (example indices, global step) -> model inputs; the step lets it draw
             reproducible randomness (e.g. masking), so a resumed run sees identical batches.
-        settings: step budget, optimizer and schedule, checkpoint and logging cadence.
+        settings: step budget, optimizer and schedule, checkpoint and logging cadence, and the
+            speed-ups applied while training (all undone on return: the model is plain again).
         checkpoint_dir: folder of this run's checkpoints (keyed by config and data by the caller).
         evaluate: returns validation metrics (unprefixed); called every `eval_every_steps` and at
             the end, logged with a `val_` prefix.
@@ -221,110 +182,29 @@ def train_loop(
         (with `shard`: samples of all ranks, tokens of this rank).
     """
     rank, world = shard
-    lead = rank == 0
     core = getattr(model, "module", model)  # the model itself inside a DistributedDataParallel wrapper
     if world == 1:
         set_threads(settings.threads)
-    steps_per_epoch = math.ceil(len(lengths) / settings.batch_size)
-    total_steps = settings.total_steps
     optimizer = make_optimizer(model, settings)
-    scheduler = get_linear_schedule_with_warmup(
-        optimizer, int(settings.warmup_ratio * total_steps), total_steps
-    )
-
-    # Work done before a resume counts: a resumed (or already finished) run reports the whole
-    # training's time and throughput, not only the last segment's.
-    step = samples = tokens = 0
-    seconds_before = 0.0
-    checkpoint = latest_checkpoint(checkpoint_dir)
-    if checkpoint is not None:
-        state = load_checkpoint(checkpoint, core)
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["rng"])
-        step, samples, tokens = int(state["step"]), int(state.get("samples", 0)), int(state.get("tokens", 0))
-        seconds_before = float(state.get("seconds", 0.0))
-    else:
+    scheduler = make_scheduler(optimizer, settings)
+    done = resume(checkpoint_dir, core, optimizer, scheduler)
+    if done is None:
         torch.manual_seed(settings.seed)
-    resumed_from = step
-    log = (log_metrics if lead else None) or (lambda metrics, step: None)
-    eval_every = settings.eval_every_steps or steps_per_epoch
-
-    # Validation and checkpoint writes inside the loop are not training time.
-    eval_seconds = checkpoint_seconds = 0.0
-
-    def run_eval() -> dict[str, float]:
-        nonlocal eval_seconds
-        if evaluate is None or not lead:
-            return {}
-        began = time.perf_counter()
-        metrics = evaluate(core)
-        eval_seconds += time.perf_counter() - began
-        log({f"val_{k}": v for k, v in metrics.items()}, step)
-        return metrics
-
+    done = done or Progress()
+    bar = tqdm(total=settings.total_steps, initial=done.step, desc=desc, unit="step",
+               disable=not (progress and rank == 0), leave=False)
+    hooks = _RunHooks(settings, len(lengths), checkpoint_dir, core, optimizer, scheduler, done, evaluate,
+                      log_metrics, output_metrics, bar, lead=rank == 0)
     model.train()
-    window: dict[str, float] = {}
-    window_n, last_loss = 0, float("nan")
-    val_metrics: dict[str, float] = {}
-    started = time.perf_counter()
-    bar = tqdm(total=total_steps, initial=step, desc=desc, unit="step", disable=not (progress and lead), leave=False)
-    with training_speedups(core, data_parallel=world > 1) as grads:
-        while step < total_steps:
-            epoch, offset = divmod(step, steps_per_epoch)
-            batches = epoch_batches(lengths, settings.batch_size, settings.seed, epoch, settings.group_by_length)
-            for batch in batches[offset:]:
-                if step >= total_steps:
-                    break
-                if world > 1:  # every rank needs at least one example of a (short, last) batch
-                    mine = (batch * world)[: max(len(batch), world)][rank::world]
-                inputs = make_batch(mine if world > 1 else batch, step)
-                output = model(**inputs)
-                backward_and_step(model, output.loss, optimizer, scheduler, grads, settings.max_grad_norm)
-                step += 1
-                samples += len(batch)
-                tokens += int(inputs["attention_mask"].sum())
-                window_n += 1
-                extra = output_metrics(output) if output_metrics else {}
-                for key, value in {"train_loss": float(output.loss.detach()), **extra}.items():
-                    window[key] = window.get(key, 0.0) + value
-                bar.update(1)
-                if step % settings.log_every_steps == 0 or step == total_steps:
-                    means = {k: v / window_n for k, v in window.items()}
-                    last_loss = means["train_loss"]
-                    log({**means, "learning_rate": scheduler.get_last_lr()[0]}, step)
-                    bar.set_postfix(loss=f"{last_loss:.4f}")
-                    window, window_n = {}, 0
-                if step % eval_every == 0 and step != total_steps:
-                    val_metrics = run_eval()
-                if lead and (step % settings.checkpoint_every_steps == 0 or step == total_steps):
-                    saving = time.perf_counter()
-                    state = {
-                        "step": step,
-                        "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict(),
-                        "rng": torch.get_rng_state(),
-                        "samples": samples,
-                        "tokens": tokens,
-                        "seconds": seconds_before + saving - started - eval_seconds - checkpoint_seconds,
-                    }
-                    save_checkpoint(checkpoint_dir, core, state)
-                    checkpoint_seconds += time.perf_counter() - saving
-    bar.close()
-    seconds = seconds_before + time.perf_counter() - started - eval_seconds - checkpoint_seconds
-    val_metrics = run_eval()
+    with training_speedups(core, settings.speedups, data_parallel=world > 1) as grads:
+        for batch in _remaining_batches(lengths, settings, done.step):
+            inputs = make_batch(_rank_slice(batch, rank, world), done.step)
+            output = model(**inputs)
+            backward_and_step(model, output.loss, optimizer, scheduler, grads, settings.max_grad_norm)
+            hooks.on_step(output, len(batch), int(inputs["attention_mask"].sum()))
+        result = hooks.finish()  # the last validation runs with the speed-ups too (same logits)
     model.eval()
-    return TrainResult(
-        steps=step,
-        total_steps=total_steps,
-        resumed_from=resumed_from,
-        train_loss=last_loss,
-        seconds=seconds,
-        samples=samples,
-        tokens=tokens,
-        val_metrics=val_metrics,
-        checkpoint_seconds=checkpoint_seconds,
-    )
+    return result
 
 
 def finetune(
@@ -337,13 +217,14 @@ def finetune(
     log_metrics: MetricsCallback | None = None,
     progress: bool = True,
 ) -> TrainResult:
-    """Fine-tune a task model on tokenized examples with dynamic padding (see `train_loop`).
+    """Fine-tune a task model on tokenized examples with dynamic padding (see `train_loop`), with
+    the speed-ups `cfg.speedups` names.
 
     Args:
         model: a model whose forward takes the tensors `collate` builds and returns `.loss`.
         features: column-wise examples: input_ids (unpadded) plus what the task trains on
             (labels per example or per token, token_type_ids, start/end positions).
-        cfg: fine-tuning budget and optimizer settings.
+        cfg: fine-tuning budget, optimizer settings and speed-ups.
         pad_id: the tokenizer's padding id.
     """
     input_ids = features["input_ids"]
@@ -357,4 +238,5 @@ def finetune(
         log_metrics=log_metrics,
         progress=progress,
         desc="fine-tune",
+        shard=(0, 1),
     )

@@ -14,6 +14,9 @@ plain `BertForSequenceClassification`.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 from transformers import BertForSequenceClassification
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
@@ -63,3 +66,26 @@ def cls_only_last_layer(model: torch.nn.Module) -> bool:
         return False
     last.__class__ = ClsOnlyBertLayer
     return True
+
+
+def plain_last_layer(model: torch.nn.Module) -> bool:
+    """Undo `cls_only_last_layer`: the last layer is a plain `BertLayer` again. Returns whether
+    the model was changed."""
+    last = _last_bert_layer(model)
+    if last is None or not isinstance(last, ClsOnlyBertLayer):
+        return False
+    last.__class__ = BertLayer
+    return True
+
+
+@contextmanager
+def cls_only(model: torch.nn.Module) -> Iterator[bool]:
+    """`cls_only_last_layer` while inside (yields whether it applies); a model that was plain on
+    entry is plain again on exit."""
+    was_patched = isinstance(_last_bert_layer(model), ClsOnlyBertLayer)
+    changed = cls_only_last_layer(model)
+    try:
+        yield changed
+    finally:
+        if changed and not was_patched:
+            plain_last_layer(model)

@@ -1,11 +1,9 @@
 """Dropout with a cheaper random mask, for the duration of a training run.
 
 `nn.Dropout` on the CPU draws its mask with `bernoulli_`, then divides it and multiplies: three
-passes, the first the slowest (~7 ns an element on the 2-core machine). Comparing one
-`torch.rand_like` draw with `p` gives the same Bernoulli(1 - p) keep mask (to float resolution)
-in about half the time: forward and backward of a [32, 15, 384] hidden-state dropout take
-0.78 ms instead of 1.29 ms, and a [32, 4, 128, 128] attention-probability dropout 12 ms instead
-of 19 ms. Same `p`, same scaling by 1 / (1 - p), same global generator (checkpoints that save the
+passes, the first the slowest. Comparing one `torch.rand_like` draw with `p` gives the same
+Bernoulli(1 - p) keep mask (to float resolution) in fewer, cheaper passes, for hidden-state and
+attention-probability dropout alike (figures in bench/README.md, "Measured facts"). Same `p`, same scaling by 1 / (1 - p), same global generator (checkpoints that save the
 RNG state still resume exactly); only the random numbers differ.
 
 Two places drop out: the `nn.Dropout` modules (hidden states, embeddings, the head), swapped to

@@ -3,8 +3,9 @@
 A dense `nn.Embedding` backward allocates a zero tensor the size of the whole table and adds the
 batch's rows into it. For `minilm-l6` that is 30,522 x 384 floats (47 MB) every step, of which an
 SST-2 batch touches ~400 rows. Memory that large is mapped fresh by the allocator each time and
-page-faults on first touch: on the 2-core machine the dense embedding backward costs ~12 ms,
-~5 % of a fine-tuning step, against ~0.7 ms done this way.
+page-faults on first touch, so the dense embedding backward is a visible share of a small
+fine-tuning step, and touching only the used rows makes it a small fraction of that (figures in
+bench/README.md, "Measured facts").
 
 Here the embedding's backward is sparse (`sparse=True`: only the used rows), autograd adds those
 rows in place into one dense gradient buffer that lives for the whole training, and zeroing the

@@ -1,0 +1,101 @@
+"""Resumable checkpoints: weights (safetensors) plus trainer state (optimizer, scheduler, RNG,
+progress), written atomically into `step-NNNNNNN/` folders, the newest two kept.
+
+Batches are a pure function of (seed, epoch), so a run that restarts after a kill loads the last
+checkpoint and continues with exactly the batches it had not yet seen.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_model, save_model
+
+from tlflow.data.atomic import atomic_dir
+
+_STEP_DIR = re.compile(r"^step-(\d+)$")
+_KEEP_CHECKPOINTS = 2
+
+
+@dataclass
+class Progress:
+    """How far a training run is; saved in every checkpoint, so a resumed (or already finished)
+    run reports the whole training's counts and time, not only its last segment's."""
+
+    step: int = 0
+    samples: int = 0
+    tokens: int = 0
+    seconds: float = 0.0  # training time up to the checkpoint (validation and checkpoint writes excluded)
+
+
+def latest_checkpoint(checkpoint_dir: Path) -> Path | None:
+    """The newest complete checkpoint folder, or None."""
+    if not checkpoint_dir.is_dir():
+        return None
+    steps = [
+        (int(m.group(1)), p)
+        for p in checkpoint_dir.iterdir()
+        if (m := _STEP_DIR.match(p.name)) and (p / "state.pt").is_file()
+    ]
+    return max(steps)[1] if steps else None
+
+
+def save_checkpoint(checkpoint_dir: Path, model: torch.nn.Module, state: dict) -> Path:
+    """Write weights (safetensors) and trainer state atomically; keep the newest two."""
+    target = checkpoint_dir / f"step-{state['step']:07d}"
+    with atomic_dir(target) as tmp:
+        save_model(model, str(tmp / "model.safetensors"))
+        torch.save(state, tmp / "state.pt")
+    old = sorted(p for p in checkpoint_dir.iterdir() if _STEP_DIR.match(p.name))[:-_KEEP_CHECKPOINTS]
+    for path in old:
+        shutil.rmtree(path, ignore_errors=True)
+    return target
+
+
+def load_checkpoint(path: Path, model: torch.nn.Module) -> dict:
+    """Load weights into `model` and return the trainer state saved beside them."""
+    load_model(model, str(path / "model.safetensors"))
+    return torch.load(path / "state.pt", weights_only=True)
+
+
+def write_checkpoint(
+    checkpoint_dir: Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    progress: Progress,
+) -> Path:
+    """Checkpoint a run at `progress.step`: weights, optimizer, scheduler, global RNG, progress."""
+    state = {
+        "step": progress.step,
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "rng": torch.get_rng_state(),
+        "samples": progress.samples,
+        "tokens": progress.tokens,
+        "seconds": progress.seconds,
+    }
+    return save_checkpoint(checkpoint_dir, model, state)
+
+
+def resume(
+    checkpoint_dir: Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+) -> Progress | None:
+    """Load the newest checkpoint of `checkpoint_dir` into the model, optimizer, scheduler and
+    global RNG; its progress, or None when there is no checkpoint (nothing is changed)."""
+    checkpoint = latest_checkpoint(checkpoint_dir)
+    if checkpoint is None:
+        return None
+    state = load_checkpoint(checkpoint, model)
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["rng"])
+    return Progress(int(state["step"]), int(state.get("samples", 0)), int(state.get("tokens", 0)),
+                    float(state.get("seconds", 0.0)))

@@ -8,7 +8,7 @@ export HF_DATASETS_OFFLINE = 1
 export PREFECT_SERVER_ANALYTICS_ENABLED = false
 export DVC_NO_ANALYTICS = 1
 
-.PHONY: install data demo run test bench serve stop ui-mlflow ui-prefect clean
+.PHONY: install data demo run test test-fast bench serve stop ui-mlflow ui-prefect clean
 
 install: $(VENV)/.installed
 
@@ -35,7 +35,12 @@ run: install data
 
 test: install data
 	$(BIN)/ruff check tlflow tasks flows tests
+	$(BIN)/lint-imports
 	$(BIN)/pytest -q
+
+# The quick tiers (unit, integration: no Prefect, nothing slow), under 2 minutes; `make test` runs every tier.
+test-fast: install data
+	$(BIN)/pytest -q -m "(unit or integration) and not (flow or slow)"
 
 # Benchmarks (scripts, not tests, under 45 min): results in bench/results/*.json, table in README.md.
 bench: install data

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
+
 from prefect.client.schemas.objects import FlowRun
 from prefect.deployments import run_deployment
 from prefect.exceptions import ObjectNotFound
 
+from tlflow.errors import TlflowError
 
-class DeploymentNotFound(LookupError):
+
+class DeploymentNotFound(TlflowError, LookupError):
     """No deployment of that name on the server."""
 
 
@@ -16,4 +20,7 @@ def trigger_deployment(name: str, wait: bool = False) -> FlowRun:
     try:
         return run_deployment(name, timeout=None if wait else 0)
     except ObjectNotFound:
-        raise DeploymentNotFound(name) from None
+        raise DeploymentNotFound(
+            f"no deployment '{name}' on {os.environ.get('PREFECT_API_URL', 'the Prefect server')}: create it with "
+            "`prefect deploy --all` (list them with `prefect deployment ls`)"
+        ) from None

@@ -1,9 +1,9 @@
 """Start Prefect's temporary local server early, while the pipeline's libraries are still importing.
 
 With no `PREFECT_API_URL`, the first flow run starts a temporary Prefect server (a uvicorn
-subprocess) and waits for it: 3 s with an existing database, 7 s with a new one on the 2-core
-machine, all of it added to the flow's wall time. Started from a background thread before torch,
-transformers and MLflow are imported, the server comes up on the other core meanwhile, and the
+subprocess) and waits for it, longer with a new database than with an existing one, all of it
+added to the flow's wall time. Started from a background thread before torch,
+transformers and MLflow are imported, the server comes up on another core meanwhile, and the
 flow finds it ready. `wait()` must be called before the first flow run (Prefect would otherwise
 start a second server while the first is still coming up).
 """

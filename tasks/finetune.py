@@ -9,6 +9,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from tlflow import paths
 from tlflow.config import PipelineConfig
 from tlflow.data.cache import cache_key, load_tokenized
 from tlflow.data.readers import LoadedData
@@ -16,7 +17,7 @@ from tlflow.modeling.models import load_tokenizer
 from tlflow.training.distributed import train_distributed
 from tlflow.training.finetuning import train_task_model
 
-CHECKPOINT_DIR = Path(".cache/tlflow/checkpoints")
+CHECKPOINT_DIR = paths.CHECKPOINTS_DIR
 
 
 def _log_async(metrics: dict[str, float], step: int) -> None:

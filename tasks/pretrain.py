@@ -14,6 +14,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from transformers import BertForMaskedLM, PreTrainedTokenizerBase
 
+from tlflow import paths
 from tlflow.config import PipelineConfig
 from tlflow.data.atomic import atomic_dir
 from tlflow.data.cache import cache_key, load_tokenized, save_atomically
@@ -26,7 +27,7 @@ from tlflow.pretraining.stage import build_examples, pretrain
 from tlflow.pretraining.vocab import train_wordpiece
 from tlflow.registry import tracking
 
-CACHE_DIR = Path(".cache/tlflow/pretraining")
+CACHE_DIR = paths.PRETRAINING_DIR
 
 
 @dataclass

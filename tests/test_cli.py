@@ -6,6 +6,8 @@ from typer.testing import CliRunner
 
 from flows.cli import app
 
+pytestmark = [pytest.mark.integration]
+
 runner = CliRunner()
 
 
@@ -63,3 +65,21 @@ def test_missing_file_and_undecodable_bytes_are_clear_errors(project):
 def test_models_on_an_empty_registry(project):
     result = runner.invoke(app, ["models"])
     assert result.exit_code == 1 and "no registered models" in result.output
+
+
+def test_user_facing_errors_end_in_one_place_with_their_exit_code(monkeypatch):
+    from flows.commands import registry
+    from tlflow.errors import TlflowError
+
+    class Unavailable(TlflowError):
+        exit_code = 3
+
+    def raise_(err):
+        raise err
+
+    monkeypatch.setattr(registry, "registry_client", lambda: raise_(Unavailable("the registry is on fire")))
+    result = runner.invoke(app, ["history", "x"])
+    assert result.exit_code == 3 and result.output.strip() == "error: the registry is on fire"
+    monkeypatch.setattr(registry, "registry_client", lambda: raise_(KeyError("a bug")))
+    result = runner.invoke(app, ["history", "x"])
+    assert result.exit_code == 1 and isinstance(result.exception, KeyError)  # bugs keep their traceback

@@ -18,10 +18,13 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-STATE_DIR = Path(".cache/tlflow/servers")
+from tlflow import paths
+from tlflow.errors import TlflowError
+
+STATE_DIR = paths.SERVERS_DIR
 
 
-class ServerError(RuntimeError):
+class ServerError(TlflowError, RuntimeError):
     """A server that does not start or cannot be reached; the message says how to start it."""
 
 
@@ -39,7 +42,7 @@ class Server:
         bindir = Path(sys.executable).parent
         if self.name == "prefect":
             return [str(bindir / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(self.port)]
-        store = Path("mlflow").resolve()
+        store = paths.MLFLOW_STORE_DIR.resolve()
         return [str(bindir / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(self.port),
                 "--backend-store-uri", f"sqlite:///{store / 'mlflow.db'}",
                 "--artifacts-destination", str(store / "artifacts"), "--workers", "1"]
@@ -79,8 +82,8 @@ def _pid(server: Server) -> int | None:
 def up(prefect_port: int = 4200, mlflow_port: int = 5000, timeout_s: float = 120) -> list[Server]:
     """Start whichever of the two servers is not running yet and wait until both answer."""
     STATE_DIR.mkdir(parents=True, exist_ok=True)
-    Path("mlflow/artifacts").mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "PREFECT_HOME": os.environ.get("PREFECT_HOME", str(Path(".prefect").resolve())),
+    paths.MLFLOW_ARTIFACTS_DIR.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "PREFECT_HOME": os.environ.get("PREFECT_HOME", str(paths.PREFECT_HOME.resolve())),
            "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "MLFLOW_DISABLE_TELEMETRY": "true"}
     wanted = servers(prefect_port, mlflow_port)
     for server in wanted:

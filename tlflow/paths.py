@@ -1,0 +1,33 @@
+"""Where tlflow keeps its local state, relative to the working directory: the one module that names
+these folders. Nothing here touches the disk; each folder is made by the code that writes into it.
+
+- `.cache/tlflow/`: derived, re-creatable files (tokenized features, checkpoints, pretraining
+  artefacts, validation reports, local server state); safe to delete.
+- `mlflow/`: the embedded MLflow store (`mlflow.db` and `artifacts/`) when MLFLOW_TRACKING_URI is unset.
+- `.prefect/`: the Prefect home of `tlflow` commands and `tlflow servers up` (PREFECT_HOME default).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+#: Root of every derived, re-creatable file.
+CACHE_DIR = Path(".cache/tlflow")
+#: Tokenized fine-tuning features, keyed by data, tokenizer and settings.
+TOKENIZED_DIR = CACHE_DIR / "tokenized"
+#: Fine-tuning checkpoints (resumable), per config name and key.
+CHECKPOINTS_DIR = CACHE_DIR / "checkpoints"
+#: Pretraining artefacts: tokenizers, examples, checkpoints and encoders.
+PRETRAINING_DIR = CACHE_DIR / "pretraining"
+#: HTML data-validation reports of the latest run of each experiment (also logged to MLflow).
+REPORTS_DIR = CACHE_DIR / "reports"
+#: Process ids and logs of the servers started by `tlflow servers up`.
+SERVERS_DIR = CACHE_DIR / "servers"
+
+#: The embedded MLflow store: SQLite database and artifacts.
+MLFLOW_STORE_DIR = Path("mlflow")
+MLFLOW_DB = MLFLOW_STORE_DIR / "mlflow.db"
+MLFLOW_ARTIFACTS_DIR = MLFLOW_STORE_DIR / "artifacts"
+
+#: PREFECT_HOME of the command line and the local Prefect server, unless set.
+PREFECT_HOME = Path(".prefect")

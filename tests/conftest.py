@@ -1,5 +1,8 @@
 """Shared fixtures: offline environment, an isolated project folder, a fresh MLflow store,
-and one temporary Prefect server for the whole session (`prefect_test_harness`)."""
+and one temporary Prefect server for the whole session (`prefect_test_harness`).
+
+Tiers (TIERS below, `--strict-markers`): every test module sets `pytestmark = [pytest.mark.<tier>]`;
+`make test-fast` runs `unit or integration`, `make test` runs everything."""
 
 from __future__ import annotations
 
@@ -17,7 +20,39 @@ DATA = REPO / "data"
 apply_defaults()
 
 
-def pytest_collection_modifyitems(items):
+TIERS = {
+    "unit": "pure functions on tiny in-memory or tests/assets/ inputs: no MLflow store, no Prefect, no data/",
+    "integration": "a real MLflow store (sqlite in tmp) or the datasets in data/, no Prefect",
+    "flow": "Prefect flows under the temporary Prefect server (or real local servers)",
+    "slow": "several minutes, or a full pipeline run; left out of `make test-fast`",
+}
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "needs_data: reads the DVC-tracked datasets in data/ (skipped without them)")
+    for name, meaning in TIERS.items():
+        config.addinivalue_line("markers", f"{name}: {meaning}")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test has a tier (a mark on the test adds to its module's: a unit module may hold one
+    `integration` or `slow` test); one that uses the temporary Prefect server is `flow` or `slow`;
+    `needs_data` tests are skipped when data/ has not been pulled. `make test-fast` selects
+    `(unit or integration) and not (flow or slow)`."""
+    untiered, wrong = [], []
+    for item in items:
+        tiers = [m.name for m in item.iter_markers() if m.name in TIERS]
+        if not tiers:
+            untiered.append(item.nodeid)
+            continue
+        if "prefect_server" in getattr(item, "fixturenames", ()) and not {"flow", "slow"} & set(tiers):
+            wrong.append(item.nodeid)
+    if untiered or wrong:
+        lines = [f"{n}: no tier marker" for n in untiered] + [f"{n}: uses prefect_server, so is `flow` (or `slow`)" for n in wrong]
+        raise pytest.UsageError(
+            "every test needs one tier (`pytestmark = [pytest.mark.unit]`; see TIERS in tests/conftest.py):\n  "
+            + "\n  ".join(lines[:20]) + (f"\n  ... and {len(lines) - 20} more" if len(lines) > 20 else "")
+        )
     if not (DATA / "README.md").is_file():
         skip = pytest.mark.skip(reason="data/ is missing: run `dvc pull` (make data)")
         for item in items:
@@ -25,21 +60,28 @@ def pytest_collection_modifyitems(items):
                 item.add_marker(skip)
 
 
-def pytest_configure(config):
-    config.addinivalue_line("markers", "needs_data: reads the DVC-tracked datasets in data/")
-    config.addinivalue_line("markers", "flow: runs a Prefect flow against a temporary Prefect server")
+def _enter_project(root: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    (root / "data").symlink_to(DATA, target_is_directory=True)
+    shutil.copy(REPO / "data.dvc", root / "data.dvc")
+    shutil.copytree(REPO / "configs", root / "configs")
+    monkeypatch.chdir(root)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow' / 'mlflow.db'}")
+    return root
 
 
 @pytest.fixture
 def project(tmp_path, monkeypatch) -> Path:
     """A throw-away project folder: `data/` linked to the real datasets, `data.dvc` copied, its own
     MLflow store, caches and reports. Tests run inside it, so nothing touches the checkout."""
-    (tmp_path / "data").symlink_to(DATA, target_is_directory=True)
-    shutil.copy(REPO / "data.dvc", tmp_path / "data.dvc")
-    shutil.copytree(REPO / "configs", tmp_path / "configs")
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow' / 'mlflow.db'}")
-    return tmp_path
+    return _enter_project(tmp_path, monkeypatch)
+
+
+@pytest.fixture(scope="module")
+def module_project(tmp_path_factory) -> Path:
+    """Like `project`, but shared by the tests of one module: what they need trained (a tiny
+    champion, say) is trained once. For tests that only read it or must leave it unchanged."""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        yield _enter_project(tmp_path_factory.mktemp("project"), monkeypatch)
 
 
 @pytest.fixture(scope="session")
@@ -73,7 +115,7 @@ def _tiny_config(**overrides: str) -> PipelineConfig:
     return load_config(REPO / "configs" / "sst2.yaml", [f"{k}={v}" for k, v in sets.items()])
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def tiny_config():
     """Factory of tiny configs: `tiny_config(**{"finetune.seed": "7"})`."""
     return _tiny_config

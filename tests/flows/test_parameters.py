@@ -1,8 +1,11 @@
 """The flow's parameter is the config model, so the Prefect UI renders it as a documented form."""
 
+import pytest
 from prefect.utilities.callables import parameter_schema
 
 from flows.training import training_pipeline
+
+pytestmark = [pytest.mark.unit]
 
 
 def test_config_is_the_flow_parameter_with_descriptions():

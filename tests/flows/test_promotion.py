@@ -84,6 +84,14 @@ def test_gate_ledger_rollback_and_cli(project, prefect_server, tiny_config):
     assert re.search(r"rollback\s+v1\s+2 -> 1", out)
 
 
+@pytest.fixture(scope="module")
+def gate_v1(module_project, prefect_server, tiny_config):
+    """One barely trained model, v1 and champion of 'gate', trained once for all the error cases
+    (each must leave it as it is, so they can share it)."""
+    _run(tiny_config, **BAD)
+    return module_project
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["history", "nope"], "no registered model 'nope'"),
     (["promote", "nope", "1"], "no registered model 'nope'"),
@@ -92,8 +100,7 @@ def test_gate_ledger_rollback_and_cli(project, prefect_server, tiny_config):
     (["rollback", "nope"], "no registered model 'nope'"),
     (["rollback", "gate"], "'gate' has no previous champion before v1"),
 ])
-def test_invalid_requests_are_one_line_errors_that_change_nothing(args, message, project, prefect_server, tiny_config):
-    _run(tiny_config, **BAD)
+def test_invalid_requests_are_one_line_errors_that_change_nothing(args, message, gate_v1):
     tracking.configure()
     client = MlflowClient()
     code, out = _cli(*args)

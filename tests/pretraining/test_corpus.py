@@ -19,11 +19,18 @@ from tlflow.pretraining.corpus import (
     task_documents,
 )
 
+pytestmark = [pytest.mark.unit]
+
 DATA = Path(__file__).resolve().parents[2] / "data" / "corpus"
 WIKITEXT = DATA / "wikitext2"
 GUTENBERG = DATA / "gutenberg"
 GUTENBERG_FILES = sorted(GUTENBERG.glob("*.txt")) if GUTENBERG.is_dir() else []
-needs_data = pytest.mark.needs_data
+
+
+def needs_data(test):
+    """Reads the real corpus in data/: an `integration` test, skipped without it."""
+    return pytest.mark.integration(pytest.mark.needs_data(test))
+
 
 # ---------------------------------------------------------------------------------------------
 # split_sentences

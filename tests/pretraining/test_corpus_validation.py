@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import random
-import time
 
 import pandas as pd
 import pytest
@@ -26,6 +25,8 @@ from tlflow.pretraining.corpus_validation import (
     corpus_frame,
     validate_corpus,
 )
+
+pytestmark = [pytest.mark.unit]
 
 HEALTHY = [
     ("wikitext2", "wt-0", ["The tower is on the hill .", "It was built in 1850 ."]),
@@ -305,19 +306,16 @@ def test_missing_column_raises():
         validate_corpus(counts_frame([1], [0]).drop(columns="n_unknown"), CorpusConfig(), 1)
 
 
-def test_quiet_and_fast(capfd):
-    """~700 documents validate in well under 5 s, with nothing on stdout/stderr."""
+def test_quiet_on_700_documents(capfd):
+    """~700 documents validate with nothing on stdout/stderr (validation speed is a bench/ matter)."""
     rng = random.Random(1)
     n = 700
     tokens = [rng.randint(50, 2000) for _ in range(n)]
     frame = counts_frame(tokens, [t // 100 for t in tokens], text=[f"document {i} " * 50 for i in range(n)])
     frame["source"] = [("wikitext2", "gutenberg", "task")[i % 3] for i in range(n)]
     capfd.readouterr()
-    start = time.perf_counter()
     report = validate_corpus(frame, CorpusConfig(), min_tokens=1000)
-    elapsed = time.perf_counter() - start
     assert report.success, report.summary()
-    assert elapsed < 5.0
     out, err = capfd.readouterr()
     assert out == "" and err == ""
     assert report.class_balance == {"corpus": {"gutenberg": 233, "task": 233, "wikitext2": 234}}

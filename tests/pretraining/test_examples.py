@@ -13,6 +13,8 @@ from tlflow.pretraining.examples import (
     word_start_flags,
 )
 
+pytestmark = [pytest.mark.unit]
+
 PAD, CLS, SEP, MASK, UNK = 0, 1, 2, 3, 4
 SPECIAL = SpecialIds(cls=CLS, sep=SEP, mask=MASK, pad=PAD, vocab_size=100_000)
 

@@ -25,6 +25,8 @@ from tlflow.pretraining.model import (
 )
 from tlflow.pretraining.vocab import train_wordpiece
 
+pytestmark = [pytest.mark.unit]
+
 VOCAB = 120
 MASK_ID = 4
 

@@ -9,6 +9,8 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from tlflow.pretraining.vocab import SPECIAL_TOKENS, train_wordpiece
 
+pytestmark = [pytest.mark.integration]
+
 WIKITEXT = Path(__file__).resolve().parents[2] / "data" / "corpus" / "wikitext2" / "valid.txt"
 UNSEEN = "☃"
 

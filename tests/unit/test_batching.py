@@ -1,7 +1,10 @@
 import numpy as np
+import pytest
 import torch
 
 from tlflow.modeling.batching import epoch_batches, pad_batch, sorted_batches
+
+pytestmark = [pytest.mark.unit]
 
 
 def _padding(lengths, batches):

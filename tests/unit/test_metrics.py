@@ -3,6 +3,8 @@ import pytest
 
 from tlflow.task_types.metrics import classification_metrics, confusion, misclassified_rows, plot_confusion, softmax
 
+pytestmark = [pytest.mark.unit]
+
 
 def test_metrics_on_a_hand_worked_example():
     y_true = np.array([0, 0, 1, 1, 2, 2])

@@ -1,9 +1,12 @@
+import pytest
 from datasets import Dataset
 
 from tlflow.data.cache import cache_key, load_tokenized, tokenize_cached
 from tlflow.modeling.models import load_tokenizer
 from tlflow.task_types.base import TaskSettings
 from tlflow.task_types.registry import get_task_type
+
+pytestmark = [pytest.mark.unit]
 
 
 def split():

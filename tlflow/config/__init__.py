@@ -1,5 +1,6 @@
 """The typed configuration tree of one experiment (schema) and its YAML loading with overrides."""
 
+from tlflow.config.loading import load_config, parse_config
 from tlflow.config.schema import (
     ConfigError,
     CorpusConfig,
@@ -14,8 +15,6 @@ from tlflow.config.schema import (
     TaskConfig,
     ValidateConfig,
     flatten,
-    load_config,
-    parse_config,
 )
 
 __all__ = [

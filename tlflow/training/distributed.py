@@ -34,8 +34,9 @@ from tlflow.data.atomic import atomic_dir
 from tlflow.modeling.batching import collate
 from tlflow.modeling.models import build_task_model, load_tokenizer
 from tlflow.task_types.base import TaskSettings
-from tlflow.task_types.registry import get_task_type
+from tlflow.task_types.registry import task_type_for
 from tlflow.training.loop import TrainResult, train_loop
+from tlflow.training.lora import add_lora, merge_lora
 from tlflow.training.settings import LoopSettings
 
 FINAL_WEIGHTS, FINAL_RESULT, JOB, VALIDATION = "final.safetensors", "final-result.json", "ddp-job.json", "ddp-validation"
@@ -69,7 +70,7 @@ def train_distributed(
     if done.returncode != 0 or not (checkpoint_dir / FINAL_RESULT).is_file():
         raise RuntimeError(f"distributed fine-tuning failed (exit {done.returncode}): {done.stderr[-3000:]}")
     tokenizer = load_tokenizer(encoder)
-    model = build_task_model(cfg.model.model_copy(update={"base": encoder}), get_task_type(cfg.task.type).model_head,
+    model = build_task_model(cfg.model.model_copy(update={"base": encoder}), task_type_for(cfg).model_head,
                              label_names, len(tokenizer), cfg.finetune.seed)
     load_model(model, str(checkpoint_dir / FINAL_WEIGHTS))
     model.eval()
@@ -99,10 +100,11 @@ def _train_rank(rank: int, world: int, checkpoint_dir: Path) -> None:
     features = load_from_disk(job["features"])["train"].to_dict()
     validation = load_from_disk(str(checkpoint_dir / VALIDATION)) if job["validation"] else None
     tokenizer = load_tokenizer(encoder)
-    model = build_task_model(cfg.model.model_copy(update={"base": encoder}), get_task_type(cfg.task.type).model_head,
+    model = build_task_model(cfg.model.model_copy(update={"base": encoder}), task_type_for(cfg).model_head,
                              label_names, len(tokenizer), cfg.finetune.seed)
+    peft_model = add_lora(model, cfg.finetune.lora) if cfg.finetune.method == "lora" else None
     ddp = DistributedDataParallel(model)
-    task, settings = get_task_type(cfg.task.type), TaskSettings.from_config(cfg)
+    task, settings = task_type_for(cfg), TaskSettings.from_config(cfg)
 
     def validate(m: PreTrainedModel) -> dict[str, float]:
         return task.evaluate(m, tokenizer, validation, label_names, settings).metrics
@@ -119,7 +121,7 @@ def _train_rank(rank: int, world: int, checkpoint_dir: Path) -> None:
     dist.all_reduce(tokens)  # every rank's tokens
     if rank == 0:
         result.tokens = int(tokens.item())
-        save_model(model, str(checkpoint_dir / FINAL_WEIGHTS))
+        save_model(merge_lora(peft_model) if peft_model is not None else model, str(checkpoint_dir / FINAL_WEIGHTS))
         (checkpoint_dir / FINAL_RESULT).write_text(json.dumps(asdict(result)), encoding="utf-8")
 
 

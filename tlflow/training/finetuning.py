@@ -1,4 +1,4 @@
-"""Fine-tune an encoder with the head of the configured task type (any task type)."""
+"""Fine-tune a base model with the head of the configured task type (any task type)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from tlflow.config import PipelineConfig
 from tlflow.modeling.models import build_task_model
 from tlflow.task_types.base import TaskSettings
-from tlflow.task_types.registry import get_task_type
+from tlflow.task_types.registry import task_type_for
 from tlflow.training.loop import MetricsCallback, TrainResult, finetune
+from tlflow.training.lora import add_lora, merge_lora
 
 
 def train_task_model(
@@ -28,11 +29,15 @@ def train_task_model(
 ) -> tuple[PreTrainedModel, TrainResult]:
     """Build the task's model on top of `encoder` and fine-tune it on the training features,
     scoring the canonical validation split with the task's metrics (resuming from
-    `checkpoint_dir` when it holds a checkpoint)."""
-    task = get_task_type(cfg.task.type)
+    `checkpoint_dir` when it holds a checkpoint).
+
+    With `finetune.method: lora` only the adapters (and a fresh task head) train, and the
+    returned model has them merged: a plain Hugging Face model either way."""
+    task = task_type_for(cfg)
     settings = TaskSettings.from_config(cfg)
     model_cfg = cfg.model.model_copy(update={"base": encoder})
     model = build_task_model(model_cfg, task.model_head, label_names, len(tokenizer), cfg.finetune.seed)
+    peft_model = add_lora(model, cfg.finetune.lora) if cfg.finetune.method == "lora" else None
 
     def validate(m: PreTrainedModel) -> dict[str, float]:
         return task.evaluate(m, tokenizer, validation, label_names, settings).metrics
@@ -41,4 +46,6 @@ def train_task_model(
         model, features, cfg.finetune, tokenizer.pad_token_id, checkpoint_dir,
         evaluate=validate if validation is not None else None, log_metrics=log_metrics, progress=progress,
     )
+    if peft_model is not None:
+        model = merge_lora(peft_model)
     return model, result

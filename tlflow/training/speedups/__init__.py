@@ -11,6 +11,10 @@ and applied by one function here, so whatever runs a model decides what it enabl
 * `fast_dropout` (`fast_dropout.py`): dropout masks drawn as `rand >= p`; same p and scaling,
   other random numbers. Training only.
 
+Each one skips a model it does not apply to, so any task type's model (a causal LM, a LoRA model
+whose base is frozen) trains with any of them named: `cls_only` only touches a BERT sequence
+classifier's last layer, `kept_embedding_grad` only a trainable, untied input embedding.
+
 Every trick is undone when its context exits: models built or loaded by `tlflow.modeling`, and
 models saved or logged, are plain Hugging Face models.
 """

@@ -17,7 +17,7 @@ from tasks.tracking import lineage_tags, pipeline_run
 from tasks.validate import validate_data
 from tlflow.config import PipelineConfig
 from tlflow.runtime import apply_defaults
-from tlflow.task_types.registry import check_config, get_task_type
+from tlflow.task_types.registry import check_config, task_type_for
 
 
 def pretraining_stage(config: PipelineConfig, tags: dict[str, str], task_texts: list[str] | None) -> Encoder:
@@ -43,7 +43,7 @@ def pretraining_pipeline(config: PipelineConfig = PipelineConfig()) -> Encoder:
         task_texts = None
         if "task" in config.pretrain.corpus.sources:
             train = validate_data(config, tags["data_md5"]).splits["train"]
-            task_texts = get_task_type(config.task.type).corpus_texts(train)
+            task_texts = task_type_for(config).corpus_texts(train)
         return pretraining_stage(config, tags, task_texts)
 
 

@@ -13,7 +13,7 @@ from tasks.tracking import lineage_tags, pipeline_run, record_tags
 from tasks.validate import validate_data
 from tlflow.config import PipelineConfig
 from tlflow.runtime import apply_defaults
-from tlflow.task_types.registry import check_config, get_task_type
+from tlflow.task_types.registry import check_config, task_type_for
 
 
 @flow(name="training_pipeline")
@@ -39,7 +39,7 @@ def training_pipeline(config: PipelineConfig = PipelineConfig(), force: bool = F
         if config.pretrain.mode != "none":
             task_texts = None
             if "task" in config.pretrain.corpus.sources:
-                task_texts = get_task_type(config.task.type).corpus_texts(loaded.splits["train"])
+                task_texts = task_type_for(config).corpus_texts(loaded.splits["train"])
             with pipeline_run(config, tags, stage="pretrain"):
                 pretrained = pretraining_stage(config, tags, task_texts)
             encoder, tags = pretrained.path, {**tags, "encoder_version": pretrained.version}

@@ -12,8 +12,9 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from tlflow.config import PipelineConfig
 from tlflow.data.readers import LoadedData
+from tlflow.modeling.models import build_task_model, load_tokenizer
 from tlflow.task_types.base import Evaluation, TaskSettings
-from tlflow.task_types.registry import get_task_type
+from tlflow.task_types.registry import task_type_for
 
 
 @task(name="evaluate", cache_policy=NO_CACHE, persist_result=False)
@@ -22,12 +23,24 @@ def evaluate_model(
 ) -> Evaluation:
     """The task type's metrics on the test split as `test_*` metrics (classification: accuracy,
     macro-F1, per-class P/R/F1; entities: seqeval P/R/F1 overall and per type; answers: EM/F1);
-    the confusion matrix (classification, PNG) and a table of mistakes as artifacts."""
+    the confusion matrix (classification, PNG) and a table of mistakes as artifacts.
+
+    A task type with `zero_shot_baseline` also scores the base model as it is (`model.base`,
+    before fine-tuning) on the same split, logged as `zeroshot_<metric>` and kept in
+    `Evaluation.baseline` for the run summary."""
     test = loaded.splits["test"]
-    evaluation = get_task_type(cfg.task.type).evaluate(
-        model, tokenizer, test, loaded.label_names, TaskSettings.from_config(cfg), cfg.evaluate.misclassified_examples
+    task_type, settings = task_type_for(cfg), TaskSettings.from_config(cfg)
+    evaluation = task_type.evaluate(
+        model, tokenizer, test, loaded.label_names, settings, cfg.evaluate.misclassified_examples
     )
     mlflow.log_metrics({f"test_{k}": v for k, v in evaluation.metrics.items()})
+    if task_type.zero_shot_baseline:
+        base_tokenizer = load_tokenizer(cfg.model.base)
+        base = build_task_model(cfg.model, task_type.model_head, loaded.label_names, len(base_tokenizer),
+                                cfg.finetune.seed)
+        evaluation.baseline = task_type.evaluate(base, base_tokenizer, test, loaded.label_names, settings).metrics
+        del base
+        mlflow.log_metrics({f"zeroshot_{k}": v for k, v in evaluation.baseline.items()})
     with tempfile.TemporaryDirectory() as tmp:
         png = evaluation.confusion_png(Path(tmp) / "confusion_matrix.png", f"{cfg.name}: test split")
         if png is not None:
@@ -39,4 +52,7 @@ def evaluate_model(
         "test %s on %d examples",
         ", ".join(f"{k} {evaluation.metrics[k]:.4f}" for k in evaluation.headline), len(test),
     )
+    if evaluation.baseline:
+        get_run_logger().info("zero-shot base model: %s", ", ".join(
+            f"{k} {evaluation.baseline[k]:.4f}" for k in evaluation.headline if k in evaluation.baseline))
     return evaluation

@@ -20,7 +20,7 @@ from tlflow.registry.lineage import Lineage
 from tlflow.registry.reuse import matching_version
 from tlflow.serving import log_task_model
 from tlflow.task_types.base import Evaluation, TaskSettings
-from tlflow.task_types.registry import get_task_type
+from tlflow.task_types.registry import task_type_for
 from tlflow.training.speedups import inference_speedups
 
 
@@ -54,6 +54,10 @@ def decision_markdown(cfg: PipelineConfig, version: str | None, decision: Decisi
         "|---|---|",
         *(f"| test_{k} | {evaluation.metrics[k]:.4f} |" for k in evaluation.headline),
     ]
+    if evaluation.baseline:  # the base model before fine-tuning (task types with a zero-shot baseline)
+        lines[2:] = ["| metric | fine-tuned | zero-shot base |", "|---|---|---|", *(
+            f"| test_{k} | {evaluation.metrics[k]:.4f} | {evaluation.baseline.get(k, float('nan')):.4f} |"
+            for k in evaluation.headline)]
     if decision:
         champion = (f"v{decision.champion_version}: {decision.champion_score:.4f}"
                     if decision.champion_version else "none")
@@ -111,7 +115,7 @@ def register_and_promote(
     """
     logger = get_run_logger()
     run_id = mlflow.active_run().info.run_id
-    example = get_task_type(cfg.task.type).requests(loaded.splits["test"].select(range(3)))
+    example = task_type_for(cfg).requests(loaded.splits["test"].select(range(3)))
     # Serving opts in to the inference speed-ups the model was fine-tuned with (task.json).
     settings = replace(TaskSettings.from_config(cfg), inference_speedups=inference_speedups(cfg.finetune.speedups))
     model_uri = log_task_model(model, tokenizer, settings, example)

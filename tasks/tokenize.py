@@ -14,7 +14,7 @@ from tlflow.data.cache import cache_key, file_digest, tokenize_cached
 from tlflow.data.readers import LoadedData
 from tlflow.modeling.models import load_tokenizer, resolve_base
 from tlflow.task_types.base import TaskSettings
-from tlflow.task_types.registry import get_task_type
+from tlflow.task_types.registry import task_type_for
 
 CACHE_DIR = paths.TOKENIZED_DIR
 
@@ -35,7 +35,7 @@ def tokenize_data(cfg: PipelineConfig, loaded: LoadedData, tokenizer_source: str
         data=cfg.data.model_dump(mode="json"),
         labels=loaded.label_names,
     )
-    task_type = get_task_type(cfg.task.type)
+    task_type = task_type_for(cfg)
     result = tokenize_cached(
         lambda: task_type.train_features(loaded.splits["train"], loaded.label_names, tokenizer, settings), CACHE_DIR, key
     )

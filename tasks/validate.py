@@ -18,7 +18,7 @@ from tasks.tracking import artifact_key
 from tlflow.config import PipelineConfig
 from tlflow.data.readers import LoadedData
 from tlflow.data.validation.stage import DataValidationError, check_data
-from tlflow.task_types.registry import get_task_type
+from tlflow.task_types.registry import task_type_for
 
 
 def _log_lineage(cfg: PipelineConfig, loaded: LoadedData, data_md5: str) -> None:
@@ -29,7 +29,7 @@ def _log_lineage(cfg: PipelineConfig, loaded: LoadedData, data_md5: str) -> None
         with warnings.catch_warnings():  # "can be interpreted in multiple ways": both are local files
             warnings.simplefilter("ignore", UserWarning)
             source = resolve_dataset_source(str(Path(path).resolve()))
-        target = get_task_type(cfg.task.type).target_column
+        target = task_type_for(cfg).target_column
         dataset = PandasDataset(df, source=source, targets=target, name=f"{cfg.name}-{split}", digest=data_md5)
         mlflow.log_input(dataset, context=split)
 
@@ -42,7 +42,7 @@ def validate_data(cfg: PipelineConfig, data_md5: str) -> LoadedData:
     before any training.
     """
     logger = get_run_logger()
-    task_type = get_task_type(cfg.task.type)
+    task_type = task_type_for(cfg)
     loaded, report, path = check_data(cfg, task_type.dataset_spec(), task_type.data_checks())
     mlflow.log_artifact(str(path), "validation")
     with tempfile.TemporaryDirectory() as tmp:

@@ -83,9 +83,9 @@ def validate(config: ConfigArg = None, set_: SetOpt = None) -> None:
     cfg = pipeline_config(config, set_)
     prepare_env(verbose=False)
     from tlflow.data.validation.stage import check_data
-    from tlflow.task_types.registry import get_task_type
+    from tlflow.task_types.registry import task_type_for
 
-    task_type = get_task_type(cfg.task.type)
+    task_type = task_type_for(cfg)
     loaded, report, path = check_data(cfg, task_type.dataset_spec(), task_type.data_checks())
     typer.echo(report.summary())
     typer.echo(f"HTML report: {path}")

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tlflow.errors import TlflowError
 
@@ -165,7 +163,8 @@ class ModelConfig(_Section):
 
     base: str = Field(
         "minilm-l6",
-        description="Base checkpoint: 'minilm-l6' (packaged all-MiniLM-L6-v2), a local path or a Hub id.",
+        description="Base checkpoint: 'minilm-l6' (packaged all-MiniLM-L6-v2), 'smollm2-135m' (packaged "
+        "SmolLM2-135M-Instruct, converted once from GGUF), a local path or a Hub id.",
     )
     init: Literal["pretrained", "random"] = Field(
         "pretrained", description="'random' builds the architecture below from scratch (tests, baselines)."
@@ -244,8 +243,39 @@ class PretrainConfig(_Section):
         return self
 
 
+class LoraConfig(_Section):
+    """Low-rank adapters (LoRA, through `peft`) for `finetune.method: lora`."""
+
+    r: int = Field(8, ge=1, description="Rank of each adapter's low-rank update.")
+    alpha: float = Field(16.0, gt=0, description="Scale of the update (applied as alpha / r).")
+    dropout: float = Field(0.05, ge=0, lt=1, description="Dropout on the adapters' input while training.")
+    target_modules: list[str] = Field(
+        default_factory=list,
+        description="Names of the linear layers that get adapters; []: the attention query and value projections of "
+        "the base (query/value in BERT encoders, q_proj/v_proj in Llama-style causal LMs, c_attn in GPT-2).",
+    )
+    merge: bool = Field(
+        True,
+        description="Merge the adapters into the base weights before the model is logged (a plain Hugging Face model). "
+        "false (log base + adapter separately) is not supported yet.",
+    )
+
+    @model_validator(mode="after")
+    def _merge_only(self) -> LoraConfig:
+        if not self.merge:
+            raise ValueError("lora.merge: false (base + adapter in the logged model) is not supported yet; use true")
+        return self
+
+
 class FinetuneConfig(_Section):
     """Supervised fine-tuning of the encoder with a task head."""
+
+    method: Literal["full", "lora"] = Field(
+        "full",
+        description="full: every weight trains; lora: the base is frozen and only low-rank adapters (and the task "
+        "head of a classifier) train; checkpoints then hold only the trained weights.",
+    )
+    lora: LoraConfig = Field(default_factory=LoraConfig, description="LoRA settings (method: lora).")
 
     epochs: float = Field(1.0, gt=0, description="Passes over the training split (fractions allowed).")
     batch_size: int = Field(32, ge=1, description="Examples per optimizer step.")
@@ -356,60 +386,3 @@ def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, str]:
         else:
             out[dotted] = value if isinstance(value, str) else json.dumps(value)
     return out
-
-
-def _set_dotted(tree: dict[str, Any], dotted: str, raw: str) -> None:
-    keys = dotted.split(".")
-    node = tree
-    for key in keys[:-1]:
-        child = node.get(key)
-        if child is None:
-            child = node[key] = {}
-        if not isinstance(child, dict):
-            raise ConfigError(f"--set {dotted}: '{key}' is not a section")
-        node = child
-    node[keys[-1]] = yaml.safe_load(raw) if raw != "" else ""
-
-
-def _format_error(err: ValidationError, source: str) -> str:
-    parts = []
-    for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"]) or "<root>"
-        msg = e["msg"].removeprefix("Value error, ")
-        parts.append(f"{loc}: {msg}")
-    return f"invalid config {source}: " + "; ".join(parts)
-
-
-def parse_config(tree: dict[str, Any], source: str = "<dict>") -> PipelineConfig:
-    """Validate a config tree; raise ConfigError with a one-line message on failure."""
-    try:
-        return PipelineConfig.model_validate(tree)
-    except ValidationError as err:
-        raise ConfigError(_format_error(err, source)) from None
-
-
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> PipelineConfig:
-    """Read a YAML config (or the defaults when path is None) and apply ``key=value`` overrides."""
-    tree: dict[str, Any] = {}
-    source = "<defaults>"
-    if path is not None:
-        path = Path(path)
-        source = str(path)
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
-        try:
-            tree = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as err:
-            raise ConfigError(f"config {path} is not valid YAML: {str(err).splitlines()[0]}") from None
-        if not isinstance(tree, dict):
-            raise ConfigError(f"config {path} must be a mapping at the top level")
-    if overrides:
-        # Overrides replace only the named key: apply them to the fully resolved tree so that
-        # `--set data.max_train_rows=500` keeps the rest of the (default) dataset section.
-        tree = parse_config(tree, source).to_dict()
-        for item in overrides:
-            key, sep, raw = item.partition("=")
-            if not sep or not key:
-                raise ConfigError(f"--set expects key=value, got '{item}'")
-            _set_dotted(tree, key.strip(), raw)
-    return parse_config(tree, source)

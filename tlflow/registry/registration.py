@@ -41,7 +41,7 @@ from tlflow.registry.transaction import (
     transact,
 )
 from tlflow.task_types.base import Evaluation, TaskSettings
-from tlflow.task_types.registry import check_config, get_task_type
+from tlflow.task_types.registry import check_config, task_type_for
 
 __all__ = ["ALIASES", "COMPLETE", "PENDING", "RegistryError", "aliases", "clean_pending", "promote", "promote_version",
            "register_and_promote", "register_variant", "rollback"]
@@ -61,7 +61,7 @@ def gate_settings(cfg: PipelineConfig) -> GateSettings:
 
 
 def scores_of(cfg: PipelineConfig, evaluation: Evaluation, label_names: list[str]) -> Scores:
-    task = get_task_type(cfg.task.type)
+    task = task_type_for(cfg)
     return Scores(evaluation.stats, partial(task.metrics_from_sums, label_names=label_names), evaluation.class_f1)
 
 
@@ -69,7 +69,7 @@ def evaluate_version(cfg: PipelineConfig, name: str, version: str, loaded: Loade
     """A registered version scored on `loaded`'s test split with its own tokenizer."""
     settings = TaskSettings.from_config(cfg)
     model = load_version(f"models:/{name}/{version}", settings)
-    return get_task_type(cfg.task.type).evaluate(
+    return task_type_for(cfg).evaluate(
         model.model, model.tokenizer, loaded.splits["test"], loaded.label_names, settings
     )
 
@@ -221,7 +221,7 @@ def promote(
     if force and not reason.strip():
         raise RegistryError("--force needs --reason: say why the gate is overridden")
     cfg = version_config(client, mv)
-    loaded = load_labelled_data(cfg.data, get_task_type(cfg.task.type).dataset_spec())
+    loaded = load_labelled_data(cfg.data, task_type_for(cfg).dataset_spec())
 
     def evaluate(v: str) -> Scores:
         return scores_of(cfg, evaluate_version(cfg, name, v, loaded), loaded.label_names)

@@ -35,7 +35,7 @@ from tlflow.registry.transaction import OnStep
 from tlflow.serving.optimized import FP32, VARIANTS, Measurement, build_variants, check_variant, choose, measure
 from tlflow.serving.task_model import log_task_model
 from tlflow.task_types.base import TaskSettings
-from tlflow.task_types.registry import get_task_type
+from tlflow.task_types.registry import task_type_for
 
 
 @dataclass
@@ -83,7 +83,7 @@ def optimize_champion(
         raise RegistryError(f"'{name}' has no champion to optimize")
     mv = registration.check_candidate(registration.check_model(client, name, source))
     cfg = registration.version_config(client, mv)
-    task = get_task_type(cfg.task.type)
+    task = task_type_for(cfg)
     for variant in variants:
         check_variant(variant, cfg.task.type, VARIANTS)
     metric = cfg.task.primary_metric

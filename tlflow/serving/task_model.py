@@ -80,8 +80,13 @@ class TaskModel(PythonModel):
         return wrapper
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
+        """`params`: per-request parameters (the task type's `request_params`, e.g. generation
+        settings); an unknown one is refused (MLflow itself drops keys missing from the signature's
+        params schema, with a warning, before they get here)."""
         try:
-            return pd.DataFrame(self.task.predict(self.model, self.tokenizer, model_input, self.settings))
+            params = self.task.check_params(params, self.settings)
+            extra = {"params": params} if params else {}
+            return pd.DataFrame(self.task.predict(self.model, self.tokenizer, model_input, self.settings, **extra))
         except RequestError as err:  # the scoring server answers 400 with this message
             raise MlflowException(str(err), error_code=INVALID_PARAMETER_VALUE) from None
 
@@ -105,6 +110,7 @@ def log_task_model(
     name = variant.name if variant is not None else FP32
     runnable = variant.model if variant is not None else model
     output = TaskModel.from_parts(runnable, tokenizer, settings, name).predict(None, example)
+    params = get_task_type(settings.task).request_params(settings) or None
     with tempfile.TemporaryDirectory() as tmp:
         hf_dir = Path(tmp) / HF_DIR
         artifacts = {HF_DIR: str(hf_dir)}
@@ -131,7 +137,7 @@ def log_task_model(
                     name="model",
                     python_model=str(Path(__file__).with_name("entry.py")),
                     artifacts=artifacts,
-                    signature=infer_signature(example, output),
+                    signature=infer_signature(example, output, params=params),
                     input_example=example,
                     pip_requirements=pip_requirements(onnx=name in ONNX_VARIANTS),
                 )

@@ -44,7 +44,9 @@ class TaskSettings:
 
     The task types' options are stored under their own names (doc_stride ... label_all_subwords,
     which keeps the task.json of earlier models loadable); a field the task type has no option
-    for keeps its default.
+    for keeps its default. Options of a task type that are not among those fields are kept in
+    `options` (name -> value, JSON values), so serving uses them exactly as evaluation did; a
+    task.json written before `options` existed loads with it empty.
     """
 
     task: str
@@ -57,19 +59,22 @@ class TaskSettings:
     #: Inference speed-ups serving applies when loading (names from `tlflow.training.speedups`,
     #: e.g. "cls_only"); written from `finetune.speedups` when the model is logged. Empty: plain.
     inference_speedups: tuple[str, ...] = ()
+    #: The task type's other options (not among the fields above), e.g. generation settings.
+    options: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_config(cls, cfg: PipelineConfig) -> TaskSettings:
         from tlflow.task_types.registry import get_task_type  # the registry imports this module
 
         task_type = get_task_type(cfg.task.type)
-        stored = {f.name for f in fields(cls)}
-        options = {k: v for k, v in task_type.options(cfg.task).model_dump().items() if k in stored}
+        stored = {f.name for f in fields(cls)} - {"options"}
+        dumped = task_type.options(cfg.task).model_dump(mode="json")
         return cls(
             task=task_type.name,
             max_length=cfg.model.max_length,
             batch_size=cfg.evaluate.batch_size,
-            **options,
+            options={k: v for k, v in dumped.items() if k not in stored},
+            **{k: v for k, v in dumped.items() if k in stored},
         )
 
     def save(self, path: Path) -> Path:
@@ -94,6 +99,9 @@ class Evaluation:
     mistakes: list[dict] = field(default_factory=list)
     confusion: np.ndarray | None = None
     label_names: list[str] = field(default_factory=list)
+    #: The same metrics of the base model before fine-tuning (task types with
+    #: `TaskType.zero_shot_baseline`), filled by the evaluate stage; empty otherwise.
+    baseline: dict[str, float] = field(default_factory=dict)
 
     def confusion_png(self, path: Path, title: str = "") -> Path | None:
         if self.confusion is None:
@@ -147,6 +155,10 @@ class TaskType:
     request_columns: ClassVar[dict[str, str]]
     #: Fields of each prediction, in order, and their meaning.
     response_fields: ClassVar[dict[str, str]]
+    #: Whether the evaluate stage also scores the base model as it is (before fine-tuning) and logs
+    #: its metrics as `zeroshot_<metric>` beside the fine-tuned ones (a base that can already do
+    #: the task, e.g. a causal LM prompted to generate; a fresh classification head cannot).
+    zero_shot_baseline: ClassVar[bool] = False
 
     # ----------------------------------------------------------------------------- data and config
 
@@ -157,6 +169,12 @@ class TaskType:
     def infer_label_names(self, train: pd.DataFrame) -> list[str]:
         """Label names in id order from the training split, when the config declares none."""
         raise NotImplementedError
+
+    def configured(self, cfg: PipelineConfig) -> TaskType:
+        """This task type for reading and checking the data of `cfg` (where that depends on its
+        options or model, e.g. a prompt template or the tokenizer); the task type itself when
+        nothing does. Stages get it through `registry.task_type_for(cfg)`."""
+        return self
 
     def dataset_spec(self) -> DatasetSpec:
         """What `tlflow.data.readers` needs to read this task's data."""
@@ -210,10 +228,30 @@ class TaskType:
         raise NotImplementedError
 
     def predict(
-        self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, requests: pd.DataFrame, settings: TaskSettings
+        self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, requests: pd.DataFrame, settings: TaskSettings,
+        params: dict[str, Any] | None = None,
     ) -> list[dict[str, Any]]:
-        """One prediction (a dict with `response_fields`) per request row, in order."""
+        """One prediction (a dict with `response_fields`) per request row, in order.
+
+        `params`: per-request parameters (MLflow `params`), already passed through `check_params`;
+        only task types with `request_params` take them (the others keep the four-argument form:
+        `tlflow.serving.TaskModel` passes `params` only when there are some)."""
         raise NotImplementedError
+
+    def request_params(self, settings: TaskSettings) -> dict[str, Any]:
+        """Per-request parameters a prediction accepts, name -> default (from `settings`): the
+        params schema of the logged model's signature. Empty: the task type takes none."""
+        return {}
+
+    def check_params(self, params: dict[str, Any] | None, settings: TaskSettings) -> dict[str, Any]:
+        """`params` when every key is one of `request_params`; RequestError naming an unknown one."""
+        params = dict(params or {})
+        known = self.request_params(settings)
+        for key in params:
+            if key not in known:
+                takes = f"one of: {', '.join(known)}" if known else "none"
+                raise RequestError(f"unknown parameter '{key}' (a {self.name} request takes {takes})")
+        return params
 
     def evaluate(
         self,
@@ -232,18 +270,20 @@ class TaskType:
         """The split's examples as prediction requests (the serving input format)."""
         return split.select_columns(list(self.request_columns)).to_pandas()
 
-    def check_requests(self, requests: pd.DataFrame) -> pd.DataFrame:
-        """The request frame with only `request_columns`, or RequestError naming what is wrong."""
+    def check_requests(self, requests: pd.DataFrame, columns: dict[str, str] | None = None) -> pd.DataFrame:
+        """The request frame with only `request_columns` (or `columns`, where they depend on the
+        settings), or RequestError naming what is wrong."""
+        columns = self.request_columns if columns is None else columns
         if not isinstance(requests, pd.DataFrame):
-            raise RequestError(f"expected a table of requests with columns {', '.join(self.request_columns)}")
+            raise RequestError(f"expected a table of requests with columns {', '.join(columns)}")
         if requests.empty:
             raise RequestError("no requests: the input has no rows")
-        missing = [c for c in self.request_columns if c not in requests.columns]
+        missing = [c for c in columns if c not in requests.columns]
         if missing:
             raise RequestError(
-                f"missing field '{missing[0]}' (a {self.name} request has: {', '.join(self.request_columns)})"
+                f"missing field '{missing[0]}' (a {self.name} request has: {', '.join(columns)})"
             )
-        for column in self.request_columns:
+        for column in columns:
             for row, value in enumerate(requests[column].tolist()):
                 if not isinstance(value, str) or not value.strip():
                     shown = "empty text" if isinstance(value, str) else f"{type(value).__name__} {value!r}"[:60]
@@ -252,4 +292,4 @@ class TaskType:
                     raise RequestError(
                         f"row {row}: field '{column}' has {len(value):,} characters (at most {MAX_REQUEST_CHARS:,})"
                     )
-        return requests[list(self.request_columns)].reset_index(drop=True)
+        return requests[list(columns)].reset_index(drop=True)

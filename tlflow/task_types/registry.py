@@ -7,6 +7,7 @@ from tlflow.task_types.base import TaskType
 from tlflow.task_types.question_answering import QuestionAnswering
 from tlflow.task_types.sentence_pair import SentencePair
 from tlflow.task_types.text_classification import TextClassification
+from tlflow.task_types.text_generation import TextGeneration
 from tlflow.task_types.token_classification import TokenClassification
 
 #: Every task type; the first is the default of an empty `task.type`.
@@ -15,6 +16,7 @@ TASK_TYPES: tuple[TaskType, ...] = (
     SentencePair(),
     TokenClassification(),
     QuestionAnswering(),
+    TextGeneration(),
 )
 _BY_NAME = {t.name: t for t in TASK_TYPES}
 
@@ -29,6 +31,13 @@ def get_task_type(name: str) -> TaskType:
         return _BY_NAME[name]
     except KeyError:
         raise ValueError(f"unknown task type '{name}' (known: {', '.join(_BY_NAME)})") from None
+
+
+def task_type_for(cfg: PipelineConfig) -> TaskType:
+    """The task type of `cfg`, bound to its options and model where its data depend on them (a
+    prompt template, the tokenizer): what every stage that reads, checks or trains on the data of
+    `cfg` uses."""
+    return get_task_type(cfg.task.type).configured(cfg)
 
 
 def check_config(cfg: PipelineConfig) -> PipelineConfig:

@@ -27,6 +27,7 @@ class ProblemCheck:
     needs: tuple[str, ...]  # columns `find` reads; the check is skipped when one is missing
     find: Callable[[pd.DataFrame, list[str]], Iterable[str | None]]  # (frame, label names) -> one per row
     needs_labels: bool = False  # only when label names are declared or inferred
+    mostly: float = 1.0  # share of rows that must be fine for the check to pass (1.0: every row)
 
 
 @dataclass(frozen=True)

@@ -242,7 +242,7 @@ def build_suite(
         add(E.ExpectColumnValuesToNotBeNull(column=f"{column}_stripped"), check)
     for problem in checks.problems:
         if label_names or not problem.needs_labels:
-            add(E.ExpectColumnValuesToBeNull(column=problem.column), problem.check)
+            add(E.ExpectColumnValuesToBeNull(column=problem.column, mostly=problem.mostly), problem.check)
     if split != "train" and cfg.check_leakage and train_texts is not None:
         keys = sorted({normalize_text(t) for t in train_texts if isinstance(t, str)} - {""})
         add(E.ExpectColumnValuesToNotBeInSet(column="text_key", value_set=keys), CHECK_LEAKAGE)

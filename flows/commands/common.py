@@ -87,8 +87,15 @@ def print_outcome(cfg: PipelineConfig, outcome) -> None:
     run = MlflowClient().get_run(outcome.run_id)
     m = run.data.metrics
     typer.echo("")
-    shown = [k for k in ("accuracy", "macro_f1", "f1", "precision", "recall", "exact_match") if f"test_{k}" in m]
+    from tlflow.task_types.registry import get_task_type
+
+    task = get_task_type(cfg.task.type)
+    names = dict.fromkeys([cfg.task.primary_metric, *task.headline_metrics, *task.primary_metrics])
+    shown = [k for k in names if f"test_{k}" in m]
     typer.secho(f"{cfg.name}: " + ", ".join(f"test_{k} {m[f'test_{k}']:.4f}" for k in shown), bold=True)
+    if any(f"zeroshot_{k}" in m for k in shown):  # the base model as it is, on the same test split
+        typer.echo("zero-shot base: " + ", ".join(f"{k} {m[f'zeroshot_{k}']:.4f}" for k in shown
+                                                  if f"zeroshot_{k}" in m))
     typer.echo(outcome.summary())
     if outcome.reused:
         training = "nothing trained in this run"

@@ -165,9 +165,7 @@ def main() -> None:
         print(f"{name:18s} {rate}  {r['seconds']:7.1f} s  peak RSS {r['peak_rss_mb']:7.0f} MB", flush=True)
     import torch
     import transformers
-
-    sys.path.insert(0, str(Path(__file__).parent))
-    from benchlib import machine
+    from benchlib import machine  # bench/ is on the path: this file runs as a script
 
     record = {
         "date": dt.date.today().isoformat(),

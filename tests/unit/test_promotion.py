@@ -98,3 +98,40 @@ def test_a_tie_keeps_the_champion():
 def test_bootstrap_needs_the_same_examples():
     with pytest.raises(ValueError, match="same examples"):
         paired_bootstrap(scores(Y, Y), scores(Y[:10], Y[:10]), "accuracy", 100, 0.95)
+
+
+def with_slices(s: Scores, slices: dict[str, np.ndarray], gaps=None) -> Scores:
+    return Scores(s.stats, s.metrics, s.class_f1, slices, gaps or {})
+
+
+def test_a_slice_that_loses_more_than_allowed_blocks_a_better_average():
+    # Examples 0-199 are slice a, 200-399 slice b. The champion errs 60 times in a, 60 in b (0.70);
+    # the new model is perfect on a but errs 80 times in b (0.80 overall, slice b 0.70 -> 0.60).
+    slices = {"group=a": np.arange(200), "group=b": np.arange(200, 400)}
+    champion_pred, new_pred = Y.copy(), Y.copy()
+    champion_pred[:60] = 1 - Y[:60]
+    champion_pred[200:260] = 1 - Y[200:260]
+    new_pred[200:280] = 1 - Y[200:280]
+    champion, new = with_slices(scores(Y, champion_pred), slices), with_slices(scores(Y, new_pred), slices)
+    decision = decide(new, champion, "3", SETTINGS)
+    assert check(decision, "bootstrap").passed and check(decision, "min_delta").passed
+    drop = check(decision, "max_slice_drop")
+    assert not drop.passed and not decision.promoted
+    assert "group=b (n=200): 0.7000 -> 0.6000 (-0.1000, allowed -0.05)" in drop.detail
+    lenient = GateSettings(metric="accuracy", bootstrap_samples=1000, seed=1, max_slice_drop=0.15)
+    assert decide(new, champion, "3", lenient).promoted
+    small = GateSettings(metric="accuracy", bootstrap_samples=1000, seed=1, min_slice_size=201)
+    assert check(decide(new, champion, "3", small), "max_slice_drop").passed  # both slices too small to gate
+
+
+def test_the_counterfactual_bound_applies_to_a_first_model_too():
+    gaps = {"gender/positive": (0.02, -0.01, 0.05), "race/positive": (-0.03, -0.09, 0.01)}
+    new = with_slices(scores(Y, predictions(Y, 40)), {}, gaps)
+    bounded = GateSettings(metric="accuracy", max_counterfactual_gap=0.08)
+    decision = decide(new, None, None, bounded)
+    gap = check(decision, "max_counterfactual_gap")
+    assert not gap.passed and not decision.promoted and "race/positive" in gap.detail and "0.0900" in gap.detail
+    assert decide(new, None, None, GateSettings(metric="accuracy", max_counterfactual_gap=0.1)).promoted
+    assert not any(c.name == "max_counterfactual_gap" for c in decide(new, None, None, SETTINGS).checks)
+    unaudited = decide(scores(Y, predictions(Y, 40)), None, None, bounded)
+    assert not unaudited.promoted and "no counterfactual audit" in unaudited.reason

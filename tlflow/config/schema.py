@@ -134,6 +134,32 @@ class ValidateConfig(_Section):
     examples_per_failure: int = Field(5, ge=1, description="Offending rows shown per failed check.")
 
 
+#: Presidio entity types the PII scan looks for by default.
+PII_ENTITIES = ["PERSON", "EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE", "IP_ADDRESS", "URL", "US_SSN"]
+
+
+class PrivacyConfig(_Section):
+    """Personal data in the raw texts: found by the scan of validate-data (Presidio with spaCy's
+    small English pipeline, offline) and handled by policy before anything is tokenized or logged."""
+
+    pii: Literal["off", "report", "redact", "fail"] = Field(
+        "report",
+        description="off: no scan; report: counts per split, column and entity type (report and metrics), texts "
+        "kept; redact: each span found is replaced by <TYPE> before validation reports, tokenization and "
+        "logging; fail: stop the flow naming file:row and entity type (never the value).",
+    )
+    entities: list[str] = Field(
+        default_factory=lambda: list(PII_ENTITIES),
+        description="Presidio entity types to look for (PERSON, EMAIL_ADDRESS, PHONE_NUMBER, CREDIT_CARD, "
+        "IBAN_CODE, IP_ADDRESS, URL, US_SSN, ...).",
+    )
+    min_score: float = Field(0.5, ge=0, le=1, description="Lowest Presidio confidence that counts as a finding.")
+    max_pii_fraction: float = Field(
+        1.0, ge=0, le=1,
+        description="Validation fails when a larger share of a split's rows carries PII (report and redact; 1: never).",
+    )
+
+
 class TaskConfig(_Section):
     """What is learned and how it is judged.
 
@@ -267,6 +293,17 @@ class LoraConfig(_Section):
         return self
 
 
+class DifferentialPrivacyConfig(_Section):
+    """DP-SGD through Opacus: per-example gradient clipping and Gaussian noise calibrated so the
+    whole fine-tuning spends at most (epsilon, delta)."""
+
+    epsilon: float = Field(8.0, gt=0, description="Privacy budget of the whole fine-tuning (smaller: more private).")
+    delta: float | None = Field(
+        None, gt=0, lt=1, description="Probability of exceeding epsilon; None: 1 / (10 x training rows)."
+    )
+    max_grad_norm: float = Field(1.0, gt=0, description="Per-example gradient clipping norm (DP-SGD's C).")
+
+
 class FinetuneConfig(_Section):
     """Supervised fine-tuning of the encoder with a task head."""
 
@@ -276,6 +313,9 @@ class FinetuneConfig(_Section):
         "head of a classifier) train; checkpoints then hold only the trained weights.",
     )
     lora: LoraConfig = Field(default_factory=LoraConfig, description="LoRA settings (method: lora).")
+    privacy: DifferentialPrivacyConfig | None = Field(
+        None, description="Differentially private fine-tuning (DP-SGD with Opacus); None: ordinary training."
+    )
 
     epochs: float = Field(1.0, gt=0, description="Passes over the training split (fractions allowed).")
     batch_size: int = Field(32, ge=1, description="Examples per optimizer step.")
@@ -310,6 +350,31 @@ class EvaluateConfig(_Section):
 
     batch_size: int = Field(64, ge=1, description="Examples per inference batch.")
     misclassified_examples: int = Field(20, ge=0, description="Rows in the table of misclassified examples.")
+    slices: list[str] = Field(
+        default_factory=list,
+        description="Raw columns carried through the readers as metadata (never trained on) whose values define "
+        "evaluation slices, besides the built-in ones (text length quartiles; entity type; answer length).",
+    )
+
+
+class EecAuditConfig(_Section):
+    """Counterfactual audit on the Equity Evaluation Corpus: sentences that differ only in the
+    person named (gender, race) should get the same prediction."""
+
+    label_map: dict[str, str] = Field(
+        default_factory=dict,
+        description="EEC emotion (anger, fear, joy, sadness) -> the model's label, e.g. {joy: positive, anger: "
+        "negative, fear: negative, sadness: negative}.",
+    )
+    file: str = Field("data/eec/Equity-Evaluation-Corpus.csv", description="The EEC csv.")
+    confidence: float = Field(0.95, gt=0, lt=1, description="Level of the bootstrap interval of each gap.")
+    bootstrap_samples: int = Field(1000, ge=100, description="Resamples of the (template, emotion word) pairs.")
+
+
+class FairnessConfig(_Section):
+    """Fairness audits run after evaluation (text classification)."""
+
+    eec: EecAuditConfig | None = Field(None, description="Counterfactual EEC audit; None: not run.")
 
 
 class PromoteConfig(_Section):
@@ -330,6 +395,17 @@ class PromoteConfig(_Section):
     floors: dict[str, float] = Field(
         default_factory=dict,
         description="Absolute minimum test metrics, e.g. {accuracy: 0.85}; also required of a first champion.",
+    )
+    max_slice_drop: float = Field(
+        0.05, ge=0, le=1,
+        description="No evaluation slice with at least `min_slice_size` examples may lose more than this on the "
+        "primary metric against the champion (re-scored on the same split).",
+    )
+    min_slice_size: int = Field(100, ge=1, description="Slices with fewer test examples are reported, not gated.")
+    max_counterfactual_gap: float | None = Field(
+        None, ge=0, le=1,
+        description="Largest allowed counterfactual gap of the new model (upper end of its interval, EEC audit); "
+        "None: reported, not gated.",
     )
     lock_wait_s: float = Field(1800, gt=0, description="Longest wait for another pipeline's promotion to finish.")
     lock_stale_s: float = Field(
@@ -358,6 +434,8 @@ class PipelineConfig(_Section):
     pretrain: PretrainConfig = Field(default_factory=PretrainConfig, description="Pretraining stage.")
     finetune: FinetuneConfig = Field(default_factory=FinetuneConfig, description="Fine-tuning budget.")
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig, description="Evaluation.")
+    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig, description="Personal data in the raw texts.")
+    fairness: FairnessConfig = Field(default_factory=FairnessConfig, description="Fairness audits.")
     promote: PromoteConfig = Field(default_factory=PromoteConfig, description="Registration and promotion.")
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)

@@ -21,6 +21,8 @@ CHECK_FLOOR = "floor"
 CHECK_DELTA = "min_delta"
 CHECK_BOOTSTRAP = "bootstrap"
 CHECK_CLASS_DROP = "max_class_drop"
+CHECK_SLICE_DROP = "max_slice_drop"
+CHECK_COUNTERFACTUAL = "max_counterfactual_gap"
 
 
 @dataclass(frozen=True)
@@ -30,9 +32,17 @@ class Scores:
     stats: np.ndarray  # examples x statistics, additive over examples
     metrics: MetricsFromSums
     class_f1: dict[str, float] = field(default_factory=dict)  # per class / entity type
+    #: Evaluation slices ("column=value") -> indices of their examples (rows of `stats`); both models
+    #: are scored on the same split, so the new model's slices select the champion's rows too.
+    slices: dict[str, np.ndarray] = field(default_factory=dict)
+    #: Counterfactual gaps of the model itself (EEC audit): name -> (gap, interval low, interval high).
+    counterfactual_gaps: dict[str, tuple[float, float, float]] = field(default_factory=dict)
 
     def value(self, metric: str) -> float:
         return self.metrics(self.stats.sum(axis=0))[metric]
+
+    def slice_value(self, name: str, metric: str) -> float:
+        return self.metrics(self.stats[self.slices[name]].sum(axis=0))[metric]
 
 
 @dataclass(frozen=True)
@@ -44,6 +54,9 @@ class GateSettings:
     max_class_drop: float = 0.05
     floors: dict[str, float] = field(default_factory=dict)
     seed: int = 0
+    max_slice_drop: float = 0.05
+    min_slice_size: int = 100
+    max_counterfactual_gap: float | None = None  # None: the audit is reported, not gated
 
 
 @dataclass(frozen=True)
@@ -114,6 +127,37 @@ def floor_checks(scores: Scores, floors: dict[str, float]) -> list[Check]:
     return checks
 
 
+def counterfactual_checks(scores: Scores, max_gap: float | None) -> list[Check]:
+    """The model's largest counterfactual gap (the end of its interval farthest from 0) is at most
+    `max_gap`; no check when `max_gap` is None, a failed one when the audit did not run."""
+    if max_gap is None:
+        return []
+    if not scores.counterfactual_gaps:
+        return [Check(CHECK_COUNTERFACTUAL, False, "no counterfactual audit ran (configure fairness.eec)")]
+    bounds = {k: max(abs(low), abs(high)) for k, (_, low, high) in scores.counterfactual_gaps.items()}
+    worst = max(bounds, key=bounds.get)
+    gap, low, high = scores.counterfactual_gaps[worst]
+    return [Check(
+        CHECK_COUNTERFACTUAL, bounds[worst] <= max_gap,
+        f"largest gap {worst}: {gap:+.4f} [{low:+.4f}, {high:+.4f}], bound {bounds[worst]:.4f} (allowed {max_gap:g})",
+    )]
+
+
+def slice_drop_check(new: Scores, champion: Scores, metric: str, max_drop: float, min_size: int) -> Check:
+    """No slice with at least `min_size` examples loses more than `max_drop` of `metric`."""
+    gated = {k: idx for k, idx in new.slices.items() if len(idx) >= min_size}
+    if not gated:
+        return Check(CHECK_SLICE_DROP, True, f"no slice with >= {min_size} examples ({len(new.slices)} smaller)")
+    drops = {k: champion.slice_value(k, metric) - new.slice_value(k, metric) for k in gated}
+    worst = max(drops, key=drops.get)
+    return Check(
+        CHECK_SLICE_DROP, drops[worst] <= max_drop,
+        f"largest {metric} drop of {len(gated)} slices (>= {min_size} examples) {worst} (n={len(gated[worst])}): "
+        f"{champion.slice_value(worst, metric):.4f} -> {new.slice_value(worst, metric):.4f} "
+        f"({-drops[worst]:+.4f}, allowed -{max_drop:g})",
+    )
+
+
 def decide(
     new: Scores, champion: Scores | None, champion_version: str | None, settings: GateSettings
 ) -> Decision:
@@ -123,13 +167,16 @@ def decide(
     * min_delta: the primary metric improves on the champion's by at least `min_delta`;
     * bootstrap: the lower end of the paired-bootstrap interval of the improvement, at
       `confidence`, is above 0 (the improvement is not noise);
-    * max_class_drop: no class (or entity type) loses more than `max_class_drop` F1.
+    * max_class_drop: no class (or entity type) loses more than `max_class_drop` F1;
+    * max_slice_drop: no evaluation slice with at least `min_slice_size` examples loses more than
+      `max_slice_drop` of the primary metric;
+    * max_counterfactual_gap: the new model's counterfactual gaps stay within the bound (when set).
 
-    Without a champion only the floors apply. A tie never promotes.
+    Without a champion only the floors and the counterfactual bound apply. A tie never promotes.
     """
     metric = settings.metric
     new_score = new.value(metric)
-    checks = floor_checks(new, settings.floors)
+    checks = floor_checks(new, settings.floors) + counterfactual_checks(new, settings.max_counterfactual_gap)
     if champion is None or champion_version is None:
         if not checks:
             checks = [Check(CHECK_FLOOR, True, "no floors configured")]
@@ -157,5 +204,6 @@ def decide(
         f"largest F1 drop {worst}: {champion.class_f1[worst]:.4f} -> {new.class_f1.get(worst, 0.0):.4f} "
         f"({-drops[worst]:+.4f}, allowed -{settings.max_class_drop:g})",
     ))
+    checks.append(slice_drop_check(new, champion, metric, settings.max_slice_drop, settings.min_slice_size))
     alias = "champion" if all(c.passed for c in checks) else "challenger"
     return Decision(alias, metric, new_score, old_score, champion_version, tuple(checks), (low, high))

@@ -56,7 +56,8 @@ def gate_settings(cfg: PipelineConfig) -> GateSettings:
     return GateSettings(
         metric=cfg.task.primary_metric, min_delta=p.min_delta, confidence=p.confidence,
         bootstrap_samples=p.bootstrap_samples, max_class_drop=p.max_class_drop, floors=dict(p.floors),
-        seed=cfg.finetune.seed,
+        seed=cfg.finetune.seed, max_slice_drop=p.max_slice_drop, min_slice_size=p.min_slice_size,
+        max_counterfactual_gap=p.max_counterfactual_gap,
     )
 
 

@@ -70,6 +70,8 @@ def decision_markdown(cfg: PipelineConfig, version: str | None, decision: Decisi
             "|---|---|---|",
             *(f"| {c.name} | {'passed' if c.passed else '**failed**'} | {c.detail} |" for c in decision.checks),
         ]
+    for section in evaluation.report_sections:  # slice table, fairness audit
+        lines += ["", section]
     lines += ["", f"MLflow run `{run_id}`, model `{model_uri}`"]
     return "\n".join(lines)
 

@@ -63,7 +63,8 @@ def gate_settings(cfg: PipelineConfig) -> GateSettings:
 
 def scores_of(cfg: PipelineConfig, evaluation: Evaluation, label_names: list[str]) -> Scores:
     task = task_type_for(cfg)
-    return Scores(evaluation.stats, partial(task.metrics_from_sums, label_names=label_names), evaluation.class_f1)
+    return Scores(evaluation.stats, partial(task.metrics_from_sums, label_names=label_names), evaluation.class_f1,
+                  evaluation.slices, evaluation.counterfactual_gaps)
 
 
 def evaluate_version(cfg: PipelineConfig, name: str, version: str, loaded: LoadedData) -> Evaluation:

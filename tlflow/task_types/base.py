@@ -102,6 +102,13 @@ class Evaluation:
     #: The same metrics of the base model before fine-tuning (task types with
     #: `TaskType.zero_shot_baseline`), filled by the evaluate stage; empty otherwise.
     baseline: dict[str, float] = field(default_factory=dict)
+    #: Evaluation slices ("column=value") -> indices of their examples (rows of `stats`), filled by
+    #: the evaluate stage; the promotion gate's max_slice_drop compares the champion on the same rows.
+    slices: dict[str, np.ndarray] = field(default_factory=dict)
+    #: Counterfactual gaps of this model (fairness audit): name -> (gap, interval low, interval high).
+    counterfactual_gaps: dict[str, tuple[float, float, float]] = field(default_factory=dict)
+    #: Markdown sections (slice table, fairness audit) appended to the run summary and version description.
+    report_sections: list[str] = field(default_factory=list)
 
     def confusion_png(self, path: Path, title: str = "") -> Path | None:
         if self.confusion is None:

@@ -16,14 +16,16 @@ from prefect.cache_policies import NO_CACHE
 
 from tasks.tracking import artifact_key
 from tlflow.config import PipelineConfig
+from tlflow.data.pii.report import PiiSummary
 from tlflow.data.readers import LoadedData
+from tlflow.data.spec import without_meta
 from tlflow.data.validation.stage import DataValidationError, check_data
 from tlflow.task_types.registry import task_type_for
 
 
 def _log_lineage(cfg: PipelineConfig, loaded: LoadedData, data_md5: str) -> None:
     for split, ds in loaded.splits.items():
-        df = ds.remove_columns(["source_file", "source_row"]).to_pandas()
+        df = without_meta(ds).remove_columns(["source_file", "source_row"]).to_pandas()  # no slice metadata
         # A carved validation split comes from the training file.
         path = cfg.data.file or cfg.data.files.get(split) or cfg.data.files["train"]
         with warnings.catch_warnings():  # "can be interpreted in multiple ways": both are local files
@@ -32,6 +34,16 @@ def _log_lineage(cfg: PipelineConfig, loaded: LoadedData, data_md5: str) -> None
         target = task_type_for(cfg).target_column
         dataset = PandasDataset(df, source=source, targets=target, name=f"{cfg.name}-{split}", digest=data_md5)
         mlflow.log_input(dataset, context=split)
+
+
+def _log_pii(cfg: PipelineConfig, pii: PiiSummary) -> None:
+    """Counts only (never a value): metrics, the `pii_counts` lineage tag, a one-line summary tag
+    and a Prefect table."""
+    mlflow.log_metrics(pii.metrics())
+    mlflow.set_tags({"pii_counts": pii.digest(), "pii_summary": pii.line()[:5000]})
+    create_markdown_artifact(f"## Personal data in `{cfg.name}`\n\n{pii.markdown()}",
+                             key=artifact_key(cfg.name, "pii"), description="PII scan: counts per split and type")
+    get_run_logger().info("PII scan (%s): %s", pii.policy, pii.line())
 
 
 @task(name="validate-data", cache_policy=NO_CACHE, persist_result=False)
@@ -43,7 +55,10 @@ def validate_data(cfg: PipelineConfig, data_md5: str) -> LoadedData:
     """
     logger = get_run_logger()
     task_type = task_type_for(cfg)
-    loaded, report, path = check_data(cfg, task_type.dataset_spec(), task_type.data_checks())
+    loaded, report, path = check_data(cfg, task_type.dataset_spec(), task_type.data_checks(),
+                                      text_fields=task_type.text_fields)
+    if report.pii is not None:
+        _log_pii(cfg, report.pii)
     mlflow.log_artifact(str(path), "validation")
     with tempfile.TemporaryDirectory() as tmp:
         summary = Path(tmp) / "report.json"

@@ -86,7 +86,8 @@ def validate(config: ConfigArg = None, set_: SetOpt = None) -> None:
     from tlflow.task_types.registry import task_type_for
 
     task_type = task_type_for(cfg)
-    loaded, report, path = check_data(cfg, task_type.dataset_spec(), task_type.data_checks())
+    loaded, report, path = check_data(cfg, task_type.dataset_spec(), task_type.data_checks(),
+                                      text_fields=task_type.text_fields)
     typer.echo(report.summary())
     typer.echo(f"HTML report: {path}")
     if not report.success:

@@ -43,6 +43,8 @@ class Lineage:
     encoder_version: str = ""  # the pretrained encoder's version, when one was pretrained
     task_type: str = ""
     eval_split: str = ""  # the frozen evaluation split: data + how the test split is cut
+    pii_policy: str = ""  # `privacy.pii` (off, report, redact, fail): what was done to personal data
+    pii_counts: str = ""  # digest of the PII scan's counts (set by validate-data; empty when off)
 
     @classmethod
     def of(cls, cfg: PipelineConfig, data_md5: str | None = None, *, prefect_flow_run_id: str = "",
@@ -58,6 +60,7 @@ class Lineage:
             encoder_version=encoder_version,
             task_type=cfg.task.type or "",
             eval_split=cache_key(data=cfg.data.model_dump(mode="json"), task=cfg.task.type),
+            pii_policy=cfg.privacy.pii,
         )
 
     @classmethod
@@ -102,7 +105,7 @@ class Lineage:
 FIELDS = tuple(f.name for f in dataclasses.fields(Lineage))
 
 #: What must all match for a registered version to stand for a new run (`tlflow.registry.reuse`).
-REUSE_FIELDS = ("data_md5", "data_files_md5", "config_hash", "code_md5")
+REUSE_FIELDS = ("data_md5", "data_files_md5", "config_hash", "code_md5", "pii_policy")
 
 #: What makes retraining due when it changed since the champion was trained, with how it is named.
 RETRAINING_FIELDS = {"data_md5": "data version (data.dvc)", "data_files_md5": "data files", "config_hash": "config"}

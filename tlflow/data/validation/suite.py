@@ -103,6 +103,8 @@ class ValidationReport:
     # split -> label -> count: declared labels in order (0 when absent), then undeclared ones;
     # null labels are not counted (the "label not null" check reports them).
     class_balance: dict[str, dict[str, int]]
+    #: What the PII scan found (`tlflow.data.pii.report.PiiSummary`), None when it did not run.
+    pii: Any = None
 
     def failures(self) -> list[CheckResult]:
         return [c for c in self.checks if not c.success]
@@ -123,6 +125,8 @@ class ValidationReport:
             total = sum(counts.values())
             parts = ", ".join(f"{label}={n} ({pct(n, total)})" for label, n in counts.items())
             lines.append(f"  class balance {split}: {parts or 'no labels'}")
+        if self.pii is not None:
+            lines.append(f"  personal data (privacy.pii: {self.pii.policy}): {self.pii.line()}")
         return "\n".join(lines)
 
     def to_html(self) -> str:
@@ -173,6 +177,8 @@ class ValidationReport:
             for label, n in counts.items():
                 out.append(f"<tr><td>{e(label)}</td><td>{n}</td><td>{pct(n, total)}</td></tr>")
             out.append("</table>")
+        if self.pii is not None:
+            out.append(self.pii.to_html())
         out.append("</body></html>")
         return "\n".join(out)
 
@@ -187,6 +193,7 @@ class ValidationReport:
                 split: {str(label): int(n) for label, n in counts.items()}
                 for split, counts in self.class_balance.items()
             },
+            **({"pii": self.pii.to_dict()} if self.pii is not None else {}),
         }
 
 

@@ -30,7 +30,7 @@ def finetune_model(
     cfg: PipelineConfig, tokenized: Path, loaded: LoadedData, encoder: str
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Fine-tune `encoder` on the tokenized train split, logging train loss and validation metrics
-    to MLflow as they happen. Checkpoints are keyed by the tokenized data, encoder and training
+    to MLflow as they happen (with `finetune.privacy`: DP-SGD, `dp_epsilon` per epoch and `dp_*` tags). Checkpoints are keyed by the tokenized data, encoder and training
     settings, so re-running the same config after a kill resumes where it stopped."""
     logger = get_run_logger()
     tokenizer = load_tokenizer(encoder)
@@ -64,6 +64,11 @@ def finetune_model(
         }
     )
     mlflow.set_tag("checkpoint_dir", str(checkpoints))
+    if result.privacy is not None:  # DP-SGD: what was spent, on the run (and, via register, the version)
+        mlflow.set_tags(result.privacy.tags())
+        logger.info("differentially private: epsilon %.3f spent of %g (delta %.3g, noise multiplier %.3f, clip %g)",
+                    result.privacy.epsilon_spent, result.privacy.plan.epsilon, result.privacy.plan.delta,
+                    result.privacy.plan.noise_multiplier, result.privacy.plan.max_grad_norm)
     if result.resumed_from:
         logger.info("resumed from checkpoint at step %d of %d", result.resumed_from, result.total_steps)
     logger.info(

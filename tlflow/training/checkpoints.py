@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -34,6 +34,7 @@ class Progress:
     samples: int = 0
     tokens: int = 0
     seconds: float = 0.0  # training time up to the checkpoint (validation and checkpoint writes excluded)
+    extra: dict = field(default_factory=dict)  # state of what else the run keeps (the DP accountant)
 
 
 def latest_checkpoint(checkpoint_dir: Path) -> Path | None:
@@ -114,7 +115,8 @@ def write_checkpoint(
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     progress: Progress,
 ) -> Path:
-    """Checkpoint a run at `progress.step`: weights, optimizer, scheduler, global RNG, progress."""
+    """Checkpoint a run at `progress.step`: weights, optimizer, scheduler, global RNG, progress
+    (with its `extra` state)."""
     state = {
         "step": progress.step,
         "optimizer": optimizer.state_dict(),
@@ -123,6 +125,7 @@ def write_checkpoint(
         "samples": progress.samples,
         "tokens": progress.tokens,
         "seconds": progress.seconds,
+        "extra": progress.extra,
     }
     return save_checkpoint(checkpoint_dir, model, state)
 
@@ -143,4 +146,4 @@ def resume(
     scheduler.load_state_dict(state["scheduler"])
     torch.set_rng_state(state["rng"])
     return Progress(int(state["step"]), int(state.get("samples", 0)), int(state.get("tokens", 0)),
-                    float(state.get("seconds", 0.0)))
+                    float(state.get("seconds", 0.0)), dict(state.get("extra", {})))

@@ -3,7 +3,8 @@
 The loop itself is short: batches, forward, `backward_and_step`, then the run's hooks
 (`_RunHooks.on_step`, which logs, validates and checkpoints at their cadence). Its parts live
 beside it: `settings` (LoopSettings), `optimizer` (AdamW, schedule, the step), `checkpoints`
-(write, find, resume) and `speedups` (the opt-in tricks `LoopSettings.speedups` names).
+(write, find, resume), `speedups` (the opt-in tricks `LoopSettings.speedups` names) and
+`private` (DP-SGD, when `LoopSettings.privacy` is set).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from tlflow.config import FinetuneConfig
 from tlflow.modeling.batching import collate, epoch_batches
 from tlflow.training.checkpoints import Progress, resume, write_checkpoint
 from tlflow.training.optimizer import backward_and_step, make_optimizer, make_scheduler
+from tlflow.training.private import PrivacyReport, PrivateTraining
 from tlflow.training.settings import LoopSettings, set_threads
 from tlflow.training.speedups import training_speedups
 
@@ -43,6 +45,7 @@ class TrainResult:
     tokens: int
     val_metrics: dict[str, float] = field(default_factory=dict)
     checkpoint_seconds: float = 0.0  # writing checkpoints, this segment of the run only
+    privacy: PrivacyReport | None = None  # DP-SGD runs: the plan and the epsilon spent
 
     @property
     def samples_per_second(self) -> float:
@@ -90,6 +93,7 @@ class _RunHooks:
         self.window_n, self.last_loss = 0, float("nan")
         self.val_metrics: dict[str, float] = {}
         self.eval_seconds = self.checkpoint_seconds = 0.0
+        self.extra_state: Callable[[], dict] = dict  # what checkpoints keep besides the trainer state
         self.started = time.perf_counter()
 
     def training_seconds(self, now: float) -> float:
@@ -132,6 +136,7 @@ class _RunHooks:
     def on_checkpoint(self) -> None:
         saving = time.perf_counter()
         self.progress.seconds = self.training_seconds(saving)
+        self.progress.extra = self.extra_state()
         write_checkpoint(self.checkpoint_dir, self.core, self.optimizer, self.scheduler, self.progress)
         self.checkpoint_seconds += time.perf_counter() - saving
 
@@ -185,24 +190,43 @@ def train_loop(
     core = getattr(model, "module", model)  # the model itself inside a DistributedDataParallel wrapper
     if world == 1:
         set_threads(settings.threads)
+    private = None
+    if settings.privacy is not None:  # freezes the embeddings: before the optimizer is made
+        private = PrivateTraining.start(core, settings.privacy, len(lengths), settings.batch_size, settings.total_steps)
     optimizer = make_optimizer(model, settings)
     scheduler = make_scheduler(optimizer, settings)
+    if private is not None:
+        optimizer = private.wrap(optimizer)
     done = resume(checkpoint_dir, core, optimizer, scheduler)
     if done is None:
         torch.manual_seed(settings.seed)
+    elif private is not None:
+        private.load_state_dict(done.extra, done.step)
     done = done or Progress()
     bar = tqdm(total=settings.total_steps, initial=done.step, desc=desc, unit="step",
                disable=not (progress and rank == 0), leave=False)
     hooks = _RunHooks(settings, len(lengths), checkpoint_dir, core, optimizer, scheduler, done, evaluate,
                       log_metrics, output_metrics, bar, lead=rank == 0)
     model.train()
-    with training_speedups(core, settings.speedups, data_parallel=world > 1) as grads:
-        for batch in _remaining_batches(lengths, settings, done.step):
-            inputs = make_batch(_rank_slice(batch, rank, world), done.step)
-            output = model(**inputs)
-            backward_and_step(model, output.loss, optimizer, scheduler, grads, settings.max_grad_norm)
-            hooks.on_step(output, len(batch), int(inputs["attention_mask"].sum()))
-        result = hooks.finish()  # the last validation runs with the speed-ups too (same logits)
+    try:
+        with training_speedups(core, settings.speedups, data_parallel=world > 1) as grads:
+            if private is None:
+                for batch in _remaining_batches(lengths, settings, done.step):
+                    inputs = make_batch(_rank_slice(batch, rank, world), done.step)
+                    output = model(**inputs)
+                    backward_and_step(model, output.loss, optimizer, scheduler, grads, settings.max_grad_norm)
+                    hooks.on_step(output, len(batch), int(inputs["attention_mask"].sum()))
+            else:  # DP-SGD: Poisson batches, per-example clipping, noise (tlflow.training.private)
+                hooks.extra_state = private.state_dict
+                for output, samples, tokens in private.steps(lengths, make_batch, settings.seed, done.step,
+                                                             settings.total_steps, scheduler, hooks.log):
+                    hooks.on_step(output, samples, tokens)
+            result = hooks.finish()  # the last validation runs with the speed-ups too (same logits)
+    finally:
+        if private is not None:  # a plain model again, even after a crash
+            private.close()
+    if private is not None:
+        result.privacy = private.report(result.steps)
     model.eval()
     return result
 

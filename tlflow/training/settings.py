@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import torch
 
 from tlflow.config import FinetuneConfig, PretrainConfig
+from tlflow.config.schema import DifferentialPrivacyConfig
 
 #: The loop's step speed-ups pretraining has always used (its config has no switch for them).
 PRETRAIN_SPEEDUPS = ("kept_embedding_grad", "fast_dropout")
@@ -16,8 +17,8 @@ PRETRAIN_SPEEDUPS = ("kept_embedding_grad", "fast_dropout")
 
 @dataclass(frozen=True)
 class LoopSettings:
-    """Step budget, optimizer and schedule, cadences, and the opt-in speed-ups (names of
-    `tlflow.training.speedups`; none by default)."""
+    """Step budget, optimizer and schedule, cadences, the opt-in speed-ups (names of
+    `tlflow.training.speedups`; none by default) and differential privacy (fine-tuning only)."""
 
     total_steps: int
     batch_size: int
@@ -32,6 +33,7 @@ class LoopSettings:
     log_every_steps: int = 20
     threads: int = 0
     speedups: tuple[str, ...] = ()
+    privacy: DifferentialPrivacyConfig | None = None  # DP-SGD (tlflow.training.private); None: ordinary
 
     @classmethod
     def for_finetune(cls, cfg: FinetuneConfig, n_examples: int) -> LoopSettings:
@@ -41,6 +43,7 @@ class LoopSettings:
             total_steps=max(1, math.ceil(cfg.epochs * steps_per_epoch)),
             eval_every_steps=cfg.eval_every_steps or steps_per_epoch,
             speedups=tuple(cfg.speedups),
+            privacy=cfg.privacy,
             **cfg.model_dump(include={
                 "batch_size", "learning_rate", "weight_decay", "warmup_ratio", "checkpoint_every_steps", "seed",
                 "max_grad_norm", "group_by_length", "log_every_steps", "threads",

@@ -12,6 +12,8 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from tlflow.config import PipelineConfig
 from tlflow.data.readers import LoadedData
+from tlflow.evaluation.slice_plot import plot_slices
+from tlflow.evaluation.slices import slice_report
 from tlflow.modeling.models import build_task_model, load_tokenizer
 from tlflow.task_types.base import Evaluation, TaskSettings
 from tlflow.task_types.registry import task_type_for
@@ -23,7 +25,11 @@ def evaluate_model(
 ) -> Evaluation:
     """The task type's metrics on the test split as `test_*` metrics (classification: accuracy,
     macro-F1, per-class P/R/F1; entities: seqeval P/R/F1 overall and per type; answers: EM/F1);
-    the confusion matrix (classification, PNG) and a table of mistakes as artifacts.
+    the confusion matrix (classification, PNG) and a table of mistakes as artifacts (text generation:
+    `evaluation/samples.json`, the worst generations by ROUGE-L and a seeded random few, column `kind`);
+    metrics per evaluation slice (`tlflow.evaluation.slices`) as `test_<metric>__<column>:<value>`,
+    `evaluation/slices.png`, `evaluation/slices.json` and a table in the run summary; the slices'
+    rows are kept in `Evaluation.slices` for the gate's max_slice_drop.
 
     A task type with `zero_shot_baseline` also scores the base model as it is (`model.base`,
     before fine-tuning) on the same split, logged as `zeroshot_<metric>` and kept in
@@ -41,13 +47,20 @@ def evaluate_model(
         evaluation.baseline = task_type.evaluate(base, base_tokenizer, test, loaded.label_names, settings).metrics
         del base
         mlflow.log_metrics({f"zeroshot_{k}": v for k, v in evaluation.baseline.items()})
+    slices = slice_report(task_type, test, evaluation, loaded.label_names, cfg.task.primary_metric,
+                          cfg.evaluate.slices, cfg.promote.min_slice_size)
+    evaluation.slices = slices.indices()
+    evaluation.report_sections.append(slices.markdown())
+    mlflow.log_metrics(slices.mlflow_metrics())
+    mlflow.log_table(slices.table(), artifact_file="evaluation/slices.json")
     with tempfile.TemporaryDirectory() as tmp:
         png = evaluation.confusion_png(Path(tmp) / "confusion_matrix.png", f"{cfg.name}: test split")
         if png is not None:
             mlflow.log_artifact(str(png), "evaluation")
-    if evaluation.mistakes:
-        rows = evaluation.mistakes
-        mlflow.log_table({k: [r[k] for r in rows] for k in rows[0]}, artifact_file="evaluation/mistakes.json")
+        mlflow.log_artifact(str(plot_slices(slices, Path(tmp) / "slices.png")), "evaluation")
+    for name, rows in (("mistakes", evaluation.mistakes), ("samples", evaluation.samples)):
+        if rows:
+            mlflow.log_table({k: [r[k] for r in rows] for k in rows[0]}, artifact_file=f"evaluation/{name}.json")
     get_run_logger().info(
         "test %s on %d examples",
         ", ".join(f"{k} {evaluation.metrics[k]:.4f}" for k in evaluation.headline), len(test),

@@ -12,6 +12,7 @@ from tlflow import paths
 from tlflow.config import PipelineConfig
 from tlflow.data.cache import cache_key, file_digest, tokenize_cached
 from tlflow.data.readers import LoadedData
+from tlflow.data.spec import without_meta
 from tlflow.modeling.models import load_tokenizer, resolve_base
 from tlflow.task_types.base import TaskSettings
 from tlflow.task_types.registry import task_type_for
@@ -37,7 +38,9 @@ def tokenize_data(cfg: PipelineConfig, loaded: LoadedData, tokenizer_source: str
     )
     task_type = task_type_for(cfg)
     result = tokenize_cached(
-        lambda: task_type.train_features(loaded.splits["train"], loaded.label_names, tokenizer, settings), CACHE_DIR, key
+        # metadata columns (evaluation slices) never reach the features
+        lambda: task_type.train_features(without_meta(loaded.splits["train"]), loaded.label_names, tokenizer, settings),
+        CACHE_DIR, key,
     )
     mlflow.set_tag("tokenize_cache", "hit" if result.cache_hit else "miss")
     get_run_logger().info("tokenized data %s (%s)", result.path, "cache hit" if result.cache_hit else "built")

@@ -77,7 +77,8 @@ def test_gate_ledger_rollback_and_cli(project, prefect_server, tiny_config):
     assert history[1].actor.startswith("flow training_pipeline") and history[3].actor.startswith("cli user")
     assert "incident 42" in history[6].reason
     checks = {c["name"]: c for c in history[1].decision["checks"]}
-    assert set(checks) == {"min_delta", "bootstrap", "max_class_drop"} and checks["bootstrap"]["passed"]
+    assert set(checks) == {"min_delta", "bootstrap", "max_class_drop", "max_slice_drop"}
+    assert checks["bootstrap"]["passed"]
 
     code, out = _cli("history", "gate")
     assert code == 0 and [line.split()[0] for line in out.splitlines()[1:]] == [str(i) for i in range(1, 8)]

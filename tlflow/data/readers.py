@@ -10,6 +10,10 @@ spec's canonical columns, always ending in:
   index for parquet, the line of a sentence's first token (conll), or the 1-based question number
   (SQuAD JSON). Rows of a csv with quoted line breaks keep the line they start on.
 
+followed by one ``meta_<column>`` (str, None when blank) per raw column named in `meta_columns`
+(the config's ``evaluate.slices``): metadata that defines evaluation slices, never trained on
+(`tlflow.data.spec.without_meta` drops it before tokenization, input examples and lineage).
+
 Reading never judges content (blank texts, unknown labels, duplicates): the validation suite
 reports those with ``source_file``/``source_row``. Files that cannot be read at all raise
 `DataError` with a one-line message naming the file, the line and the field.
@@ -26,8 +30,8 @@ import numpy as np
 import pandas as pd
 
 from tlflow.config import DataConfig
-from tlflow.data.formats.common import DataError, decode_text
-from tlflow.data.spec import LABEL_FIELD, TEXT_FIELD, DatasetSpec, RawTable, column_key
+from tlflow.data.formats.common import DataError, decode_text, to_str
+from tlflow.data.spec import LABEL_FIELD, TEXT_FIELD, DatasetSpec, RawTable, column_key, meta_column, meta_features
 from tlflow.data.splits import split_rows, stratified_sample, stratified_split
 from tlflow.data.text import normalize_text
 
@@ -54,38 +58,43 @@ class LoadedData:
 # --------------------------------------------------------------------------- reading one file
 
 
-def read_table(path: str | Path, cfg: DataConfig, spec: DatasetSpec) -> pd.DataFrame:
-    """Read one raw file into a DataFrame with the canonical columns of `spec`.
+def read_table(path: str | Path, cfg: DataConfig, spec: DatasetSpec, meta_columns: Sequence[str] = ()) -> pd.DataFrame:
+    """Read one raw file into a DataFrame with the canonical columns of `spec` (and the
+    `meta_columns`, raw columns carried as ``meta_<column>``).
 
     ``cfg`` gives format, separator, header, encoding, the columns to read and the label map.
     An empty file (or one with only a header) gives an empty frame; the caller decides whether
     that is an error. Raises `DataError` for a missing file, undecodable bytes, a row with the
     wrong number of fields, bad JSON, missing columns and a structured format that does not hold
-    this kind of data.
+    this kind of data, and for a column of `meta_columns` the file lacks.
     """
     source = str(path)
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{source}: file not found")
     if cfg.format in NATIVE_FORMATS and cfg.format == spec.native_format:
-        return _read_native(source, cfg, spec)
+        return _read_native(source, cfg, spec, meta_columns)
     required, optional = _table_keys(cfg, spec)
+    optional += [column_key(c) for c in meta_columns if column_key(c) not in required + optional]
+    names: list[str] | None
     if cfg.format in NATIVE_FORMATS:  # another task's structured format, read as a table of its fields
         columns, rows = _structured_as_table(source, cfg, required)
+        names = list(columns)
     elif cfg.format == "parquet":
         from tlflow.data.formats.parquet import read_parquet
 
-        _, columns, rows = read_parquet(path, source, required, optional)
+        names, columns, rows = read_parquet(path, source, required, optional)
     else:
         text = decode_text(path.read_bytes(), source, cfg.encoding)
         if cfg.format == "jsonl":
             from tlflow.data.formats.jsonl import read_jsonl
 
-            _, columns, rows = read_jsonl(text, source, required, optional)
+            names, columns, rows = read_jsonl(text, source, required, optional)
         else:
             from tlflow.data.formats.delimited import read_delimited
 
-            _, columns, rows = read_delimited(text, source, cfg.format, cfg.separator, cfg.header, required, optional)
+            names, columns, rows = read_delimited(text, source, cfg.format, cfg.separator, cfg.header, required, optional)
+    meta = {c: _meta_values(source, c, columns, names, len(rows)) for c in meta_columns}
     table = RawTable(columns, rows, cfg)
     canonical = spec.from_table(table)
     frame = pd.DataFrame({name: pd.Series(values, dtype=object) for name, values in canonical.items()})
@@ -97,7 +106,24 @@ def read_table(path: str | Path, cfg: DataConfig, spec: DatasetSpec) -> pd.DataF
         # the split is cut, never part of the canonical splits
         frame[cfg.group_column] = pd.Series(table.field(cfg.group_column), dtype=object)
         kept.append(cfg.group_column)
+    for column, values in meta.items():
+        frame[meta_column(column)] = pd.Series(values, dtype=object)
+        kept.append(meta_column(column))
     return frame[kept]
+
+
+def _meta_values(source: str, column: str | int, columns: dict[str, list], names: Sequence[str] | None,
+                 n: int) -> list[str | None]:
+    """The raw values of a metadata column as stripped text (blank: None); `DataError` naming the
+    file and the column when the file (with rows) has no such column."""
+    key = column_key(column)
+    if key not in columns:
+        if not n:
+            return []
+        known = ", ".join(repr(c) for c in names) if names else "no header: 0-based column indices"
+        raise DataError(f"{source}: no column '{key}' for the evaluation slices in evaluate.slices (columns: {known})")
+    values = [to_str(v) for v in columns[key]]
+    return [v.strip() if v is not None and v.strip() else None for v in values]
 
 
 def _structured_as_table(source: str, cfg: DataConfig, required: list[str]) -> tuple[dict[str, list], list[int]]:
@@ -123,8 +149,9 @@ def _structured_as_table(source: str, cfg: DataConfig, required: list[str]) -> t
     return columns, [int(r) for r in frame["source_row"]]
 
 
-def _read_native(source: str, cfg: DataConfig, spec: DatasetSpec) -> pd.DataFrame:
-    """A structured format (conll, SQuAD JSON) that is the spec's native one."""
+def _read_native(source: str, cfg: DataConfig, spec: DatasetSpec, meta_columns: Sequence[str]) -> pd.DataFrame:
+    """A structured format (conll, SQuAD JSON) that is the spec's native one; metadata columns
+    are its fields (SQuAD: id, title; conll: tokens, tags, text)."""
     if cfg.format == "conll":
         from tlflow.data.formats.conll import read_conll
 
@@ -135,7 +162,11 @@ def _read_native(source: str, cfg: DataConfig, spec: DatasetSpec) -> pd.DataFram
         from tlflow.data.formats.squad import read_squad_json
 
         frame = read_squad_json(source, cfg.encoding)
-    return frame[spec.columns].reset_index(drop=True)
+    fields = {name: frame[name].tolist() for name in frame.columns if name not in ("source_file", "source_row")}
+    out = frame[spec.columns].reset_index(drop=True)
+    for column in meta_columns:
+        out[meta_column(column)] = pd.Series(_meta_values(source, column, fields, list(fields), len(out)), dtype=object)
+    return out
 
 
 def _table_keys(cfg: DataConfig, spec: DatasetSpec) -> tuple[list[str], list[str]]:
@@ -180,8 +211,9 @@ def _label_names(cfg: DataConfig, train: pd.DataFrame, spec: DatasetSpec) -> lis
     return spec.infer_labels(train)
 
 
-def load_labelled_data(cfg: DataConfig, spec: DatasetSpec) -> LoadedData:
-    """Read every file of ``cfg`` and return the canonical train/validation/test splits of `spec`.
+def load_labelled_data(cfg: DataConfig, spec: DatasetSpec, meta_columns: Sequence[str] = ()) -> LoadedData:
+    """Read every file of ``cfg`` and return the canonical train/validation/test splits of `spec`,
+    with a ``meta_<column>`` column per raw column of `meta_columns` (evaluation slices).
 
     Steps, in order:
 
@@ -205,12 +237,12 @@ def load_labelled_data(cfg: DataConfig, spec: DatasetSpec) -> LoadedData:
     if cfg.files:
         for split in SPLITS:
             if split in cfg.files:
-                frames[split] = read_table(cfg.files[split], cfg, spec)
+                frames[split] = read_table(cfg.files[split], cfg, spec, meta_columns)
                 origin[split] = cfg.files[split]
                 if frames[split].empty:
                     raise DataError(f"{cfg.files[split]}: {split} split is empty (0 rows)")
     else:
-        whole = read_table(cfg.file, cfg, spec)
+        whole = read_table(cfg.file, cfg, spec, meta_columns)
         if whole.empty:
             raise DataError(f"{cfg.file}: no rows to split into train/validation/test (0 rows)")
         if group:
@@ -235,7 +267,7 @@ def load_labelled_data(cfg: DataConfig, spec: DatasetSpec) -> LoadedData:
     for split in SPLITS:
         if frames[split].empty:
             raise DataError(f"{origin[split]}: {split} split is empty (0 rows) after splitting/filtering")
-    features = spec.features
+    features = datasets.Features({**spec.features, **meta_features(meta_columns)})
     splits = datasets.DatasetDict(
         {
             split: datasets.Dataset.from_pandas(frames[split][list(features)], features=features, preserve_index=False)

@@ -9,7 +9,7 @@ The data layer never looks a task type up by name: callers pass the spec
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import datasets
@@ -24,6 +24,25 @@ TEXT_FIELD, LABEL_FIELD = "text", "label"
 STRING, INT = datasets.Value("string"), datasets.Value("int64")
 #: Columns every canonical table ends with: the raw file and the row in it.
 SOURCE_FEATURES = {"source_file": STRING, "source_row": INT}
+#: Prefix of the metadata columns (raw columns named in `evaluate.slices`), carried after the
+#: source columns for evaluation slices and never trained on (`without_meta`).
+META_PREFIX = "meta_"
+
+
+def meta_column(raw: str | int) -> str:
+    """The canonical name of a raw column carried as metadata: `meta_<column>`."""
+    return f"{META_PREFIX}{raw}"
+
+
+def meta_features(raw_columns: Sequence[str | int]) -> dict[str, datasets.Value]:
+    """Arrow types of the metadata columns of `raw_columns` (strings, None when missing)."""
+    return {meta_column(c): STRING for c in raw_columns}
+
+
+def without_meta(split: datasets.Dataset) -> datasets.Dataset:
+    """The split without its metadata columns: what tokenization, input examples and dataset
+    lineage see."""
+    return split.remove_columns([c for c in split.column_names if c.startswith(META_PREFIX)])
 
 
 def column_key(column: str | int) -> str:

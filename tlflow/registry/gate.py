@@ -42,7 +42,11 @@ class Scores:
         return self.metrics(self.stats.sum(axis=0))[metric]
 
     def slice_value(self, name: str, metric: str) -> float:
-        return self.metrics(self.stats[self.slices[name]].sum(axis=0))[metric]
+        return self.rows_value(self.slices[name], metric)
+
+    def rows_value(self, rows: np.ndarray, metric: str) -> float:
+        """`metric` over the examples `rows` (another model's slice: both scored on the same split)."""
+        return self.metrics(self.stats[rows].sum(axis=0))[metric]
 
 
 @dataclass(frozen=True)
@@ -144,16 +148,20 @@ def counterfactual_checks(scores: Scores, max_gap: float | None) -> list[Check]:
 
 
 def slice_drop_check(new: Scores, champion: Scores, metric: str, max_drop: float, min_size: int) -> Check:
-    """No slice with at least `min_size` examples loses more than `max_drop` of `metric`."""
+    """No slice with at least `min_size` examples loses more than `max_drop` of `metric`; the
+    slices are the new model's (`new.slices`), the champion is scored on the same rows."""
     gated = {k: idx for k, idx in new.slices.items() if len(idx) >= min_size}
     if not gated:
         return Check(CHECK_SLICE_DROP, True, f"no slice with >= {min_size} examples ({len(new.slices)} smaller)")
-    drops = {k: champion.slice_value(k, metric) - new.slice_value(k, metric) for k in gated}
+    if len(champion.stats) != len(new.stats):
+        return Check(CHECK_SLICE_DROP, False, f"the champion was scored on {len(champion.stats)} examples, "
+                     f"the new model on {len(new.stats)}: slices cannot be compared")
+    drops = {k: champion.rows_value(idx, metric) - new.rows_value(idx, metric) for k, idx in gated.items()}
     worst = max(drops, key=drops.get)
     return Check(
         CHECK_SLICE_DROP, drops[worst] <= max_drop,
         f"largest {metric} drop of {len(gated)} slices (>= {min_size} examples) {worst} (n={len(gated[worst])}): "
-        f"{champion.slice_value(worst, metric):.4f} -> {new.slice_value(worst, metric):.4f} "
+        f"{champion.rows_value(gated[worst], metric):.4f} -> {new.rows_value(gated[worst], metric):.4f} "
         f"({-drops[worst]:+.4f}, allowed -{max_drop:g})",
     )
 

@@ -23,6 +23,7 @@ from mlflow.exceptions import MlflowException
 from tlflow.config import PipelineConfig
 from tlflow.data.readers import LoadedData, load_labelled_data
 from tlflow.errors import TlflowError
+from tlflow.evaluation.slices import slice_rows
 from tlflow.registry import ledger, tracking
 from tlflow.registry.champion import load_version
 from tlflow.registry.gate import Decision, GateSettings, Scores, decide
@@ -71,9 +72,10 @@ def evaluate_version(cfg: PipelineConfig, name: str, version: str, loaded: Loade
     """A registered version scored on `loaded`'s test split with its own tokenizer."""
     settings = TaskSettings.from_config(cfg)
     model = load_version(f"models:/{name}/{version}", settings)
-    return task_type_for(cfg).evaluate(
-        model.model, model.tokenizer, loaded.splits["test"], loaded.label_names, settings
-    )
+    task_type, test = task_type_for(cfg), loaded.splits["test"]
+    evaluation = task_type.evaluate(model.model, model.tokenizer, test, loaded.label_names, settings)
+    evaluation.slices = slice_rows(task_type, test, cfg.evaluate.slices)  # what max_slice_drop compares
+    return evaluation
 
 
 def version_config(client: MlflowClient, mv: ModelVersion) -> PipelineConfig:
@@ -223,7 +225,7 @@ def promote(
     if force and not reason.strip():
         raise RegistryError("--force needs --reason: say why the gate is overridden")
     cfg = version_config(client, mv)
-    loaded = load_labelled_data(cfg.data, task_type_for(cfg).dataset_spec())
+    loaded = load_labelled_data(cfg.data, task_type_for(cfg).dataset_spec(), cfg.evaluate.slices)
 
     def evaluate(v: str) -> Scores:
         return scores_of(cfg, evaluate_version(cfg, name, v, loaded), loaded.label_names)

@@ -14,7 +14,7 @@ import click
 import typer
 from typer.core import TyperGroup
 
-from flows.commands import ops, pipelines, registry, serving
+from flows.commands import audit, ops, pipelines, registry, serving
 from flows.commands.common import CONSEQUENCE
 from flows.commands.serving import serve_command, serve_env
 from tlflow.errors import TlflowError
@@ -57,6 +57,7 @@ app.add_typer(ops.servers_app, name="servers")
 report_app = typer.Typer(no_args_is_help=True, help="Comparisons across pipeline runs.")
 report_app.command("transfer")(pipelines.report_transfer)
 app.add_typer(report_app, name="report")
+app.add_typer(audit.audit_app, name="audit")
 app.command()(pipelines.validate)
 app.command()(registry.models)
 app.command()(registry.history)

@@ -1,4 +1,5 @@
-"""`training_pipeline`: validate -> pretrain (optional) -> tokenize -> fine-tune -> evaluate -> register/promote."""
+"""`training_pipeline`: validate -> pretrain (optional) -> tokenize -> fine-tune -> evaluate
+-> fairness audit (optional) -> register/promote."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from prefect import flow
 
 from flows.pretraining import pretraining_stage
 from tasks.evaluate import evaluate_model
+from tasks.fairness import audit_fairness
 from tasks.finetune import finetune_model
 from tasks.register import RegistrationOutcome, find_unchanged, register_and_promote
 from tasks.tokenize import tokenize_data
@@ -47,6 +49,8 @@ def training_pipeline(config: PipelineConfig = PipelineConfig(), force: bool = F
         tokenized = tokenize_data(config, loaded, encoder, tags["data_md5"])
         model, tokenizer = finetune_model(config, tokenized, loaded, encoder)
         evaluation = evaluate_model(config, model, tokenizer, loaded)
+        if config.fairness.eec is not None:
+            evaluation = audit_fairness(config, model, tokenizer, evaluation)
         return register_and_promote(config, model, tokenizer, evaluation, loaded, tags)
 
 

@@ -2,10 +2,6 @@
 answering real texts, with a clear 4xx for every malformed payload."""
 
 import json
-import socket
-import subprocess
-import time
-import urllib.error
 import urllib.request
 
 import pandas as pd
@@ -15,26 +11,12 @@ from mlflow import MlflowClient
 from flows.batch import batch_predict
 from flows.cli import serve_command, serve_env
 from flows.training import training_pipeline
+from tests.serving_http import free_port, post, start, stop, wait_ready
 from tlflow.registry import tracking
 
 pytestmark = [pytest.mark.needs_data, pytest.mark.flow]
 
 TEXTS = ["a gorgeous , witty , seductive movie .", "the plot is nothing but boilerplate clichés .", "dull"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _post(url: str, body: bytes) -> tuple[int, str]:
-    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as err:
-        return err.code, err.read().decode()
 
 
 def test_batch_predict_and_http_serving(project, prefect_server, tiny_config):
@@ -52,24 +34,11 @@ def test_batch_predict_and_http_serving(project, prefect_server, tiny_config):
     runs = MlflowClient().search_runs([tracking.ensure_experiment("served-batch")])
     assert len(runs) == 1 and runs[0].data.params["model_version"] == "1" and runs[0].data.metrics["rows"] == 3
 
-    port = _free_port()
-    server = subprocess.Popen(serve_command("served", "champion", port), cwd=project, env=serve_env(),
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    base = f"http://127.0.0.1:{port}"
+    server, base = start(serve_command("served", "champion", free_port()), project, serve_env())
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            assert server.poll() is None, server.stderr.read()[-3000:]
-            try:
-                with urllib.request.urlopen(f"{base}/ping", timeout=5) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "model server did not start"
-            time.sleep(1)
+        wait_ready(server, base)
 
-        status, body = _post(f"{base}/invocations", json.dumps({"dataframe_records": [{"text": t} for t in TEXTS]}).encode())
+        status, body = post(f"{base}/invocations", {"dataframe_records": [{"text": t} for t in TEXTS]})
         assert status == 200, body
         predictions = json.loads(body)["predictions"]
         assert [set(p) for p in predictions] == [{"label", "score"}] * 3
@@ -83,13 +52,12 @@ def test_batch_predict_and_http_serving(project, prefect_server, tiny_config):
             "blank text": {"dataframe_records": [{"text": "   "}]},
         }
         for case, payload in malformed.items():
-            status, body = _post(f"{base}/invocations", json.dumps(payload).encode())
+            status, body = post(f"{base}/invocations", payload)
             assert 400 <= status < 500, (case, status, body)
             assert json.loads(body).get("message"), (case, body)
-        status, body = _post(f"{base}/invocations", b"{not json")
+        status, body = post(f"{base}/invocations", b"{not json")
         assert 400 <= status < 500, body
         with urllib.request.urlopen(f"{base}/ping", timeout=5) as r:  # still serving
             assert r.status == 200
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        stop(server)

@@ -4,9 +4,6 @@ rows (description -> headline), then the registered champion asked to generate."
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import mlflow
 import pandas as pd
 import pytest
@@ -14,16 +11,12 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from flows.training import training_pipeline
+from tests.task_types import tiny_causal_lm as tiny
 from tlflow.config import load_config
 from tlflow.registry import tracking
 
 pytestmark = [pytest.mark.needs_data, pytest.mark.flow]
 
-_spec = importlib.util.spec_from_file_location(
-    "tiny_causal_lm", Path(__file__).resolve().parents[1] / "task_types" / "tiny_causal_lm.py"
-)
-tiny = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(tiny)
 
 
 def test_generation_trains_registers_and_serves(project, prefect_server):
@@ -42,6 +35,13 @@ def test_generation_trains_registers_and_serves(project, prefect_server):
     for name in ("rougeL", "rouge1", "rouge2", "bleu", "exact_match", "gen_length", "perplexity"):
         assert f"test_{name}" in metrics and f"zeroshot_{name}" in metrics, name
     assert "val_rougeL" in metrics
+    artifacts = {a.path for a in MlflowClient().list_artifacts(outcome.run_id, "evaluation")}
+    assert "evaluation/samples.json" in artifacts and "evaluation/mistakes.json" not in artifacts
+    table = mlflow.artifacts.load_dict(f"runs:/{outcome.run_id}/evaluation/samples.json")  # log_table's layout
+    samples = pd.DataFrame(table["data"], columns=table["columns"])
+    assert samples["kind"].tolist() == ["worst"] * 3 + ["random"] * 3  # 3 worst of 8 test rows, 3 drawn
+    assert {"rougeL", "prompt", "reference", "generated"} <= set(samples.columns)
+    assert samples["rougeL"].iloc[:3].is_monotonic_increasing
 
     served = mlflow.pyfunc.load_model(f"models:/{cfg.name}@champion")
     assert served.metadata.get_input_schema().input_names() == ["description"]

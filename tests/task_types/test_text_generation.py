@@ -3,7 +3,6 @@ checks, generation settings and per-request params, on a tiny causal LM built in
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import pandas as pd
 import pytest
 from sacrebleu.metrics import BLEU
 
+from tests.task_types import tiny_causal_lm as tiny
 from tlflow.config import DataConfig, PipelineConfig, ValidateConfig
 from tlflow.data.readers import load_labelled_data
 from tlflow.data.validation.suite import validate_splits
@@ -23,14 +23,12 @@ from tlflow.task_types.text_generation.task import (
     CHECK_TARGET_NOT_BLANK,
     CHECK_TARGET_NOT_COPY,
     CHECK_TRUNCATION,
+    generation_samples,
     training_example,
 )
 
 pytestmark = [pytest.mark.unit]
 
-_spec = importlib.util.spec_from_file_location("tiny_causal_lm", Path(__file__).with_name("tiny_causal_lm.py"))
-tiny = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(tiny)
 
 TASK = get_task_type("text-generation")
 LEGACY_TASK_JSON = Path(__file__).resolve().parents[1] / "assets" / "legacy_task_model" / "artifacts" / "task.json"
@@ -237,6 +235,8 @@ def test_requests_are_refused_with_one_line(lm):
         TASK.predict(model, tokenizer, pd.DataFrame({"prompt": ["  "]}), settings)
     with pytest.raises(RequestError, match="tokens"):
         TASK.predict(model, tokenizer, pd.DataFrame({"prompt": ["Wall St. Bears Claw Back " * 5]}), settings)
+    with pytest.raises(RequestError, match="plus max_new_tokens 600 exceed the model's 512 positions"):
+        TASK.predict(model, tokenizer, pd.DataFrame({"prompt": ["hi"]}), settings, params={"max_new_tokens": 600})
     with pytest.raises(RequestError, match="takes none"):
         get_task_type("text-classification").check_params({"max_new_tokens": 3}, settings)
 
@@ -263,4 +263,26 @@ def test_evaluate_scores_generations_with_additive_stats(lm):
     assert evaluation.stats.shape == (3, len(gm.COLUMNS))
     assert TASK.metrics_from_sums(evaluation.stats.sum(0), []) == evaluation.metrics
     assert 1 < evaluation.metrics["perplexity"] < 10 * len(tokenizer)
-    assert [set(m) for m in evaluation.mistakes] == [{"prompt", "reference", "generated", "rougeL"}] * 2
+    assert evaluation.mistakes == []
+    assert [s["kind"] for s in evaluation.samples] == ["worst", "worst", "random"]  # 2 worst, the 1 left drawn
+    assert [set(s) for s in evaluation.samples] == [{"kind", "rougeL", "prompt", "reference", "generated"}] * 3
+    rouge_l = evaluation.stats[:, gm.COL["rougeL"]]
+    worst = [s["rougeL"] for s in evaluation.samples[:2]]
+    assert worst == sorted(worst) and worst[-1] <= round(float(rouge_l.max()), 4)
+    assert {s["prompt"] for s in evaluation.samples} == set(split["prompt"])
+    assert TASK.evaluate(model, tokenizer, split, [], _settings(max_new_tokens=4)).samples == []
+
+
+def test_samples_are_the_worst_by_rouge_l_then_a_seeded_random_draw():
+    stats = np.zeros((8, len(gm.COLUMNS)))
+    stats[:, gm.COL["rougeL"]] = [0.9, 0.1, 0.5, 0.0, 0.7, 0.1, 0.8, 0.6]
+    prompts = [f"p{i}" for i in range(8)]
+    samples = generation_samples(prompts, prompts, prompts, stats, 2, seed=3)
+    assert [(s["kind"], s["prompt"], s["rougeL"]) for s in samples[:2]] == [("worst", "p3", 0.0), ("worst", "p1", 0.1)]
+    drawn = [s["prompt"] for s in samples[2:]]
+    assert len(drawn) == 2 and not {"p1", "p3"} & set(drawn) and drawn == sorted(drawn)
+    assert generation_samples(prompts, prompts, prompts, stats, 2, seed=3) == samples  # seeded
+    others = {tuple(s["prompt"] for s in generation_samples(prompts, prompts, prompts, stats, 2, seed=k)[2:])
+              for k in range(10)}
+    assert len(others) > 1  # the seed decides the draw
+    assert generation_samples(prompts, prompts, prompts, stats, 0, seed=3) == []

@@ -81,8 +81,10 @@ class TaskModel(PythonModel):
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         """`params`: per-request parameters (the task type's `request_params`, e.g. generation
-        settings); an unknown one is refused (MLflow itself drops keys missing from the signature's
-        params schema, with a warning, before they get here)."""
+        settings); an unknown one is refused. Through `PyFuncModel.predict` (and so `mlflow models
+        serve`) MLflow drops keys missing from the signature's params schema, with a warning, before
+        they get here; `tlflow serve` refuses them itself (`tlflow.serving.http_server`). A refused
+        request raises MlflowException(INVALID_PARAMETER_VALUE), which the scoring server answers 400."""
         try:
             params = self.task.check_params(params, self.settings)
             extra = {"params": params} if params else {}

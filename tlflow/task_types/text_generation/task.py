@@ -7,7 +7,8 @@ carries them. A training example is `prompt + target + eos` with the loss on the
 only; with `task.use_chat_template` and a tokenizer that has a chat template, the prompt is a user
 message followed by the generation prompt. Evaluation generates with the KV cache in left-padded,
 length-sorted batches and scores ROUGE, BLEU, exact match, generated length and the perplexity of
-the targets (`metrics`).
+the targets (`metrics`); its `samples` are the worst generations by ROUGE-L and a seeded random
+few. A request may override the generation settings (`GENERATION_KEYS`, MLflow `params`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from transformers import AutoModelForCausalLM, GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 from tlflow.config import PipelineConfig
+from tlflow.data.pii.fields import TextFields
 from tlflow.data.spec import SOURCE_FEATURES, STRING, RawTable
 from tlflow.data.validation.checks import ProblemCheck, TaskChecks
 from tlflow.errors import TlflowError
@@ -37,7 +39,6 @@ CHECK_TARGET_NOT_COPY = "target not a copy of the prompt"
 CHECK_TRUNCATION = "prompt and target within max_length"
 #: Generation settings a request may override (MLflow `params`).
 GENERATION_KEYS = ("max_new_tokens", "num_beams", "do_sample", "temperature", "top_p", "seed")
-RANDOM_MISTAKES = 5
 
 
 def template_fields(template: str | None) -> tuple[str, ...]:
@@ -127,6 +128,7 @@ class TextGeneration(TaskType):
     )
     table_fields = ("prompt", "target")
     overlap_columns = ("prompt",)
+    text_fields = TextFields(texts=("prompt", "target"), json_objects=("prompt_fields",))
     has_label_names = False
     primary_metrics = ("rougeL", "rouge1", "rouge2", "bleu", "exact_match")
     model_head = (AutoModelForCausalLM, _NoRandomInit)
@@ -243,9 +245,13 @@ class TextGeneration(TaskType):
         else:
             prompts = list(requests["prompt"])
         encoded = [prompt_ids(tokenizer, p, opts.use_chat_template) for p in prompts]
+        positions = getattr(getattr(model, "config", None), "max_position_embeddings", None)
         for row, ids in enumerate(encoded):
             if len(ids) > settings.max_length:
                 raise RequestError(f"row {row}: the prompt has {len(ids)} tokens (at most {settings.max_length})")
+            if positions and len(ids) + gen.max_new_tokens > positions:
+                raise RequestError(f"row {row}: the prompt's {len(ids)} tokens plus max_new_tokens "
+                                   f"{gen.max_new_tokens} exceed the model's {positions} positions")
         texts, _ = generate(model, tokenizer, encoded, gen, settings.batch_size)
         return [{"generated_text": t} for t in texts]
 
@@ -258,7 +264,7 @@ class TextGeneration(TaskType):
                                  settings.batch_size)
         stats = gm.example_stats(texts, targets, nll, tokens, lengths)
         return Evaluation(self.metrics_from_sums(stats.sum(axis=0), label_names), self.headline_metrics, stats,
-                          mistakes=_mistakes(prompts, targets, texts, stats, n_mistakes, opts.seed))
+                          samples=generation_samples(prompts, targets, texts, stats, n_mistakes, opts.seed))
 
     def metrics_from_sums(self, sums, label_names) -> dict[str, float]:
         """Columns of the statistics: `metrics.COLUMNS` (BLEU from summed n-gram statistics, exact)."""
@@ -371,14 +377,17 @@ def target_nll(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, featu
     return nll, count
 
 
-def _mistakes(prompts: list[str], targets: list[str], texts: list[str], stats: np.ndarray, limit: int,
-              seed: int) -> list[dict]:
-    """The worst examples by ROUGE-L, then a few random others: prompt, reference, generation."""
+def generation_samples(prompts: list[str], targets: list[str], texts: list[str], stats: np.ndarray, limit: int,
+                       seed: int) -> list[dict]:
+    """What a reader checks generations on: the `limit` examples with the lowest ROUGE-L (kind
+    `worst`, lowest first, ties in split order), then `limit` of the others drawn at random with
+    `seed` (kind `random`, in split order). Each row: kind, rougeL, prompt, reference, generated."""
     if not limit:
         return []
     rouge_l = stats[:, gm.COL["rougeL"]]
-    worst = list(np.argsort(rouge_l, kind="stable")[: max(limit - RANDOM_MISTAKES, 1)])
-    rest = [i for i in range(len(prompts)) if i not in set(worst)]
-    extra = np.random.default_rng(seed).permutation(rest)[: max(limit - len(worst), 0)].tolist() if rest else []
-    return [{"prompt": prompts[i], "reference": targets[i], "generated": texts[i],
-             "rougeL": round(float(rouge_l[i]), 4)} for i in [*worst, *extra]]
+    worst = np.argsort(rouge_l, kind="stable")[:limit].tolist()
+    rest = sorted(set(range(len(prompts))) - set(worst))
+    drawn = np.random.default_rng(seed).choice(rest, size=min(limit, len(rest)), replace=False) if rest else []
+    return [{"kind": kind, "rougeL": round(float(rouge_l[i]), 4), "prompt": prompts[i], "reference": targets[i],
+             "generated": texts[i]}
+            for kind, rows in (("worst", worst), ("random", sorted(int(i) for i in drawn))) for i in rows]

@@ -21,6 +21,7 @@ from tlflow.registry.reuse import matching_version
 from tlflow.serving import log_task_model
 from tlflow.task_types.base import Evaluation, TaskSettings
 from tlflow.task_types.registry import task_type_for
+from tlflow.training.private import privacy_tags
 from tlflow.training.speedups import inference_speedups
 
 
@@ -132,10 +133,13 @@ def register_and_promote(
             return registration.scores_of(cfg, champion, loaded.label_names)
 
         result = registration.register_and_promote(
-            client, cfg, model_uri, new, score_champion, Lineage.from_tags(tags),
+            # pii_counts: set on the run by validate-data (the scan runs after the flow's tags are made).
+            client, cfg, model_uri, new, score_champion,
+            Lineage.from_tags({"pii_counts": client.get_run(run_id).data.tags.get("pii_counts", ""), **tags}),
             actor=f"flow training_pipeline run {run_id}",
             describe=lambda v, d: decision_markdown(cfg, v, d, evaluation, run_id, model_uri),
-            tags={f"test_{k}": f"{evaluation.metrics[k]:.6f}" for k in evaluation.headline},
+            tags={**{f"test_{k}": f"{evaluation.metrics[k]:.6f}" for k in evaluation.headline},
+                  **privacy_tags(mlflow.get_run(run_id).data.tags)},
         )
         outcome.version, outcome.decision = result.version, result.decision
         mlflow.set_tags({"registered_version": result.version, "promotion_decision": result.decision.alias,

@@ -11,7 +11,7 @@ import hashlib
 import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from tlflow.errors import TlflowError
 
@@ -159,6 +159,11 @@ class PrivacyConfig(_Section):
         description="Validation fails when a larger share of a split's rows carries PII (report and redact; 1: never).",
     )
 
+    @field_validator("pii", mode="before")
+    @classmethod
+    def _bare_off(cls, value: object) -> object:
+        return "off" if value is False else value  # YAML reads a bare `off` (e.g. --set privacy.pii=off) as false
+
 
 class TaskConfig(_Section):
     """What is learned and how it is judged.
@@ -302,6 +307,15 @@ class DifferentialPrivacyConfig(_Section):
         None, gt=0, lt=1, description="Probability of exceeding epsilon; None: 1 / (10 x training rows)."
     )
     max_grad_norm: float = Field(1.0, gt=0, description="Per-example gradient clipping norm (DP-SGD's C).")
+    accountant: Literal["rdp", "prv"] = Field(
+        "rdp", description="Opacus accountant that calibrates the noise and reports the epsilon spent (rdp: Renyi DP; "
+        "prv: privacy random variables, tighter)."
+    )
+    physical_batch_size: int = Field(
+        32, ge=1,
+        description="Most examples per forward/backward pass inside one sampled batch (memory only: per-example "
+        "gradients are clipped and summed over the whole batch before the noise, whatever this is).",
+    )
 
 
 class FinetuneConfig(_Section):
@@ -344,6 +358,12 @@ class FinetuneConfig(_Section):
         "scaling, other random numbers). []: plain Hugging Face training.",
     )
 
+    @model_validator(mode="after")
+    def _private_single_process(self) -> FinetuneConfig:
+        if self.privacy is not None and self.processes > 1:
+            raise ValueError("privacy (DP-SGD) trains in one process: set processes: 1 or drop privacy")
+        return self
+
 
 class EvaluateConfig(_Section):
     """Held-out evaluation."""
@@ -355,6 +375,10 @@ class EvaluateConfig(_Section):
         description="Raw columns carried through the readers as metadata (never trained on) whose values define "
         "evaluation slices, besides the built-in ones (text length quartiles; entity type; answer length).",
     )
+
+
+#: The emotions of the Equity Evaluation Corpus (its neutral sentences have none).
+EEC_EMOTIONS = ("anger", "fear", "joy", "sadness")
 
 
 class EecAuditConfig(_Section):
@@ -369,6 +393,15 @@ class EecAuditConfig(_Section):
     file: str = Field("data/eec/Equity-Evaluation-Corpus.csv", description="The EEC csv.")
     confidence: float = Field(0.95, gt=0, lt=1, description="Level of the bootstrap interval of each gap.")
     bootstrap_samples: int = Field(1000, ge=100, description="Resamples of the (template, emotion word) pairs.")
+
+    @model_validator(mode="after")
+    def _emotions(self) -> EecAuditConfig:
+        if not self.label_map:
+            raise ValueError("label_map is empty: map the EEC emotions (anger, fear, joy, sadness) to the model's labels")
+        unknown = sorted(set(self.label_map) - set(EEC_EMOTIONS))
+        if unknown:
+            raise ValueError(f"label_map: {', '.join(unknown)} is not an EEC emotion (one of: {', '.join(EEC_EMOTIONS)})")
+        return self
 
 
 class FairnessConfig(_Section):
@@ -439,6 +472,13 @@ class PipelineConfig(_Section):
     promote: PromoteConfig = Field(default_factory=PromoteConfig, description="Registration and promotion.")
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _private_texts_not_pretrained_on(self) -> PipelineConfig:
+        if self.finetune.privacy is not None and self.pretrain.mode != "none" and "task" in self.pretrain.corpus.sources:
+            raise ValueError("finetune.privacy: pretrain.corpus.sources has 'task', so the training texts would be "
+                             "pretrained on without privacy; drop 'task' or set pretrain.mode: none")
+        return self
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict with the YAML spelling of every key."""

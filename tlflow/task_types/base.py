@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from tlflow.config import ConfigError, PipelineConfig, TaskConfig
+from tlflow.data.pii.fields import TextFields
 from tlflow.data.spec import DatasetSpec, RawTable
 from tlflow.data.validation.checks import TaskChecks
 from tlflow.errors import TlflowError
@@ -31,6 +32,15 @@ from tlflow.task_types.metrics import plot_confusion
 
 #: Longest accepted text in a prediction request, per field (longer input is refused, not truncated silently).
 MAX_REQUEST_CHARS = 100_000
+
+
+def quartile_labels(values: list[float]) -> list[str]:
+    """q1..q4 per value: q1 up to the first quartile (inclusive), q2 up to the median, q3 up to the
+    third quartile, q4 above (numpy's linear quantiles; ties keep equal values in one quartile)."""
+    if not values:
+        return []
+    edges = np.quantile(np.asarray(values, dtype=float), [0.25, 0.5, 0.75])
+    return [f"q{int(i) + 1}" for i in np.searchsorted(edges, values, side="left")]
 
 
 class RequestError(TlflowError, ValueError):
@@ -97,6 +107,9 @@ class Evaluation:
     stats: np.ndarray
     class_f1: dict[str, float] = field(default_factory=dict)
     mistakes: list[dict] = field(default_factory=list)
+    #: Example rows to read beside the metrics where "mistake" has no meaning (text generation: the
+    #: worst and a seeded random few, with a `kind` column); logged as `evaluation/samples.json`.
+    samples: list[dict] = field(default_factory=list)
     confusion: np.ndarray | None = None
     label_names: list[str] = field(default_factory=list)
     #: The same metrics of the base model before fine-tuning (task types with
@@ -144,6 +157,8 @@ class TaskType:
     group_default: ClassVar[str | None] = None
     #: Columns two rows share when one leaks into another split (the leakage check's key).
     overlap_columns: ClassVar[tuple[str, ...]] = ("text",)
+    #: Free-text columns the PII scan reads and redaction rewrites (`tlflow.data.pii`).
+    text_fields: ClassVar[TextFields] = TextFields()
     #: Whether examples carry labels from a label set (declared, or inferred from train: `infer_label_names`).
     has_label_names: ClassVar[bool] = True
     #: Metrics that may decide promotion; the first is the default `task.primary_metric`.
@@ -166,6 +181,13 @@ class TaskType:
     #: its metrics as `zeroshot_<metric>` beside the fine-tuned ones (a base that can already do
     #: the task, e.g. a causal LM prompted to generate; a fresh classification head cannot).
     zero_shot_baseline: ClassVar[bool] = False
+    #: Whether `probabilities(model, tokenizer, frame, settings)` gives each single text's (`text` column)
+    #: label probabilities (model label order): what the counterfactual fairness audit predicts with.
+    text_probabilities: ClassVar[bool] = False
+    #: Whether `finetune.privacy` (DP-SGD, `tlflow.training.private`) may train this task's model: its
+    #: loss is a mean over examples of per-example terms (a token-averaged loss couples the examples
+    #: of a batch) and its trainable layers are ones Opacus computes per-example gradients for.
+    private_training: ClassVar[bool] = False
 
     # ----------------------------------------------------------------------------- data and config
 
@@ -272,6 +294,20 @@ class TaskType:
         """Metrics of `model` on a canonical split (its own tokenizer, labels compared by name, so
         a model trained elsewhere, such as the registered champion, is scored on equal terms)."""
         raise NotImplementedError
+
+    # ----------------------------------------------------------------------------- evaluation slices
+
+    def slice_lengths(self, split: Dataset) -> list[int]:
+        """Words of each example's input (its `request_columns` in the split, summed): what the
+        built-in `length` slices cut into quartiles."""
+        columns = [c for c in self.request_columns if c in split.column_names]
+        return [sum(len(v.split()) for v in values if v) for values in zip(*(split[c] for c in columns))]
+
+    def derived_slices(self, split: Dataset) -> dict[str, list[str | list[str]]]:
+        """Built-in evaluation slices: column -> the value of each example, or its list of values
+        where an example belongs to several slices of the column (the entity types of a sentence).
+        Every task type has `length` (q1..q4: quartiles of `slice_lengths`); task types add theirs."""
+        return {"length": quartile_labels(self.slice_lengths(split))}
 
     def requests(self, split: Dataset) -> pd.DataFrame:
         """The split's examples as prediction requests (the serving input format)."""

@@ -46,7 +46,8 @@ def check_config(cfg: PipelineConfig) -> PipelineConfig:
     An empty `task.type` becomes the first task type and an empty `primary_metric` its default;
     the task type's options are validated and written back with their defaults (so they are
     logged as run parameters). Raises ConfigError (one line) for an unknown type, option or
-    metric. Returns `cfg`, changed in place.
+    metric, or a `fairness.eec` audit the task type cannot run or whose labels the data lack.
+    Returns `cfg`, changed in place.
     """
     task = cfg.task
     if task.type is None:
@@ -64,5 +65,18 @@ def check_config(cfg: PipelineConfig) -> PipelineConfig:
         raise ConfigError(
             f"task: primary_metric '{task.primary_metric}' is not a metric of {task.type} "
             f"(one of: {', '.join(allowed)})"
+        )
+    eec = cfg.fairness.eec
+    if eec is not None and not task_type.text_probabilities:
+        raise ConfigError(f"fairness.eec: the EEC audit classifies single sentences; {task.type} models do not")
+    if eec is not None and cfg.data.label_names and set(eec.label_map.values()) - set(cfg.data.label_names):
+        unknown = ", ".join(sorted(set(eec.label_map.values()) - set(cfg.data.label_names)))
+        raise ConfigError(f"fairness.eec.label_map: {unknown} is not a label of the model "
+                          f"(data.label_names: {', '.join(cfg.data.label_names)})")
+    if cfg.finetune.privacy is not None and not task_type.private_training:
+        supported = ", ".join(t.name for t in TASK_TYPES if t.private_training)
+        raise ConfigError(
+            f"finetune.privacy: differentially private fine-tuning does not support task.type {task.type} "
+            f"(supported: {supported})"
         )
     return cfg

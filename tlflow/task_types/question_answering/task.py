@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from transformers import AutoModelForQuestionAnswering, BertForQuestionAnswering, PreTrainedModel
 
 from tlflow.data.formats.squad import answer_mismatch
+from tlflow.data.pii.fields import TextFields
 from tlflow.data.spec import INT, SOURCE_FEATURES, STRING, RawTable
 from tlflow.data.validation.checks import ProblemCheck, TaskChecks
 from tlflow.modeling.inference import forward_outputs
@@ -42,6 +43,18 @@ class QAOptions(BaseModel):
     n_best_size: int = Field(20, ge=1, description="Start/end candidates per window.")
 
 
+#: Upper ends (inclusive) of the answer-length slices, in words; longer answers are `<last + 1>-up`.
+ANSWER_WORD_BUCKETS = ((1, "1"), (2, "2"), (4, "3-4"), (8, "5-8"))
+
+
+def answer_bucket(answers: list[str]) -> str:
+    """The answer-length slice of a question by its first gold answer ('none' without one)."""
+    if not len(answers):
+        return "none"
+    words = len(answers[0].split())
+    return next((name for top, name in ANSWER_WORD_BUCKETS if words <= top), f"{ANSWER_WORD_BUCKETS[-1][0] + 1}-up")
+
+
 class QuestionAnswering(TaskType):
     name = "question-answering"
     headline_metrics = ("exact_match", "f1")
@@ -63,6 +76,7 @@ class QuestionAnswering(TaskType):
     native_format = "squad"
     group_default = "title"  # SQuAD: split by article
     overlap_columns = ("context",)
+    text_fields = TextFields(texts=("question", "context", "title"), answers=("context", "answer_texts", "answer_starts"))
     has_label_names = False
     primary_metrics = ("f1", "exact_match")
     model_head = (AutoModelForQuestionAnswering, BertForQuestionAnswering)
@@ -133,6 +147,11 @@ class QuestionAnswering(TaskType):
         stats = np.array([[1.0, max(exact_match(p, t) for t in g), max(f1(p, t) for t in g)]
                           for p, g in zip(predicted, gold)])
         return Evaluation(squad_scores(predicted, gold), self.headline_metrics, stats, mistakes=mistakes)
+
+    def derived_slices(self, split) -> dict[str, list[str | list[str]]]:
+        """Besides length (question and context words): `answer_words` (words of the first gold
+        answer: 1, 2, 3-4, 5-8, 9-up; none for a question without one)."""
+        return {**super().derived_slices(split), "answer_words": [answer_bucket(t) for t in split["answer_texts"]]}
 
     def metrics_from_sums(self, sums, label_names) -> dict[str, float]:
         """Columns of the statistics: [1, exact match, F1] per question."""

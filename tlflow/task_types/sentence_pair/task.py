@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datasets
 
+from tlflow.data.pii.fields import TextFields
 from tlflow.data.spec import LABEL_FIELD, SOURCE_FEATURES, STRING, TEXT_FIELD, RawTable
 from tlflow.data.validation.checks import TaskChecks
 from tlflow.task_types.text_classification import TextClassification
@@ -18,7 +19,9 @@ class SentencePair(TextClassification):
     features = datasets.Features({"text": STRING, "text_pair": STRING, "label": STRING, **SOURCE_FEATURES})
     table_fields = (TEXT_FIELD, LABEL_FIELD, "text_pair")
     overlap_columns = ("text", "text_pair")
+    text_fields = TextFields(texts=("text", "text_pair"))
     primary_metrics = ("f1", "accuracy", "macro_f1")
+    text_probabilities = False  # a pair, not a single text
 
     def from_table(self, table: RawTable) -> dict[str, list]:
         return {**super().from_table(table), "text_pair": table.field("text_pair")}

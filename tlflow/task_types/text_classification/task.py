@@ -38,6 +38,8 @@ class TextClassification(TaskType):
     primary_metrics = ("accuracy", "macro_f1", "f1")
     model_head = (AutoModelForSequenceClassification, BertForSequenceClassification)
     target_column = "label"
+    text_probabilities = True
+    private_training = True  # one cross-entropy term per example (sentence pairs too)
 
     def from_table(self, table: RawTable) -> dict[str, list]:
         return {"text": table.texts(), "label": table.labels()}

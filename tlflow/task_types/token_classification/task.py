@@ -11,6 +11,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 from transformers import AutoModelForTokenClassification, BertForTokenClassification, PreTrainedTokenizerBase
 
+from tlflow.data.pii.fields import TextFields
 from tlflow.data.spec import SOURCE_FEATURES, STRING, RawTable
 from tlflow.data.validation.checks import ProblemCheck, TaskChecks
 from tlflow.modeling.inference import forward_outputs
@@ -107,6 +108,7 @@ class TokenClassification(TaskType):
     )
     table_fields = ("tokens", "tags")
     native_format = "conll"
+    text_fields = TextFields(texts=(), words=("tokens",), joined=(("text", "tokens"),))  # tags stay aligned
     primary_metrics = ("f1", "precision", "recall", "token_accuracy")
     model_head = (AutoModelForTokenClassification, BertForTokenClassification)
     target_column = "tags"
@@ -197,6 +199,11 @@ class TokenClassification(TaskType):
         for i, kind in enumerate(entity_types(label_names)):
             metrics[f"f1_{kind}"] = prf(*sums[5 + 3 * i : 8 + 3 * i])[2]
         return metrics
+
+    def derived_slices(self, split) -> dict[str, list[str | list[str]]]:
+        """Besides length: `entity` (the sentences holding an entity of each type, by gold tags)."""
+        types = [sorted({kind for kind, _, _ in entity_spans(list(tags))}) for tags in split["tags"]]
+        return {**super().derived_slices(split), "entity": types}
 
     def class_scores(self, stats: np.ndarray, label_names: list[str]) -> dict[str, float]:
         metrics = self.metrics_from_sums(stats.sum(axis=0), label_names)

@@ -98,7 +98,8 @@ def test_a_registration_killed_after_the_alias_move_is_undone_by_the_next(store)
     versions, aliases, entries = _state(client)
     assert str(orphan.version) not in versions
     assert outcome.decision.champion_version == "1"  # judged against the real champion
-    assert aliases["champion"] == outcome.version and entries == 2
+    assert aliases["champion"] == outcome.version and entries == 3  # promoted, recovered (orphan removed), promoted
+    assert ledger.entries(client, "safe")[1].decision["removed"] == [str(orphan.version)]
 
 
 RACER = textwrap.dedent("""

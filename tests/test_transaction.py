@@ -1,7 +1,9 @@
 """The registry transaction with a real MLflow store: a version registered through it is complete
-and recorded; an exception at any step leaves the aliases as they were and no pending version; what
-a killed transaction left is undone by the next one; a registered version loads with the installed
-code, never with the code stored beside it."""
+and recorded; an exception before the ledger entry leaves the aliases as they were and no pending
+version, one after it completes the recorded decision; what an interrupted transaction left is
+completed or rolled back by the next one, following the ledger; a registered version loads with the
+installed code, never with the code stored beside it. (Kills and exceptions at every step of every
+action: tests/test_recovery.py.)"""
 
 from pathlib import Path
 
@@ -11,7 +13,7 @@ import torch
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from tlflow.registry import ledger, tracking, transaction
+from tlflow.registry import ledger, recovery, state, tracking, transaction
 from tlflow.registry.champion import load_version
 from tlflow.registry.lineage import Lineage
 from tlflow.registry.lock import lock_name
@@ -79,7 +81,7 @@ def test_a_version_registered_in_a_transaction_is_complete_and_recorded(store):
 
 
 @pytest.mark.parametrize("failing", transaction.STEPS)
-def test_an_exception_at_any_step_leaves_the_aliases_and_no_pending_version(store, failing):
+def test_an_exception_at_any_step_leaves_the_aliases_or_completes_the_recorded_decision(store, failing):
     client, uri = store
     transaction.transact(client, NAME, _promote(uri), "tester", LINEAGE)
     client.set_registered_model_alias(NAME, tracking.OPTIMIZED, "1")
@@ -90,12 +92,42 @@ def test_an_exception_at_any_step_leaves_the_aliases_and_no_pending_version(stor
         if step == failing:
             raise RuntimeError(f"injected at {step}")
 
-    with pytest.raises(RuntimeError, match=f"injected at {failing}"):
-        transaction.transact(client, NAME, _promote(uri), "tester", LINEAGE, on_step=fail)
-    assert _state(client) == before  # the aliases as they were, v2 gone, nothing pending
+    if failing != transaction.STEP_COMPLETE:
+        with pytest.raises(RuntimeError, match=f"injected at {failing}"):
+            transaction.transact(client, NAME, _promote(uri), "tester", LINEAGE, on_step=fail)
+        assert _state(client) == before  # the aliases as they were, v2 gone, nothing pending
+        assert len(ledger.entries(client, NAME)) == entries  # nothing was decided
+    else:  # after the ledger entry the decision stands: the completion is retried, and recorded
+        done = transaction.transact(client, NAME, _promote(uri), "tester", LINEAGE, on_step=fail)
+        assert done.version == "2"
+        assert _state(client) == (["1", "2"], [], {"champion": "2", "challenger": None, "optimized": "1"})
+        promoted, recovered = ledger.entries(client, NAME)[entries:]
+        assert (promoted.action, promoted.version, recovered.action, recovered.version) == (
+            "promoted", "2", "recovered", "2")
+        assert recovered.decision["outcome"] == "completed" and "injected at complete" in recovered.reason
+    assert state.read_intent(client, NAME) is None
     assert _lock_released(client)
-    # The ledger only appends: an entry is written from the ledger step on.
-    assert len(ledger.entries(client, NAME)) == entries + (failing == transaction.STEP_COMPLETE)
+
+
+def test_an_append_that_fails_after_writing_its_entry_completes_the_decision(store, monkeypatch):
+    """The entry's run is created, then the upload of its decision.json fails: the entry exists,
+    so the decision stands and is completed (recorded), never undone behind the ledger's back."""
+    client, uri = store
+    transaction.transact(client, NAME, _promote(uri), "tester", LINEAGE)
+
+    log_text = MlflowClient.log_text
+
+    def upload_fails_once(self, *args, **kwargs):
+        monkeypatch.setattr(MlflowClient, "log_text", log_text)
+        raise MlflowException("injected: artifact store gone for a moment")
+
+    monkeypatch.setattr(MlflowClient, "log_text", upload_fails_once)
+    done = transaction.transact(client, NAME, _promote(uri), "tester", LINEAGE)
+    assert (done.version, done.entry.action, done.entry.version) == ("2", "promoted", "2")
+    assert _state(client) == (["1", "2"], [], {"champion": "2", "challenger": None, "optimized": None})
+    assert [(e.action, e.version) for e in ledger.entries(client, NAME)] == [
+        ("promoted", "1"), ("promoted", "2"), ("recovered", "2")]
+    assert state.read_intent(client, NAME) is None and _lock_released(client)
 
 
 def test_an_alias_move_is_undone_when_its_ledger_entry_fails(store):
@@ -116,29 +148,42 @@ def test_an_alias_move_is_undone_when_its_ledger_entry_fails(store):
     assert transaction.aliases(client, NAME)[tracking.CHAMPION] == "2"
 
 
-def test_what_a_killed_transaction_left_is_undone_by_the_next(store):
+def test_what_an_older_tlflow_left_is_settled_by_the_ledger(store):
+    """A pending version without an intent marker (killed under an older tlflow, which wrote none)."""
     client, uri = store
     transaction.transact(client, NAME, _promote(uri), "tester", LINEAGE)
-    # Killed after the alias move: a pending version holding `champion` and `challenger`.
+    # Killed after the alias move, before the ledger entry: rolled back, recorded.
     orphan = str(tracking.register_version(uri, NAME, {"registration": transaction.PENDING}).version)
     client.set_registered_model_alias(NAME, tracking.CHAMPION, orphan)
     client.set_registered_model_alias(NAME, tracking.CHALLENGER, orphan)
-    assert transaction.clean_pending(client, NAME) == [orphan]
+    settled = recovery.recover(client, NAME, "tester", LINEAGE)
+    assert (settled.outcome, settled.versions, settled.entry.decision["removed"]) == ("rolled back", ["2"], ["2"])
     assert _state(client) == (["1"], [], {"champion": "1", "challenger": None, "optimized": None})
 
     # An alias moved outside tlflow (e.g. in the MLflow UI) with nothing pending is not undone.
     transaction.transact(client, NAME, _promote(uri), "tester", LINEAGE)  # v3, champion
     client.set_registered_model_alias(NAME, tracking.CHAMPION, "1")
-    assert transaction.clean_pending(client, NAME) == []
+    assert recovery.recover(client, NAME, "tester", LINEAGE) is None
     assert transaction.aliases(client, NAME)[tracking.CHAMPION] == "1"
     client.set_registered_model_alias(NAME, tracking.CHAMPION, "3")
 
-    # Killed after the ledger entry, before `complete`: the recorded champion before it.
+    # Killed after the ledger entry, before `complete`, aliases in place: completed, recorded.
     killed = str(tracking.register_version(uri, NAME, {"registration": transaction.PENDING}).version)
     client.set_registered_model_alias(NAME, tracking.CHAMPION, killed)
     ledger.append(client, NAME, "promoted", killed, "3", killed, "tester", "killed", LINEAGE, {})
-    assert transaction.clean_pending(client, NAME) == [killed]
-    assert transaction.aliases(client, NAME)[tracking.CHAMPION] == "3"
+    settled = recovery.recover(client, NAME, "tester", LINEAGE)
+    assert (settled.outcome, settled.entry.action, settled.entry.champion_after) == ("completed", "recovered", killed)
+    assert _state(client)[1:] == ([], {"champion": killed, "challenger": None, "optimized": None})
+
+    # The same with the alias not moved (an undo half done): rolled back to the ledger's champion.
+    again = str(tracking.register_version(uri, NAME, {"registration": transaction.PENDING}).version)
+    ledger.append(client, NAME, "promoted", again, killed, again, "tester", "killed", LINEAGE, {})
+    settled = recovery.recover(client, NAME, "tester", LINEAGE)
+    assert settled.outcome == "rolled back" and settled.entry.decision["removed"] == [again]
+    assert settled.entry.champion_after == killed == transaction.aliases(client, NAME)[tracking.CHAMPION]
+    history = ledger.entries(client, NAME)
+    assert ledger.previous_champion(history, killed) == "3"
+    assert "recovered" in ledger.format_history(history)
 
 
 def test_a_version_loads_with_the_installed_code(store, monkeypatch):

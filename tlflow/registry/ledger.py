@@ -2,17 +2,24 @@
 
 Every decision (promoted, rejected, manual promotion, forced promotion, rollback, and the
 registration of an optimized variant of the champion: optimize) becomes a run
-whose tags hold who decided what, against which champion, on which data; `decision.json` holds
-every check with its numbers. Runs live in the same MLflow store as the registry, so the ledger
-travels with it. The tool only ever appends: nothing here updates or deletes a ledger run.
-Entries of one model are numbered (`sequence`) under that model's promotion lock.
+whose tags hold who decided what, against which champion, on which data, and the aliases as the
+decision left them (`aliases`); `decision.json` holds every check with its numbers. Runs live in
+the same MLflow store as the registry, so the ledger travels with it. The tool only ever appends:
+nothing here updates or deletes a ledger run. Entries of one model are numbered (`sequence`)
+under that model's promotion lock.
+
+An interrupted transaction is settled by a compensating entry, action `recovered`
+(`tlflow.registry.recovery`): its `decision` says whether the interrupted decision was completed
+or rolled back, which versions were removed (`removed`) and which entries were undone (`undid`).
+The champion is always the `champion_after` of the last entry, and an entry that names a version
+which no longer exists is followed by a `recovered` entry that lists it as removed.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from mlflow import MlflowClient
 
@@ -20,7 +27,10 @@ from tlflow.registry.lineage import Lineage
 from tlflow.registry.tracking import ensure_experiment
 
 LEDGER_EXPERIMENT = "tlflow-promotion-ledger"
-ACTIONS = ("promoted", "rejected", "manual-promotion", "forced-promotion", "rollback", "optimize")
+#: The compensating action: an interrupted transaction completed or rolled back (`tlflow.registry.recovery`).
+RECOVERED = "recovered"
+ACTIONS = ("promoted", "rejected", "manual-promotion", "forced-promotion", "rollback", "optimize", "unlock",
+           RECOVERED)
 #: The lineage every entry records (`Lineage` fields, under the same tag names).
 LINEAGE_FIELDS = ("data_md5", "git_commit", "prefect_flow_run_id", "eval_split")
 
@@ -41,6 +51,7 @@ class LedgerEntry:
     prefect_flow_run_id: str
     decision: dict  # every check with its numbers (decision.json)
     run_id: str
+    aliases: dict[str, str | None] = field(default_factory=dict)  # as the decision left them ({}: not recorded)
 
     @property
     def changed_champion(self) -> bool:
@@ -64,7 +75,7 @@ def entries(client: MlflowClient, model: str) -> list[LedgerEntry]:
             champion_after=t.get("champion_after") or None, actor=t.get("actor", ""), reason=t.get("reason", ""),
             data_md5=t.get("data_md5", ""), git_commit=t.get("git_commit", ""),
             prefect_flow_run_id=t.get("prefect_flow_run_id", ""), decision=json.loads(t.get("decision", "{}")),
-            run_id=run.info.run_id,
+            run_id=run.info.run_id, aliases=json.loads(t.get("aliases", "{}")),
         ))
     return sorted(out, key=lambda e: e.sequence)
 
@@ -80,8 +91,10 @@ def append(
     reason: str,
     lineage: Lineage,
     decision: dict,
+    aliases: dict[str, str | None] | None = None,
 ) -> LedgerEntry:
-    """Append one entry (call it while holding the model's promotion lock)."""
+    """Append one entry (call it while holding the model's promotion lock); `aliases`: the
+    aliases as the decision left them, which a recovery checks against."""
     if action not in ACTIONS:
         raise ValueError(f"unknown ledger action '{action}' (one of {', '.join(ACTIONS)})")
     previous = entries(client, model)
@@ -93,6 +106,7 @@ def append(
         "actor": actor, "reason": reason[:4900],
         **{name: getattr(lineage, name) for name in LINEAGE_FIELDS},
         "decision": json.dumps(decision, default=str)[:4900],
+        **({"aliases": json.dumps(aliases)} if aliases is not None else {}),
     }
     run = client.create_run(experiment_id, start_time=int(time.time() * 1000), tags=tags,
                             run_name=f"{model} #{sequence} {action} v{version}")
@@ -101,14 +115,28 @@ def append(
     return entries(client, model)[-1]
 
 
+def removed_versions(history: list[LedgerEntry]) -> set[str]:
+    """The versions that `recovered` entries say were removed (their decisions were undone)."""
+    return {str(v) for e in history if e.action == RECOVERED for v in e.decision.get("removed", [])}
+
+
+def champion(history: list[LedgerEntry]) -> str | None:
+    """The champion as the ledger records it: the `champion_after` of the last entry."""
+    return history[-1].champion_after if history else None
+
+
 def previous_champion(history: list[LedgerEntry], current: str | None) -> str | None:
     """The champion before `current`: the `champion_before` of the latest decision (not a
-    rollback) that made `current` champion, so repeated rollbacks walk back through history
-    (None when there is nothing before). `optimize` entries never change the champion, so they
-    are never taken for a promotion."""
+    rollback, not a recovery) that made `current` champion, so repeated rollbacks walk back
+    through history (None when there is nothing before). `optimize` entries never change the
+    champion, so they are never taken for a promotion. A version that a `recovered` entry removed
+    is skipped: the walk goes on to the champion before it."""
+    removed = removed_versions(history)
     for entry in reversed(history):
-        if entry.champion_after == current and entry.changed_champion and entry.action != "rollback":
-            return entry.champion_before
+        if entry.champion_after == current and entry.changed_champion and entry.action not in ("rollback", RECOVERED):
+            if entry.champion_before not in removed:
+                return entry.champion_before
+            current = entry.champion_before
     return None
 
 
@@ -120,6 +148,7 @@ def format_history(history: list[LedgerEntry]) -> str:
     for e in history:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(e.time))
         champ = f"{e.champion_before or '-'} -> {e.champion_after or '-'}"
-        lines.append(f"{e.sequence:>3}  {when:19}  {e.action:17} {'v' + e.version:>7}  {champ:>14}  {e.actor[:24]:24} "
+        version = "v" + e.version if e.version else "-"
+        lines.append(f"{e.sequence:>3}  {when:19}  {e.action:17} {version:>7}  {champ:>14}  {e.actor[:24]:24} "
                      f"{e.reason}")
     return "\n".join(lines)

@@ -3,8 +3,9 @@
 Each action is one registry transaction (`tlflow.registry.transaction`): under the model's
 promotion lock the champion is read (and re-scored) and the gate decides; a new version is
 created `pending`, aliases move, the ledger entry is appended, and only then is the version marked
-`complete`. An exception on the way puts the aliases back and deletes the version; what a killed
-process leaves is undone by the next transaction on the model. Registered versions are re-scored
+`complete`. An exception before the ledger entry puts the aliases back and deletes the version;
+what a killed process (or an exception after the entry) leaves is completed or rolled back by
+following the ledger, with a `recovered` entry (`tlflow.registry.recovery`). Registered versions are re-scored
 with this package's own code (`tlflow.registry.champion`), never with code stored in the model.
 """
 
@@ -29,22 +30,13 @@ from tlflow.registry.champion import load_version
 from tlflow.registry.gate import Decision, GateSettings, Scores, decide
 from tlflow.registry.lineage import Lineage
 from tlflow.registry.lock import is_lock
-from tlflow.registry.transaction import (
-    ALIASES,
-    COMPLETE,
-    PENDING,
-    REGISTRATION_TAG,
-    Changes,
-    OnStep,
-    Record,
-    aliases,
-    clean_pending,
-    transact,
-)
+from tlflow.registry.recovery import recover
+from tlflow.registry.state import ALIASES, COMPLETE, PENDING, REGISTRATION_TAG, aliases
+from tlflow.registry.transaction import Changes, OnStep, Record, transact
 from tlflow.task_types.base import Evaluation, TaskSettings
 from tlflow.task_types.registry import check_config, task_type_for
 
-__all__ = ["ALIASES", "COMPLETE", "PENDING", "RegistryError", "aliases", "clean_pending", "promote", "promote_version",
+__all__ = ["ALIASES", "COMPLETE", "PENDING", "RegistryError", "aliases", "promote", "promote_version", "recover",
            "register_and_promote", "register_variant", "rollback"]
 
 

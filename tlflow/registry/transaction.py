@@ -5,19 +5,31 @@ an optimized variant all run the same steps, each a function of its own:
 
 1. `STEP_LOCK`: take the model's promotion lock (`tlflow.registry.lock`), so decisions about one
    model never interleave;
-2. `STEP_CLEAN` (`clean_pending`): undo what a killed transaction left: versions still tagged
-   `registration=pending` are deleted with their aliases, and then `champion` goes back to the one
-   the ledger last recorded;
-3. `STEP_SNAPSHOT` (`snapshot`): the aliases as they are, to put back on failure;
+2. `STEP_CLEAN` (`recovery.recover`): settle what an interrupted transaction left, following the
+   ledger: its pending version is completed when its ledger entry exists and every step before
+   `complete` is verifiably done, and rolled back otherwise, with a compensating ledger entry
+   (action `recovered`) either way;
+3. `STEP_SNAPSHOT` (`state.snapshot`): the aliases as they are, written with the ledger's last
+   sequence into the model's intent marker (`state.Intent`) before anything changes;
 4. `STEP_ACT`: the action's own callable, given a `Changes`: register at most one new version
    (created `pending`), decide, move aliases; it returns the `Record` for the ledger;
-5. `STEP_LEDGER`: append the ledger entry (`tlflow.registry.ledger`);
-6. `STEP_COMPLETE` (`mark_complete`): tag the new version `registration=complete`.
+5. `STEP_LEDGER`: append the ledger entry with the aliases as the action left them
+   (`tlflow.registry.ledger`): from here on the decision is taken;
+6. `STEP_COMPLETE` (`state.mark_complete`): tag the new version `registration=complete`; then the
+   intent marker is deleted and the lock released.
 
-An exception in steps 4 to 6 puts the snapshot back and deletes the half-registered version
-(`undo`); a process killed there is cleaned up by the next transaction's step 2. The ledger only
-appends, so an entry written before a failure of step 6 stays. `on_step(step)` is called as each
-step begins (for `STEP_LOCK`, before the lock is taken): tests raise or kill there.
+An exception before the ledger entry (steps 4-5) puts the snapshot back, deletes the version and
+the transaction leaves no trace. An exception after it (step 6, or in an append that failed after
+its entry was written) runs the recovery on the spot: the
+decision is completed when its aliases are in place (the transaction then returns, unless the
+exception is a KeyboardInterrupt or SystemExit, which is raised after), or rolled back with a
+`recovered` entry and raised. A process killed anywhere leaves the marker (and the lock, broken once
+its holder is gone or stale), and the next transaction's step 2 settles it. So after every
+transaction the champion is the one the last ledger entry names, every alias is on an existing,
+complete version, and a ledger entry naming a version that no longer exists is followed by the
+`recovered` entry that removed it. `on_step(step)` is called as each step begins (for `STEP_LOCK`,
+before the lock is taken; for `STEP_COMPLETE`, right after the ledger entry): tests raise or kill
+there.
 """
 
 from __future__ import annotations
@@ -27,27 +39,33 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from mlflow import MlflowClient
-from mlflow.exceptions import MlflowException
 
-from tlflow.registry import ledger, tracking
+from tlflow.registry import ledger, state, tracking
 from tlflow.registry.lineage import Lineage
 from tlflow.registry.lock import registry_lock
+from tlflow.registry.recovery import COMPLETED, recover
+from tlflow.registry.state import (
+    ALIASES,
+    COMPLETE,
+    PENDING,
+    REGISTRATION_TAG,
+    SNAPSHOT_ALIASES,
+    aliases,
+    exists,
+    mark_complete,
+    restore,
+    snapshot,
+)
 
 STEP_LOCK, STEP_CLEAN, STEP_SNAPSHOT, STEP_ACT, STEP_LEDGER, STEP_COMPLETE = (
     "lock", "clean", "snapshot", "act", "ledger", "complete"
 )
 STEPS = (STEP_LOCK, STEP_CLEAN, STEP_SNAPSHOT, STEP_ACT, STEP_LEDGER, STEP_COMPLETE)
 
-#: The version tag that says whether a registration finished; its values.
-REGISTRATION_TAG = "registration"
-PENDING, COMPLETE = "pending", "complete"
-
-#: The aliases a promotion decides.
-ALIASES = (tracking.CHAMPION, tracking.CHALLENGER)
-#: The aliases a transaction snapshots and puts back on failure.
-SNAPSHOT_ALIASES = (*ALIASES, tracking.OPTIMIZED)
-
 OnStep = Callable[[str], None]
+
+__all__ = ["ALIASES", "COMPLETE", "PENDING", "REGISTRATION_TAG", "SNAPSHOT_ALIASES", "STEPS", "Changes", "Committed",
+           "Record", "aliases", "recover", "snapshot", "transact"]
 
 
 @dataclass(frozen=True)
@@ -69,40 +87,6 @@ class Committed:
     version: str | None  # the version this transaction registered, if any
 
 
-def exists(client: MlflowClient, name: str) -> bool:
-    try:
-        client.get_registered_model(name)
-        return True
-    except MlflowException:
-        return False
-
-
-def aliases(client: MlflowClient, name: str, names: tuple[str, ...] = ALIASES) -> dict[str, str | None]:
-    """The version behind each alias of `names` (None: not set)."""
-    return {a: (str(mv.version) if (mv := tracking.alias_version(client, name, a)) else None) for a in names}
-
-
-def snapshot(client: MlflowClient, name: str) -> dict[str, str | None]:
-    """`STEP_SNAPSHOT`: every alias a transaction may move, as it is now."""
-    return aliases(client, name, SNAPSHOT_ALIASES)
-
-
-def restore(client: MlflowClient, name: str, wanted: Mapping[str, str | None]) -> None:
-    """Point each alias of `wanted` at its version again (None: remove it); aliases already
-    right are left alone, and one that cannot be set (its version is gone) is skipped."""
-    current = aliases(client, name, tuple(wanted))
-    for alias, version in wanted.items():
-        if current[alias] == version:
-            continue
-        try:
-            if version is None:
-                client.delete_registered_model_alias(name, alias)
-            else:
-                client.set_registered_model_alias(name, alias, version)
-        except MlflowException:
-            pass
-
-
 def wait_ready(client: MlflowClient, name: str, version: str, timeout_s: float = 300) -> None:
     deadline = time.monotonic() + timeout_s
     while (mv := client.get_model_version(name, version)).status != "READY":
@@ -111,42 +95,19 @@ def wait_ready(client: MlflowClient, name: str, version: str, timeout_s: float =
         time.sleep(0.2)
 
 
-def clean_pending(client: MlflowClient, name: str) -> list[str]:
-    """`STEP_CLEAN` (under the lock): delete the versions a killed transaction left `pending`,
-    dropping the aliases they got, and, when there were such versions, put `champion` back where
-    the ledger last recorded it (a kill between an alias move and its ledger entry). An alias
-    moved outside tlflow with nothing pending is left alone. Returns the deleted versions."""
-    if not exists(client, name):
-        return []
-    pending = [str(mv.version) for mv in
-               client.search_model_versions(f"name = '{name}' and tags.{REGISTRATION_TAG} = '{PENDING}'")]
-    history = ledger.entries(client, name)
-    current = snapshot(client, name)
-    wanted: dict[str, str | None] = {alias: None for alias, version in current.items() if version in pending}
-    if pending and history:  # recovery only: the last recorded champion that is not being removed
-        wanted[tracking.CHAMPION] = next(
-            (e.champion_after for e in reversed(history) if e.champion_after not in pending), None
-        )
-    restore(client, name, wanted)
-    for version in pending:
-        client.delete_model_version(name, version)
-    return pending
-
-
-def mark_complete(client: MlflowClient, name: str, version: str) -> None:
-    """`STEP_COMPLETE`: the version's registration finished."""
-    client.set_model_version_tag(name, version, REGISTRATION_TAG, COMPLETE)
-
-
-def undo(client: MlflowClient, name: str, before: Mapping[str, str | None], registered: str | None) -> None:
-    """After a failure: the aliases as `before`, the version this transaction registered deleted
-    (if that fails too, it stays `pending` and the next `clean_pending` removes it)."""
+def undo(client: MlflowClient, name: str, before: Mapping[str, str | None], registered: str | None,
+         created: bool) -> None:
+    """After a failure before the ledger entry: the aliases as `before`, the version this
+    transaction registered deleted, and the registered model too when this transaction created it
+    and it has no version left; then the intent marker is deleted. When any of it fails, the marker
+    stays and the next transaction's recovery finishes it."""
     restore(client, name, before)
     if registered is not None:
-        try:
-            client.delete_model_version(name, registered)
-        except MlflowException:
-            pass
+        client.delete_model_version(name, registered)
+    if created and not client.search_model_versions(f"name = '{name}'"):
+        client.delete_registered_model(name)
+        return
+    state.clear_intent(client, name)
 
 
 class Changes:
@@ -176,6 +137,16 @@ class Changes:
         self.client.set_registered_model_alias(self.name, alias, version)
 
 
+def _appended(client: MlflowClient, name: str, start: int) -> bool:
+    """Whether an entry after sequence `start` exists (an append that failed half-way may have
+    written it); True when the ledger cannot be read, so the recovery decides."""
+    try:
+        history = ledger.entries(client, name)
+    except Exception:
+        return True
+    return bool(history) and history[-1].sequence > start
+
+
 def transact(
     client: MlflowClient,
     name: str,
@@ -192,20 +163,36 @@ def transact(
     step(STEP_LOCK)
     with registry_lock(client, name, wait_s, stale_s):
         step(STEP_CLEAN)
-        clean_pending(client, name)
+        recover(client, name, actor, lineage)
         step(STEP_SNAPSHOT)
         before = snapshot(client, name)
+        created = not exists(client, name)
+        history = ledger.entries(client, name)
+        start = history[-1].sequence if history else 0
+        state.write_intent(client, name, state.Intent.now(actor, start, before))
         changes = Changes(client, name, before)
+        entry: ledger.LedgerEntry | None = None
         try:
             step(STEP_ACT)
             record = act(changes)
             step(STEP_LEDGER)
             entry = ledger.append(client, name, record.action, record.version, record.champion_before,
-                                  record.champion_after, actor, record.reason, lineage, record.decision)
+                                  record.champion_after, actor, record.reason, lineage, record.decision,
+                                  aliases=snapshot(client, name))
             step(STEP_COMPLETE)
             if changes.registered is not None:
                 mark_complete(client, name, changes.registered)
-        except BaseException:
-            undo(client, name, before, changes.registered)
-            raise
+        except BaseException as error:
+            if entry is None and not _appended(client, name, start):
+                try:
+                    undo(client, name, before, changes.registered, created)
+                except Exception:  # noqa: S110 - the marker stays: the next transaction recovers
+                    pass
+                raise
+            settled = recover(client, name, actor, lineage, error=f"{type(error).__name__}: {error}"[:500])
+            if settled is None or settled.outcome != COMPLETED or not isinstance(error, Exception):
+                raise
+            entry = entry or next(e for e in ledger.entries(client, name) if e.sequence == start + 1)
+        else:
+            state.clear_intent(client, name)
     return Committed(record, entry, changes.registered)

@@ -68,6 +68,7 @@ app.command()(pipelines.predict)
 app.command()(serving.serve)
 app.command()(registry.rollback)
 app.command()(registry.optimize)
+app.command()(registry.unlock)
 
 
 def main() -> None:

@@ -13,6 +13,7 @@ from prefect.runtime import flow_run
 
 from tlflow.registry import tracking
 from tlflow.registry.lineage import Lineage
+from tlflow.registry.lock import lock_notices
 from tlflow.serving.optimize_champion import OptimizeOutcome, optimize_champion
 from tlflow.serving.optimized import VARIANTS
 
@@ -27,11 +28,12 @@ def optimize_model(
     `variant`, `optimized_from`; alias `optimized`; ledger action `optimize`)."""
     logger = get_run_logger()
     tracking.configure()
-    outcome = optimize_champion(
-        MlflowClient(), name, f"flow {flow_run.flow_name} run {flow_run.id}",
-        Lineage.here(prefect_flow_run_id=str(flow_run.id or "")), tuple(variants), max_drop,
-        min_speedup, repeats, progress=logger.info,
-    )
+    with lock_notices(logger.warning):  # who holds the promotion lock, while this run waits
+        outcome = optimize_champion(
+            MlflowClient(), name, f"flow {flow_run.flow_name} run {flow_run.id}",
+            Lineage.here(prefect_flow_run_id=str(flow_run.id or "")), tuple(variants), max_drop,
+            min_speedup, repeats, progress=logger.info,
+        )
     if outcome.version is None:
         logger.warning("%s: no variant registered: %s", name, outcome.reason)
     else:

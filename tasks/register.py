@@ -17,6 +17,7 @@ from tlflow.data.readers import LoadedData
 from tlflow.registry import registration, tracking
 from tlflow.registry.gate import Decision
 from tlflow.registry.lineage import Lineage
+from tlflow.registry.lock import lock_notices
 from tlflow.registry.reuse import matching_version
 from tlflow.serving import log_task_model
 from tlflow.task_types.base import Evaluation, TaskSettings
@@ -132,15 +133,16 @@ def register_and_promote(
             mlflow.log_metric(f"champion_test_{cfg.task.primary_metric}", champion.metrics[cfg.task.primary_metric])
             return registration.scores_of(cfg, champion, loaded.label_names)
 
-        result = registration.register_and_promote(
-            # pii_counts: set on the run by validate-data (the scan runs after the flow's tags are made).
-            client, cfg, model_uri, new, score_champion,
-            Lineage.from_tags({"pii_counts": client.get_run(run_id).data.tags.get("pii_counts", ""), **tags}),
-            actor=f"flow training_pipeline run {run_id}",
-            describe=lambda v, d: decision_markdown(cfg, v, d, evaluation, run_id, model_uri),
-            tags={**{f"test_{k}": f"{evaluation.metrics[k]:.6f}" for k in evaluation.headline},
-                  **privacy_tags(mlflow.get_run(run_id).data.tags)},
-        )
+        with lock_notices(logger.warning):  # who holds the promotion lock, while this run waits
+            result = registration.register_and_promote(
+                # pii_counts: set on the run by validate-data (the scan runs after the flow's tags are made).
+                client, cfg, model_uri, new, score_champion,
+                Lineage.from_tags({"pii_counts": client.get_run(run_id).data.tags.get("pii_counts", ""), **tags}),
+                actor=f"flow training_pipeline run {run_id}",
+                describe=lambda v, d: decision_markdown(cfg, v, d, evaluation, run_id, model_uri),
+                tags={**{f"test_{k}": f"{evaluation.metrics[k]:.6f}" for k in evaluation.headline},
+                      **privacy_tags(mlflow.get_run(run_id).data.tags)},
+            )
         outcome.version, outcome.decision = result.version, result.decision
         mlflow.set_tags({"registered_version": result.version, "promotion_decision": result.decision.alias,
                          "ledger_sequence": str(result.ledger_sequence)})

@@ -42,10 +42,11 @@ def on_failure(consequence: str) -> None:
 
 def pipeline_config(path: Path | None, overrides: list[str] | None) -> PipelineConfig:
     """The pipeline config at `path` (default: the built-in demo) with `--set` overrides applied,
-    checked against its task type (type, options, primary metric)."""
-    from tlflow.task_types.registry import check_config
+    checked against its task type (type, options, primary metric) and for what it reads (allowed
+    roots, a base model that resolves offline)."""
+    from tlflow.task_types.registry import check_config, check_inputs
 
-    return check_config(load_config(path, overrides or []))
+    return check_inputs(check_config(load_config(path, overrides or [])))
 
 
 def prepare_env(verbose: bool) -> None:
@@ -56,6 +57,9 @@ def prepare_env(verbose: bool) -> None:
     if os.environ.get("MLFLOW_TRACKING_URI", "").startswith(("http://", "https://")):
         uri = os.environ["MLFLOW_TRACKING_URI"].rstrip("/")
         require(f"{uri}/health", "the MLflow tracking server (MLFLOW_TRACKING_URI)", "make serve")
+        from tlflow.registry.tracking import check_server
+
+        check_server(uri)  # the server that answers is MLflow (any server answers /health)
     if os.environ.get("PREFECT_API_URL"):
         api = os.environ["PREFECT_API_URL"].rstrip("/")
         require(f"{api}/health", "the Prefect server (PREFECT_API_URL)", "make serve")

@@ -1,4 +1,6 @@
-"""Commands that read and change the MLflow model registry: list, history, promote, roll back, optimize."""
+"""Commands that read and change the MLflow model registry: list, history, promote, roll back, optimize, unlock.
+
+While a command waits on another promotion's lock, who holds it is printed every few seconds."""
 
 from __future__ import annotations
 
@@ -7,6 +9,13 @@ from typing import Annotated
 import typer
 
 from flows.commands.common import NameArg, actor, cli_lineage, fail, prepare_env, registry_client
+
+
+def _lock_notices():
+    """Print the promotion lock's notices (who holds it, since when) on stderr."""
+    from tlflow.registry.lock import lock_notices
+
+    return lock_notices(lambda message: typer.echo(message, err=True))
 
 
 def models(name: Annotated[str | None, typer.Argument(help="Registered model name (default: all).")] = None) -> None:
@@ -58,7 +67,9 @@ def promote(
     client = registry_client()
     from tlflow.registry import registration
 
-    decision, action = registration.promote(client, name, version, actor(), cli_lineage(), force=force, reason=reason)
+    with _lock_notices():
+        decision, action = registration.promote(client, name, version, actor(), cli_lineage(), force=force,
+                                                reason=reason)
     for check in decision.checks:
         typer.echo(f"  {'pass' if check.passed else 'FAIL'}  {check.name}: {check.detail}")
     if action == "rejected":
@@ -71,7 +82,8 @@ def rollback(name: NameArg) -> None:
     client = registry_client()
     from tlflow.registry import registration
 
-    current, previous = registration.rollback(client, name, actor(), cli_lineage())
+    with _lock_notices():
+        current, previous = registration.rollback(client, name, actor(), cli_lineage())
     typer.echo(f"{name}: champion v{current} -> v{previous} (rollback recorded)")
 
 
@@ -97,10 +109,25 @@ def optimize(
     from tlflow.serving.optimized import comparison_table
 
     wanted = tuple(v.strip() for v in variants.split(",") if v.strip())
-    outcome = optimize_champion(client, name, actor(), cli_lineage(), wanted, max_drop, min_speedup, repeats,
-                                threads, progress=lambda m: typer.echo(f"  {m}", err=True))
+    with _lock_notices():
+        outcome = optimize_champion(client, name, actor(), cli_lineage(), wanted, max_drop, min_speedup, repeats,
+                                    threads, progress=lambda m: typer.echo(f"  {m}", err=True))
     typer.echo(comparison_table(outcome.baseline, outcome.candidates, outcome.metric))
     if outcome.version is None:
         fail(f"{name}: nothing registered: {outcome.reason}")
     typer.echo(f"{name} v{outcome.version} registered: {outcome.chosen.variant} of champion v{outcome.source_version}, "
                f"alias optimized ({outcome.reason})")
+
+
+def unlock(
+    name: NameArg,
+    reason: Annotated[str, typer.Option("--reason", help="Why the lock is removed (recorded in the ledger).")],
+) -> None:
+    """Remove NAME's promotion lock left by a process on another host that died (a dead holder on this
+    host is detected and its lock broken by itself); recorded in the ledger as action `unlock`."""
+    client = registry_client()
+    from tlflow.registry.unlock import unlock as unlock_model
+
+    with _lock_notices():
+        done = unlock_model(client, name, actor(), reason, cli_lineage())
+    typer.echo(f"{name}: promotion lock {done.holder.describe()} removed (ledger #{done.entry.sequence})")

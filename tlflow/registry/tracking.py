@@ -1,15 +1,20 @@
 """MLflow conventions of the project: store location, lineage tags, model logging and registry.
 
 Embedded default: a SQLite store at `mlflow/mlflow.db` with artifacts under `mlflow/artifacts`;
-`MLFLOW_TRACKING_URI` points everything at a server instead. Nothing here runs at import time.
+`MLFLOW_TRACKING_URI` points everything at a server instead: `configure` first checks that an MLflow
+server answers there (`check_server`) and bounds MLflow's HTTP retries (`HTTP_BOUNDS`), so a wrong
+or dead server is a one-line error, not a traceback after minutes of retries. Nothing here runs at
+import time.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import json
 import logging
 import os
+import re
 import subprocess
 from dataclasses import dataclass
 from importlib.metadata import version
@@ -22,12 +27,29 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
 from tlflow import paths
+from tlflow.errors import TlflowError
 from tlflow.registry.lock import is_lock
 
 DEFAULT_STORE_DIR = paths.MLFLOW_STORE_DIR
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 OPTIMIZED = "optimized"  # the champion's fastest variant within the accuracy bound (tlflow optimize)
+
+
+#: MLflow's HTTP retry settings unless the environment sets them: its defaults (7 retries, backoff
+#: factor 2, 120 s timeout) retry a dead server for minutes; these give up within about a minute
+#: (3 tries of at most 15 s, 1 + 2 s apart, when a server hangs; seconds when it refuses).
+HTTP_BOUNDS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "15",
+}
+_VERSION = re.compile(r"\d+\.\d+(\.\d+)?(\S*)")
+_CHECKED: set[str] = set()
+
+
+class TrackingServerError(TlflowError, RuntimeError):
+    """`MLFLOW_TRACKING_URI` does not point at an answering MLflow tracking server."""
 
 
 def tracking_uri() -> str:
@@ -58,11 +80,64 @@ def configure() -> str:
     root = artifact_root()
     if root is not None:
         root.mkdir(parents=True, exist_ok=True)
+    if uri.startswith(("http://", "https://")):
+        for key, value in HTTP_BOUNDS.items():
+            os.environ.setdefault(key, value)
+        check_server(uri)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     for name in ("mlflow", "alembic"):
         logging.getLogger(name).setLevel(logging.ERROR)
     return uri
+
+
+def _answer(uri: str, endpoint: str) -> tuple[int, str, str]:
+    """(status, Server header, body) of one GET, without retries; MLflow's own client, so the
+    environment's credentials and TLS settings apply."""
+    from mlflow.utils.credentials import get_default_host_creds
+    from mlflow.utils.rest_utils import http_request
+
+    response = http_request(get_default_host_creds(uri), endpoint, "GET", max_retries=0, backoff_factor=0,
+                            timeout=10, raise_on_status=False)
+    return response.status_code, response.headers.get("Server", "unknown server"), response.text.strip()
+
+
+def check_server(uri: str) -> str:
+    """The MLflow version of the tracking server at `uri` (checked once per process): its `/version`
+    answers a version string, or else the experiments API its JSON. TrackingServerError naming the
+    URI and what answered otherwise: nothing, or a server that is not MLflow."""
+    uri = uri.rstrip("/")
+    if uri in _CHECKED:
+        return "checked"
+    where = f"MLFLOW_TRACKING_URI={uri}"
+    try:
+        status, server, body = _answer(uri, "/version")
+        if status == 200 and _VERSION.fullmatch(body):
+            _CHECKED.add(uri)
+            return body
+        api_status, _, api_body = _answer(uri, "/api/2.0/mlflow/experiments/search?max_results=1")
+    except MlflowException as err:
+        raise TrackingServerError(f"{where}: no MLflow tracking server answers ({_first_line(err)})") from None
+    if api_status == 200 and _experiments_json(api_body):
+        _CHECKED.add(uri)
+        return "unknown version"
+    if status in (401, 403):
+        raise TrackingServerError(f"{where}: the server refused the request ({status}): set MLFLOW_TRACKING_"
+                                  "USERNAME and MLFLOW_TRACKING_PASSWORD, or MLFLOW_TRACKING_TOKEN")
+    raise TrackingServerError(f"{where} is not an MLflow tracking server: {server} answered GET /version with "
+                              f"{status} {' '.join(body.split())[:60]!r}")
+
+
+def _experiments_json(body: str) -> bool:
+    try:
+        answer = json.loads(body)
+    except ValueError:
+        return False
+    return isinstance(answer, dict) and set(answer) <= {"experiments", "next_page_token"}
+
+
+def _first_line(err: Exception) -> str:
+    return str(err).splitlines()[0][:200] if str(err) else type(err).__name__
 
 
 def ensure_experiment(name: str) -> str:

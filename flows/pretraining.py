@@ -17,7 +17,7 @@ from tasks.tracking import lineage_tags, pipeline_run
 from tasks.validate import validate_data
 from tlflow.config import PipelineConfig
 from tlflow.runtime import apply_defaults
-from tlflow.task_types.registry import check_config, task_type_for
+from tlflow.task_types.registry import check_config, check_inputs, task_type_for
 
 
 def pretraining_stage(config: PipelineConfig, tags: dict[str, str], task_texts: list[str] | None) -> Encoder:
@@ -35,7 +35,7 @@ def pretraining_stage(config: PipelineConfig, tags: dict[str, str], task_texts: 
 def pretraining_pipeline(config: PipelineConfig = PipelineConfig()) -> Encoder:
     """Pretrain an encoder (`pretrain.mode` scratch or continue) and register it as `<name>-encoder`."""
     apply_defaults()
-    check_config(config)
+    check_inputs(check_config(config))
     if config.pretrain.mode == "none":
         raise ValueError("pretraining_pipeline needs pretrain.mode 'scratch' or 'continue'")
     tags = lineage_tags(config)

@@ -14,7 +14,7 @@ from tlflow.config import PipelineConfig, load_config
 from tlflow.registry import tracking
 from tlflow.registry.retraining import RetrainingCheck, check_retraining
 from tlflow.runtime import apply_defaults
-from tlflow.task_types.registry import check_config
+from tlflow.task_types.registry import check_config, check_inputs
 
 
 @task(name="check-for-new-data", cache_policy=NO_CACHE, persist_result=False)
@@ -31,7 +31,7 @@ def retraining_pipeline(config: PipelineConfig = PipelineConfig()):
     """Scheduled retraining: finish early, keeping the champion, when nothing changed; otherwise run
     `training_pipeline`, whose promotion gate decides whether the new model serves."""
     apply_defaults()
-    check_config(config)
+    check_inputs(check_config(config))
     check = check_for_new_data(config)
     key = artifact_key(config.name, "retraining")
     if not check.due:

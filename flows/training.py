@@ -15,7 +15,7 @@ from tasks.tracking import lineage_tags, pipeline_run, record_tags
 from tasks.validate import validate_data
 from tlflow.config import PipelineConfig
 from tlflow.runtime import apply_defaults
-from tlflow.task_types.registry import check_config, task_type_for
+from tlflow.task_types.registry import check_config, check_inputs, task_type_for
 
 
 @flow(name="training_pipeline")
@@ -31,7 +31,7 @@ def training_pipeline(config: PipelineConfig = PipelineConfig(), force: bool = F
         force: train even when data, config and code match a registered version.
     """
     apply_defaults()
-    check_config(config)
+    check_inputs(check_config(config))
     tags = lineage_tags(config)
     if not force and (unchanged := find_unchanged(config, tags)) is not None:
         return unchanged

@@ -10,7 +10,7 @@ from tasks.tracking import lineage_tags, pipeline_run
 from tlflow.config import PipelineConfig
 from tlflow.evaluation.transfer import VARIANTS, VariantResult, variant_config
 from tlflow.runtime import apply_defaults
-from tlflow.task_types.registry import check_config
+from tlflow.task_types.registry import check_config, check_inputs
 
 
 @flow(name="transfer_report")
@@ -19,7 +19,7 @@ def transfer_report(config: PipelineConfig = PipelineConfig()) -> list[VariantRe
     continued in-domain pretraining: each a `training_pipeline` child run with the same
     fine-tuning budget; the table and bar chart go to MLflow and the Prefect UI."""
     apply_defaults()
-    check_config(config)
+    check_inputs(check_config(config))
     with pipeline_run(config, lineage_tags(config), stage="transfer-report"):
         outcomes = {"scratch": training_pipeline(variant_config(config, "scratch"))}
         random = variant_config(config, "random", scratch_encoder=encoder_path(outcomes["scratch"]))

@@ -14,6 +14,7 @@ runner = CliRunner()
 def _write_config(path, **data_overrides):
     cfg = yaml.safe_load(open("configs/sst2.yaml"))
     cfg["data"].update(data_overrides)
+    cfg["paths"] = {"data_roots": ["data", "."]}  # the tests' own files lie in the project folder
     path.write_text(yaml.safe_dump(cfg))
     return str(path)
 

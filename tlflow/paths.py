@@ -11,6 +11,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+#: The DVC-tracked datasets: the default (and usually only) root a config may read data from
+#: (`paths.data_roots`, `tlflow.config.confinement`).
+DATA_DIR = Path("data")
+
 #: Root of every derived, re-creatable file.
 CACHE_DIR = Path(".cache/tlflow")
 #: Tokenized fine-tuning features, keyed by data, tokenizer and settings.

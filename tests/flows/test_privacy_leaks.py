@@ -57,7 +57,7 @@ def _write_data(root: Path) -> dict[str, str]:
 def _sets(files: dict[str, str], policy: str) -> list[str]:
     return [f"data.files={json.dumps(files)}", "data.format=csv", "data.text_columns=[text]",
             "data.label_column=label", "data.label_names=[neg, pos]", "data.max_train_rows=null",
-            "data.max_eval_rows=null", "fairness.eec=null", f"privacy.pii={policy}"]
+            "data.max_eval_rows=null", "fairness.eec=null", f"privacy.pii={policy}", "paths.data_roots=[data, .]"]
 
 
 def _hits(blob: bytes, values) -> list[str]:

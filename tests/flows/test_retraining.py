@@ -30,7 +30,8 @@ def _copy_sst2(root: Path) -> dict[str, str]:
 def test_retrains_only_on_new_data(project, prefect_server, tiny_config):
     files = _copy_sst2(project)
     cfg = tiny_config(**{"name": "retrain", "data.files": str(files), "data.max_train_rows": "null",
-                         "data.max_eval_rows": "null", "data.drop_train_overlap": "false"})
+                         "data.max_eval_rows": "null", "data.drop_train_overlap": "false",
+                         "paths.data_roots": "[data, mydata]"})
     tracking.configure()
     client = MlflowClient()
 

@@ -51,7 +51,7 @@ def test_a_challenger_worse_on_a_slice_is_rejected(project, prefect_server, tiny
     common = {
         "name": "slices", "data.format": "csv", "data.text_columns": "[text]", "data.label_map": "{}",
         "data.files.validation": files["validation"], "data.files.test": files["test"],
-        "evaluate.slices": "[group]", "privacy.pii": "'off'", "finetune.epochs": "3",
+        "evaluate.slices": "[group]", "privacy.pii": "'off'", "finetune.epochs": "3", "paths.data_roots": "[data, groups]",
         "finetune.learning_rate": "2e-3",
         "promote.min_slice_size": "30", "promote.max_slice_drop": "0.05", "promote.max_class_drop": "1",
     }

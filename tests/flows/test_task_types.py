@@ -117,7 +117,7 @@ def _broken(project: Path, name: str) -> list[str]:
 ])
 def test_broken_file_fails_validation_and_registers_nothing(name, check, project, prefect_server):
     # Every row of the broken file is checked (no training subset that could leave the defect out).
-    cfg = _config(name, [*_broken(project, name), "data.max_train_rows=null"])
+    cfg = _config(name, [*_broken(project, name), "data.max_train_rows=null", "paths.data_roots=[data, bad]"])
     with pytest.raises(DataValidationError) as err:
         training_pipeline(cfg)
     failed = {c.check for c in err.value.report.failures()}

@@ -22,7 +22,7 @@ pytestmark = [pytest.mark.needs_data, pytest.mark.flow]
 def test_generation_trains_registers_and_serves(project, prefect_server):
     base = tiny.save_tiny_causal_lm(project / "tiny-lm")
     cfg = load_config("configs/ag_news_headlines.yaml", [
-        "name=headlines-tiny", f"model.base={base}", "model.max_length=512", "finetune.method=full",
+        "name=headlines-tiny", f"model.base={base}", f"paths.model_roots=[{base}]", "model.max_length=512", "finetune.method=full",
         "data.max_train_rows=32", "data.max_eval_rows=8", "finetune.batch_size=8", "finetune.learning_rate=1e-3",
         "task.max_new_tokens=4", "task.max_truncated_fraction=1.0", "evaluate.batch_size=8",
         "evaluate.misclassified_examples=3",

@@ -121,7 +121,7 @@ def version_tags_code(client: MlflowClient, name: str, version: str) -> str:
 
 def test_broken_dataset_stops_before_training_and_registers_nothing(project, prefect_server, tiny_config):
     files = _broken_copy(project)
-    cfg = tiny_config(**{"name": "broken", "data.files": str(files), "data.max_eval_rows": "null",
+    cfg = tiny_config(**{"name": "broken", "data.files": str(files), "data.max_eval_rows": "null", "paths.data_roots": "[data, bad]",
                          "data.drop_train_overlap": "false"})
     with pytest.raises(DataValidationError) as err:
         training_pipeline(cfg)

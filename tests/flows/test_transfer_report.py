@@ -28,7 +28,7 @@ def tiny_base(project):
 
 def test_transfer_report_compares_four_starting_points(project, prefect_server, tiny_config, tiny_base):
     cfg = tiny_config(**{
-        "name": "tl", "model.init": "pretrained", "model.base": tiny_base, "model.max_length": "48",
+        "name": "tl", "model.init": "pretrained", "model.base": tiny_base, "paths.model_roots": f"[{tiny_base}]", "model.max_length": "48",
         "data.max_train_rows": "200", "data.max_eval_rows": "100", "finetune.batch_size": "16",
         "pretrain.max_steps": "10", "pretrain.batch_size": "8", "pretrain.num_layers": "2",
         "pretrain.hidden_size": "32", "pretrain.num_heads": "2", "pretrain.intermediate_size": "64",

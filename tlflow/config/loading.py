@@ -27,9 +27,9 @@ def _set_dotted(tree: dict[str, Any], dotted: str, raw: str) -> None:
 def _format_error(err: ValidationError, source: str) -> str:
     parts = []
     for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"]) or "<root>"
+        loc = ".".join(str(p) for p in e["loc"])
         msg = e["msg"].removeprefix("Value error, ")
-        parts.append(f"{loc}: {msg}")
+        parts.append(f"{loc}: {msg}" if loc else msg)  # a whole-tree check names its keys itself
     return f"invalid config {source}: " + "; ".join(parts)
 
 
@@ -48,10 +48,19 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     if path is not None:
         path = Path(path)
         source = str(path)
+        if path.is_dir():
+            raise ConfigError(f"config {path} is a directory, not a YAML file")
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}")
+        raw = path.read_bytes()
         try:
-            tree = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as err:
+            line = raw.count(b"\n", 0, err.start) + 1
+            raise ConfigError(f"config {path} is not UTF-8: byte 0x{raw[err.start]:02x} at offset {err.start} "
+                              f"(line {line}); save it as UTF-8") from None
+        try:
+            tree = yaml.safe_load(text) or {}
         except yaml.YAMLError as err:
             raise ConfigError(f"config {path} is not valid YAML: {str(err).splitlines()[0]}") from None
         if not isinstance(tree, dict):

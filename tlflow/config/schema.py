@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from tlflow import paths
 from tlflow.errors import TlflowError
 
 
@@ -23,7 +25,7 @@ class ConfigError(TlflowError, ValueError):
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class SplitFractions(_Section):
@@ -102,6 +104,14 @@ class DataConfig(_Section):
         description="Drop training rows whose text also appears in validation/test (reported); "
         "otherwise such leakage fails validation.",
     )
+
+    @field_validator("label_names")
+    @classmethod
+    def _distinct_labels(cls, names: list[str]) -> list[str]:
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"label names must be distinct: {', '.join(repr(n) for n in repeated)} appears more than once")
+        return names
 
     @model_validator(mode="after")
     def _files_or_file(self) -> DataConfig:
@@ -446,6 +456,34 @@ class PromoteConfig(_Section):
     )
 
 
+class PathsConfig(_Section):
+    """What the config may read (`tlflow.config.confinement`): every data file and folder lies under a
+    data root; a local `model.base` folder under a data root, a model root, the pipeline's cache or the
+    Hugging Face cache. Relative roots are taken from the working directory; symlinks are followed."""
+
+    data_roots: list[str] = Field(
+        default_factory=lambda: [str(paths.DATA_DIR)],
+        description="Folders data.file(s), the pretraining corpus folders and fairness.eec.file must lie under.",
+    )
+    model_roots: list[str] = Field(
+        default_factory=list,
+        description="Extra folders a local model.base may lie under (besides the data roots, .cache/tlflow and "
+        "the Hugging Face cache).",
+    )
+
+
+def _non_finite(tree: Any, prefix: str = "") -> str | None:
+    """Dotted key of the first non-finite float (inf, nan, 1e400) in a raw config tree."""
+    if isinstance(tree, float) and not math.isfinite(tree):
+        return prefix or "<root>"
+    items = tree.items() if isinstance(tree, dict) else enumerate(tree) if isinstance(tree, list) else ()
+    for key, value in items:
+        found = _non_finite(value, f"{prefix}.{key}" if prefix else str(key))
+        if found:
+            return found
+    return None
+
+
 class PipelineConfig(_Section):
     """One experiment: dataset + task + model + budget. `name` is the MLflow experiment and model name."""
 
@@ -470,8 +508,19 @@ class PipelineConfig(_Section):
     privacy: PrivacyConfig = Field(default_factory=PrivacyConfig, description="Personal data in the raw texts.")
     fairness: FairnessConfig = Field(default_factory=FairnessConfig, description="Fairness audits.")
     promote: PromoteConfig = Field(default_factory=PromoteConfig, description="Registration and promotion.")
+    paths: PathsConfig = Field(default_factory=PathsConfig, description="Folders the config may read from.")
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _finite_numbers(cls, data: Any) -> Any:
+        # YAML reads `.inf`, `.nan` and `1e400` as floats; no setting means them (an infinite epoch
+        # count would only fail deep in training), task options included.
+        found = _non_finite(data) if isinstance(data, dict) else None
+        if found:
+            raise ValueError(f"{found}: not a finite number")
+        return data
 
     @model_validator(mode="after")
     def _private_texts_not_pretrained_on(self) -> PipelineConfig:
@@ -489,8 +538,11 @@ class PipelineConfig(_Section):
         return flatten(self.to_dict())
 
     def hash(self) -> str:
-        """Short stable digest of the whole config (the `config_hash` tag)."""
-        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
+        """Short stable digest of the whole config (the `config_hash` tag), `paths` left out: the
+        allowed roots change what may be read, not what is trained."""
+        tree = self.to_dict()
+        tree.pop("paths", None)
+        blob = json.dumps(tree, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
 

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from tlflow.config import DataConfig
-from tlflow.data.formats.common import DataError, decode_text, to_str
+from tlflow.data.formats.common import DataError, check_no_nul, decode_text, to_str
 from tlflow.data.spec import LABEL_FIELD, TEXT_FIELD, DatasetSpec, RawTable, column_key, meta_column, meta_features
 from tlflow.data.splits import split_rows, stratified_sample, stratified_split
 from tlflow.data.text import normalize_text
@@ -64,12 +64,15 @@ def read_table(path: str | Path, cfg: DataConfig, spec: DatasetSpec, meta_column
 
     ``cfg`` gives format, separator, header, encoding, the columns to read and the label map.
     An empty file (or one with only a header) gives an empty frame; the caller decides whether
-    that is an error. Raises `DataError` for a missing file, undecodable bytes, a row with the
+    that is an error. Raises `DataError` for a missing file (or a directory), undecodable bytes,
+    a NUL byte in a cell, a column named twice in the header, a row with the
     wrong number of fields, bad JSON, missing columns and a structured format that does not hold
     this kind of data, and for a column of `meta_columns` the file lacks.
     """
     source = str(path)
     path = Path(path)
+    if path.is_dir():
+        raise DataError(f"{source}: is a directory, not a data file")
     if not path.is_file():
         raise DataError(f"{source}: file not found")
     if cfg.format in NATIVE_FORMATS and cfg.format == spec.native_format:
@@ -94,6 +97,7 @@ def read_table(path: str | Path, cfg: DataConfig, spec: DatasetSpec, meta_column
             from tlflow.data.formats.delimited import read_delimited
 
             names, columns, rows = read_delimited(text, source, cfg.format, cfg.separator, cfg.header, required, optional)
+    check_no_nul(source, columns, rows, "row" if cfg.format in ("parquet", "squad") else "line")
     meta = {c: _meta_values(source, c, columns, names, len(rows)) for c in meta_columns}
     table = RawTable(columns, rows, cfg)
     canonical = spec.from_table(table)

@@ -23,6 +23,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from tlflow import paths
+from tlflow.config import ConfigError
 from tlflow.data.atomic import atomic_dir
 from tlflow.errors import TlflowError
 
@@ -54,6 +55,32 @@ PACKAGED_MODELS: dict[str, PackagedBase] = {
         gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
     ),
 }
+
+def check_base(base: str) -> None:
+    """ConfigError (exit 2) unless `base` can be loaded offline: a packaged alias whose package is
+    installed, an existing local folder, or a Hub id already in the local Hugging Face cache (its
+    `config.json`). Cheap (nothing is loaded or converted): run before any work starts."""
+    if base in PACKAGED_MODELS:
+        spec = importlib.util.find_spec(PACKAGED_MODELS[base].module)
+        if spec is None:
+            raise ConfigError(f"model.base: '{base}' needs the package {PACKAGED_MODELS[base].distribution}: "
+                              f"{PACKAGED_MODELS[base].install}")
+        return
+    path = Path(base)
+    if path.exists():
+        if not path.is_dir():
+            raise ConfigError(f"model.base: '{base}' is a file; give the folder of a Hugging Face checkpoint")
+        return
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        cached = try_to_load_from_cache(base, "config.json")
+    except ValueError:  # HFValidationError: not even a valid Hub id
+        cached = None
+    if not isinstance(cached, str):
+        raise ConfigError(f"model.base: '{base[:120]}' is not a packaged base ({', '.join(PACKAGED_MODELS)}), an "
+                          "existing local folder or a Hub id in the local Hugging Face cache (runs are offline)")
+
 
 #: Written into a converted folder: where its weights came from.
 SOURCE_FILE = "tlflow_source.json"

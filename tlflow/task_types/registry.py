@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from tlflow.config import ConfigError, PipelineConfig
+from tlflow.config.confinement import check_paths
+from tlflow.modeling.bases import check_base
 from tlflow.task_types.base import TaskType
 from tlflow.task_types.question_answering import QuestionAnswering
 from tlflow.task_types.sentence_pair import SentencePair
@@ -79,4 +81,15 @@ def check_config(cfg: PipelineConfig) -> PipelineConfig:
             f"finetune.privacy: differentially private fine-tuning does not support task.type {task.type} "
             f"(supported: {supported})"
         )
+    return cfg
+
+
+def check_inputs(cfg: PipelineConfig) -> PipelineConfig:
+    """Check what `cfg` reads before any of it is opened: every data file, corpus folder, EEC file
+    and local `model.base` folder under its allowed roots (`tlflow.config.confinement`), and a
+    `model.base` that resolves offline (`tlflow.modeling.bases.check_base`). ConfigError (one line,
+    exit 2) otherwise. The flows and the command line call it right after `check_config`; a
+    registered version's stored config (re-scoring) is checked by `check_config` alone."""
+    check_paths(cfg)
+    check_base(cfg.model.base)
     return cfg

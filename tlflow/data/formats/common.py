@@ -30,13 +30,47 @@ def decode_text(raw: bytes, source: str, encoding: str) -> str:
     return text.removeprefix("\ufeff")
 
 
+#: Longest excerpt of a data value shown anywhere (terminal, reports, MLflow, Prefect).
+EXCERPT_CHARS = 60
+
+
+def excerpt(value: str, limit: int = EXCERPT_CHARS) -> str:
+    """A short excerpt of a data value: control and invisible characters other than whitespace
+    escaped (no terminal escape sequence, NUL or zero-width character reaches a report), cut at
+    `limit` characters with an ellipsis."""
+    shown = "".join(c if c.isprintable() or c.isspace() else c.encode("unicode_escape").decode("ascii")
+                    for c in value)
+    return shown if len(shown) <= limit else shown[: limit - 1] + "…"
+
+
 def missing_column(source: str, column: str, names: list[str] | None, ncols: int) -> DataError:
     """The error for a wanted column a table does not have (with or without a header)."""
     if names is None:
         return DataError(
             f"{source}: no column {column} (the file has no header: columns are 0-based indices 0..{ncols - 1})"
         )
-    return DataError(f"{source}: no column '{column}' (columns: {', '.join(repr(n) for n in names)})")
+    shown = ", ".join(repr(excerpt(n)) for n in names[:20]) + (f", ... ({len(names)} in all)" if len(names) > 20 else "")
+    return DataError(f"{source}: no column '{column}' (columns: {shown})")
+
+
+def column_position(source: str, key: str, names: list[str]) -> int:
+    """0-based position of the column `key` in a header; DataError naming both positions when the
+    header has it twice (taking either silently would read the wrong data)."""
+    found = [i for i, name in enumerate(names) if name == key]
+    if len(found) > 1:
+        where = " and ".join(str(i + 1) for i in found)
+        raise DataError(f"{source}: column '{excerpt(key)}' appears more than once in the header (columns {where}, "
+                        "1-based); rename one")
+    return found[0]
+
+
+def check_no_nul(source: str, columns: dict[str, list], rows: list[int], unit: str = "line") -> None:
+    """DataError naming file, line (or row) and column of the first NUL byte in a cell: text formats
+    never hold one, it marks a binary or corrupt file."""
+    for key, values in columns.items():
+        for value, row in zip(values, rows):
+            if isinstance(value, str) and "\x00" in value:
+                raise DataError(f"{source}: {unit} {row}: column '{excerpt(key)}' contains a NUL byte (\\x00)")
 
 
 def to_str(value: Any) -> str | None:

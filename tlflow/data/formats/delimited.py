@@ -5,10 +5,13 @@ from __future__ import annotations
 import csv
 import io
 
-from tlflow.data.formats.common import DataError, missing_column
+from tlflow.data.formats.common import DataError, column_position, missing_column
 
 #: Separator of each delimited format when the config gives none ('text' always needs one).
 DEFAULT_SEPARATOR = {"csv": ",", "tsv": "\t"}
+#: Longest field the csv module accepts (its default, 131,072 characters, would stop a long text
+#: with "field larger than field limit" before the length check can name its file and row).
+FIELD_LIMIT = 2**31 - 1
 
 
 def read_delimited(
@@ -21,6 +24,8 @@ def read_delimited(
     `wanted` that is absent raises `DataError`; one of `optional` is left out.
     """
     sep = separator or DEFAULT_SEPARATOR[fmt]
+    if csv.field_size_limit() < FIELD_LIMIT:
+        csv.field_size_limit(FIELD_LIMIT)  # process-wide; only ever raised
     # GLUE tsv files contain unbalanced quotes: only csv honours quoting.
     quoting = csv.QUOTE_MINIMAL if fmt == "csv" else csv.QUOTE_NONE
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep, quoting=quoting, strict=True)
@@ -57,7 +62,7 @@ def read_delimited(
                 raise missing_column(source, key, None, ncols)
             pos = int(key)
         elif key in names:
-            pos = names.index(key)
+            pos = column_position(source, key, names)
         elif key in optional:
             continue
         else:

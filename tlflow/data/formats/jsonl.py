@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import json
 
-from tlflow.data.formats.common import DataError, missing_column, to_str
+from tlflow.data.formats.common import DataError, excerpt, missing_column, to_str
+
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
+    keys = [k for k, _ in pairs]
+    repeated = next((k for k in keys if keys.count(k) > 1), None)
+    if repeated is not None:  # json.loads would keep the last value silently
+        raise ValueError(f"key '{excerpt(repeated)}' appears more than once in the object")
+    return dict(pairs)
 
 
 def read_jsonl(
@@ -18,9 +26,11 @@ def read_jsonl(
         if not line.strip():
             continue
         try:
-            obj = json.loads(line)
+            obj = json.loads(line, object_pairs_hook=_unique_keys)
         except json.JSONDecodeError as err:
             raise DataError(f"{source}: line {number}: invalid JSON: {err.msg} (column {err.colno})") from None
+        except ValueError as err:
+            raise DataError(f"{source}: line {number}: {err}") from None
         if not isinstance(obj, dict):
             raise DataError(f"{source}: line {number}: expected a JSON object, got {type(obj).__name__}")
         objects.append(obj)

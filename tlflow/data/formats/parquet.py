@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from tlflow.data.formats.common import DataError, missing_column, to_str
+from tlflow.data.formats.common import DataError, column_position, missing_column, to_str
 
 
 def read_parquet(
@@ -26,5 +26,5 @@ def read_parquet(
             if key in optional:
                 continue
             raise missing_column(source, key, names, len(names))
-        columns[key] = [to_str(v) for v in df.iloc[:, names.index(key)].tolist()]
+        columns[key] = [to_str(v) for v in df.iloc[:, column_position(source, key, names)].tolist()]
     return names, columns, list(range(1, len(df) + 1))

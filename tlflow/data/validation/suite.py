@@ -44,12 +44,16 @@ from great_expectations.data_context.types.base import (
 )
 
 from tlflow.config import ValidateConfig
+from tlflow.data.formats.common import excerpt
 from tlflow.data.readers import overlap_keys
 from tlflow.data.text import normalize_text
 from tlflow.data.validation.checks import TaskChecks
 
 SPLIT_ORDER = ("train", "validation", "test")
-BLANK_REGEX = r"^\s*$"
+#: Characters that show nothing: a text of only these (and whitespace) is blank.
+INVISIBLE = "\u200b\u200c\u200d\u2060\ufeff\u00ad\x00"
+BLANK_REGEX = r"^[\s\u200b\u200c\u200d\u2060\ufeff\u00ad\x00]*$"
+_STRIP = "".join(chr(c) for c in range(0x3001) if chr(c).isspace()) + INVISIBLE
 
 # Check names (CheckResult.check). Stable: the numbers live in `observed`.
 CHECK_ROWS = "rows present"
@@ -69,7 +73,8 @@ CHECK_TRAIN_PRESENT = "train split present"
 # the examples show the original text even when the check ran on a derived column.
 _POS = "_pos"
 _INDEX_COLUMNS = ["source_file", "source_row", _POS]
-_VALUE_MAX_CHARS = 200
+#: Longest excerpt of a note (a task check's problem description) in a report.
+_NOTE_MAX_CHARS = 160
 #: Derived column -> the user's column it comes from (reports name the latter); `_derived` adds
 #: the task type's own.
 _SOURCE_COLUMN = {"text_stripped": "text", "text_key": "text"}
@@ -331,7 +336,7 @@ def _prepare_frame(split: Any, name: str, checks: TaskChecks, label_names: list[
 
 def _stripped(values: pd.Series) -> pd.Series:
     # Plain lists: pandas 3 turns None back into NaN in `where`/`map` on string columns.
-    return pd.Series([t.strip() or None if isinstance(t, str) else None for t in values.tolist()],
+    return pd.Series([t.strip(_STRIP) or None if isinstance(t, str) else None for t in values.tolist()],
                      index=values.index, dtype=object)
 
 
@@ -496,7 +501,7 @@ def _example(idx: dict, column: str, df: pd.DataFrame, train_first_row: dict, ch
     if column in {p.column for p in checks.problems}:  # the row's text, the problem as the note
         shown = "text" if "text" in df.columns else column
         return {"file": str(idx["source_file"]), "row": int(idx["source_row"]), "value": _clean(row[shown]),
-                "note": str(row[column])}
+                "note": excerpt(str(row[column]), _NOTE_MAX_CHARS)}
     shown = _derived(checks).get(column, column)
     example = {"file": str(idx["source_file"]), "row": int(idx["source_row"]), "value": _clean(row[shown])}
     if column == "text_stripped" and isinstance(row["text_stripped"], str):
@@ -559,8 +564,8 @@ def _clean(value: Any) -> Any:
         return None
     if hasattr(value, "item"):  # numpy scalar
         value = value.item()
-    if isinstance(value, str) and len(value) > _VALUE_MAX_CHARS:
-        value = value[:_VALUE_MAX_CHARS] + "…"
+    if isinstance(value, str):
+        value = excerpt(value)  # never more than a short excerpt of a data value in any report
     return value
 
 

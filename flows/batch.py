@@ -12,6 +12,7 @@ from tlflow.registry import tracking
 from tlflow.registry.registration import RegistryError, check_model
 from tlflow.runtime import apply_defaults
 from tlflow.serving.batch_files import read_requests, write_predictions
+from tlflow.serving.model_loading import load_served_model
 
 
 @flow(name="batch_predict")
@@ -27,7 +28,8 @@ def batch_predict(name: str, input_file: str, output_file: str, alias: str = "ch
     if version is None:
         raise RegistryError(f"model '{name}' has no alias '{alias}'")
     requests = read_requests(input_file)
-    model = mlflow.pyfunc.load_model(f"models:/{name}@{alias}")
+    # this installation's TaskModel over the version's files; its stored code is checked, never run
+    model = load_served_model(f"models:/{name}/{version.version}")
     predictions = model.predict(requests)
     out = requests.reset_index(drop=True).join(predictions.add_prefix("prediction_"))
     out["model_name"], out["model_version"], out["model_alias"] = name, str(version.version), alias

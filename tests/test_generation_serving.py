@@ -21,7 +21,7 @@ from tlflow.registry import tracking
 from tlflow.serving import log_task_model
 from tlflow.task_types.base import TaskSettings
 
-pytestmark = [pytest.mark.integration]
+pytestmark = [pytest.mark.slow]  # two model servers started: about 45 s
 
 
 

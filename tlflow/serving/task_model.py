@@ -4,7 +4,9 @@
 task type's `request_columns` and return one row per request with its `response_fields`, so what
 serves is exactly what was evaluated. The Hugging Face model and tokenizer are artifacts (`hf/`,
 safetensors); `task.json` holds the `TaskSettings`. The model is logged as code
-(`entry.py`), not as a pickle.
+(`entry.py`), not as a pickle, and the sha256 of that code is recorded as the run tag
+`serving_code_sha256`; tlflow itself loads a logged model with `tlflow.serving.model_loading`,
+which checks that digest and never runs the stored code.
 
 An optimized variant (`tlflow.serving.optimized`) is the same pyfunc with `variant.json` naming it:
 `torch-int8` keeps the fp32 weights in `hf/` and quantizes them at load time; `onnx-fp32` and
@@ -24,8 +26,9 @@ from typing import Any
 
 import mlflow
 import pandas as pd
+from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
-from mlflow.models import get_model_info, infer_signature
+from mlflow.models import infer_signature
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.pyfunc import PythonModel
 from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
@@ -41,11 +44,13 @@ from tlflow.serving.optimized import (
     read_variant_file,
     write_variant_file,
 )
+from tlflow.serving.stored_code import CODE_DIGEST_TAG, sha256_file
 from tlflow.task_types.base import RequestError, TaskSettings
 from tlflow.task_types.registry import get_task_type
-from tlflow.training.speedups import apply_inference_speedups
 
 HF_DIR, SETTINGS_FILE, ONNX_DIR = "hf", "task.json", "onnx"
+#: The model code MLflow stores with a logged `TaskModel` (and runs when *it* loads the model).
+ENTRY_CODE = Path(__file__).with_name("entry.py")
 
 
 class TaskModel(PythonModel):
@@ -137,7 +142,7 @@ def log_task_model(
                 warnings.simplefilter("ignore", UserWarning)
                 info = mlflow.pyfunc.log_model(
                     name="model",
-                    python_model=str(Path(__file__).with_name("entry.py")),
+                    python_model=str(ENTRY_CODE),
                     artifacts=artifacts,
                     signature=infer_signature(example, output, params=params),
                     input_example=example,
@@ -145,19 +150,7 @@ def log_task_model(
                 )
         finally:
             quiet.setLevel(level)
+    # In the tracking store, out of reach of whoever can write to the artifact store: tlflow's
+    # loaders refuse a version whose stored code no longer hashes to it (`tlflow.serving.stored_code`).
+    MlflowClient().set_tag(info.run_id, CODE_DIGEST_TAG, sha256_file(ENTRY_CODE))
     return info.model_uri
-
-
-def load_task_model(model_uri: str, settings: TaskSettings | None = None) -> TaskModel:
-    """The `TaskModel` behind a logged or registered model (e.g. `models:/sst2@champion`).
-
-    A text-classification model logged with MLflow's transformers flavor (before the task
-    interface existed) is wrapped with `settings`, so an older champion can still be re-scored.
-    """
-    if "transformers" in get_model_info(model_uri).flavors:
-        if settings is None:
-            raise ValueError(f"{model_uri} is a transformers-flavor model: give the TaskSettings to wrap it")
-        parts = mlflow.transformers.load_model(model_uri, return_type="components")
-        model = apply_inference_speedups(parts["model"], settings.inference_speedups)
-        return TaskModel.from_parts(model.eval(), parts["tokenizer"], settings)
-    return mlflow.pyfunc.load_model(model_uri).unwrap_python_model()

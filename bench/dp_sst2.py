@@ -16,7 +16,10 @@ Reported per run: test accuracy and macro-F1, training seconds (validation and c
 excluded; one epoch, so seconds per epoch), steps, and for DP the noise multiplier and the epsilon
 the accountant reports after the last step. The machine is shared: outside CPU load is recorded.
 
-    .venv/bin/python bench/dp_sst2.py [--rows N --epsilons 8 3 --dp-batch 128 --dp-lr 5e-4 --clip 1.0]
+    .venv/bin/python bench/dp_sst2.py [--rows N --epsilons 8 3 --dp-batch 128 --dp-lr 5e-4 --dp-epochs 1
+                                      --dp-method full|lora --clip 1.0 --twin]
+
+Each job is appended to bench/results/dp_sst2.json (a list of jobs), after every run.
 """
 
 from __future__ import annotations
@@ -76,42 +79,58 @@ def run(overrides: list[str], rows: int | None) -> dict:
     return record
 
 
+def save(output: Path, job: dict) -> None:
+    """Append (or update) this job in the results file, a list of jobs: earlier jobs are kept."""
+    jobs = json.loads(output.read_text(encoding="utf-8")) if output.exists() else []
+    jobs = [jobs] if isinstance(jobs, dict) else jobs
+    jobs = [j for j in jobs if j.get("started") != job["started"]] + [job]
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(jobs, indent=2), encoding="utf-8")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=None, help="training rows (default: the config's 8,000)")
     parser.add_argument("--epsilons", type=float, nargs="+", default=[8.0, 3.0])
     parser.add_argument("--dp-batch", type=int, default=128, help="expected Poisson batch size of the DP runs")
     parser.add_argument("--dp-lr", type=float, default=5e-4, help="peak learning rate of the DP runs")
+    parser.add_argument("--dp-epochs", type=float, default=1.0, help="epochs of the DP runs")
+    parser.add_argument("--dp-method", choices=["full", "lora"], default="full",
+                        help="what trains in the DP runs: every weight but the embeddings, or LoRA adapters + head")
     parser.add_argument("--clip", type=float, default=1.0, help="per-example clipping norm of the DP runs")
+    parser.add_argument("--twin", action="store_true",
+                        help="also run the DP settings without privacy (same method, batch, lr, epochs): the cost of "
+                        "the noise and clipping alone")
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
     apply_defaults()
     started = time.perf_counter()
-    runs = []
-    plans = [("non-private", [])] + [
-        (f"dp eps={eps:g}", [f"finetune.privacy.epsilon={eps}", f"finetune.privacy.max_grad_norm={args.clip}",
-                              f"finetune.batch_size={args.dp_batch}", f"finetune.learning_rate={args.dp_lr}"])
-        for eps in args.epsilons
-    ]
-    for name, overrides in plans:
-        record = {"run": name, **run(overrides, args.rows)}
-        runs.append(record)
-        print(f"{name:12s} test acc {record['test_accuracy']:.4f}  {record['seconds_per_epoch']:7.1f} s/epoch  "
-              f"sigma {record.get('noise_multiplier', 0):.3f}  eps {record.get('epsilon_spent', float('inf')):.3f}  "
-              f"(outside load {record['outside_load']:.2f} CPU)", flush=True)
-        gc.collect()
-    out = {
-        "date": dt.date.today().isoformat(),
+    dp_settings = [f"finetune.batch_size={args.dp_batch}", f"finetune.learning_rate={args.dp_lr}",
+                   f"finetune.epochs={args.dp_epochs}", f"finetune.method={args.dp_method}"]
+    plans = [("non-private", [])]
+    if args.twin:
+        plans.append((f"non-private {args.dp_method}, DP settings", dp_settings))
+    plans += [(f"dp eps={eps:g}", [*dp_settings, f"finetune.privacy.epsilon={eps}",
+                                   f"finetune.privacy.max_grad_norm={args.clip}"]) for eps in args.epsilons]
+    job = {
+        "started": dt.datetime.now().isoformat(timespec="seconds"),
         "command": " ".join([".venv/bin/python", "bench/dp_sst2.py", *map(shlex.quote, sys.argv[1:])]),
         "machine": machine(),
         "versions": {"torch": torch.__version__, "opacus": __import__("opacus").__version__},
         "settings": {"config": "configs/sst2.yaml", "dp_batch_size": args.dp_batch, "dp_learning_rate": args.dp_lr,
-                     "dp_max_grad_norm": args.clip, "accountant": "rdp", "delta": "1 / (10 x training rows)"},
-        "runs": runs,
-        "wall_s": time.perf_counter() - started,
+                     "dp_epochs": args.dp_epochs, "dp_method": args.dp_method, "dp_max_grad_norm": args.clip,
+                     "accountant": "rdp", "delta": "1 / (10 x training rows)"},
+        "runs": [],
     }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(out, indent=2), encoding="utf-8")
+    for name, overrides in plans:
+        record = {"run": name, **run(overrides, args.rows)}
+        job["runs"].append(record)
+        job["wall_s"] = time.perf_counter() - started
+        save(args.output, job)  # after every run: a job stopped half-way keeps what it measured
+        print(f"{name:34s} test acc {record['test_accuracy']:.4f}  {record['seconds_per_epoch']:7.1f} s/epoch  "
+              f"sigma {record.get('noise_multiplier', 0):.3f}  eps {record.get('epsilon_spent', float('inf')):.3f}  "
+              f"(outside load {record['outside_load']:.2f} CPU)", flush=True)
+        gc.collect()
 
 
 if __name__ == "__main__":

@@ -9,9 +9,9 @@ server's CPU seconds over 10 s show whether the timed-out work went on.
 from __future__ import annotations
 
 import datetime as dt
+import importlib.util
 import json
 import os
-import sys
 import tempfile
 import time
 from http.client import HTTPConnection
@@ -72,8 +72,15 @@ def measure(kind: str, command: list[str], cwd: Path, env: dict) -> dict:
     return out
 
 
+def _test_helper(name: str, path: Path):
+    """A helper module of the test suite (tests/ is not an installed package), loaded from its file."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def main() -> None:
-    sys.path.insert(0, str(ROOT))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import mlflow
     import pandas as pd
@@ -81,8 +88,8 @@ def main() -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from flows.commands.serving import mlflow_serve_command, serve_command, serve_env
-    from tests import serving_http as http
-    from tests.task_types import tiny_causal_lm as tiny
+    http = _test_helper("serving_http", ROOT / "tests" / "serving_http.py")
+    tiny = _test_helper("tiny_causal_lm", ROOT / "tests" / "task_types" / "tiny_causal_lm.py")
     from tlflow.registry import tracking
     from tlflow.serving import log_task_model
     from tlflow.serving.request_limits import ServeLimits

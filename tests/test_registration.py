@@ -6,10 +6,8 @@ import subprocess
 import sys
 import textwrap
 import time
-from functools import partial
 
 import mlflow
-import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -17,6 +15,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from transformers import BertConfig, BertForSequenceClassification
 
+from tests.registry_faults import LABELS, scores
 from tlflow.config import load_config
 from tlflow.modeling.models import load_tokenizer
 from tlflow.registry import ledger, registration, tracking, transaction
@@ -25,22 +24,10 @@ from tlflow.registry.lineage import Lineage
 from tlflow.registry.lock import lock_name
 from tlflow.serving import log_task_model
 from tlflow.task_types.base import TaskSettings
-from tlflow.task_types.metrics import classification_from_sums, classification_stats
 from tlflow.task_types.registry import check_config
 
 pytestmark = [pytest.mark.integration]
 
-LABELS = ["negative", "positive"]
-Y = np.array([0, 1] * 100)
-
-
-def scores(n_wrong: int) -> Scores:
-    pred = Y.copy()
-    pred[:n_wrong] = 1 - pred[:n_wrong]
-    metrics = partial(classification_from_sums, label_names=LABELS)
-    stats = classification_stats(Y, pred, 2)
-    m = metrics(stats.sum(axis=0))
-    return Scores(stats, metrics, {k: m[f"f1_{k}"] for k in LABELS})
 
 
 @pytest.fixture

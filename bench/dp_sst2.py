@@ -17,7 +17,7 @@ excluded; one epoch, so seconds per epoch), steps, and for DP the noise multipli
 the accountant reports after the last step. The machine is shared: outside CPU load is recorded.
 
     .venv/bin/python bench/dp_sst2.py [--rows N --epsilons 8 3 --dp-batch 128 --dp-lr 5e-4 --dp-epochs 1
-                                      --dp-method full|lora --clip 1.0 --twin]
+                                      --dp-method full|lora|head --clip 1.0 --twin]
 
 Each job is appended to bench/results/dp_sst2.json (a list of jobs), after every run.
 """
@@ -95,8 +95,9 @@ def main() -> None:
     parser.add_argument("--dp-batch", type=int, default=128, help="expected Poisson batch size of the DP runs")
     parser.add_argument("--dp-lr", type=float, default=5e-4, help="peak learning rate of the DP runs")
     parser.add_argument("--dp-epochs", type=float, default=1.0, help="epochs of the DP runs")
-    parser.add_argument("--dp-method", choices=["full", "lora"], default="full",
-                        help="what trains in the DP runs: every weight but the embeddings, or LoRA adapters + head")
+    parser.add_argument("--dp-method", choices=["full", "lora", "head"], default="full",
+                        help="what trains in the DP runs: every weight but the embeddings, LoRA adapters + head, or "
+                        "the head alone on the frozen encoder (linear probe)")
     parser.add_argument("--clip", type=float, default=1.0, help="per-example clipping norm of the DP runs")
     parser.add_argument("--twin", action="store_true",
                         help="also run the DP settings without privacy (same method, batch, lr, epochs): the cost of "

@@ -331,10 +331,11 @@ class DifferentialPrivacyConfig(_Section):
 class FinetuneConfig(_Section):
     """Supervised fine-tuning of the encoder with a task head."""
 
-    method: Literal["full", "lora"] = Field(
+    method: Literal["full", "lora", "head"] = Field(
         "full",
         description="full: every weight trains; lora: the base is frozen and only low-rank adapters (and the task "
-        "head of a classifier) train; checkpoints then hold only the trained weights.",
+        "head of a classifier) train; head: the base is frozen and only the task head trains (a linear probe of "
+        "the pretrained encoder); with lora and head the checkpoints hold only the trained weights.",
     )
     lora: LoraConfig = Field(default_factory=LoraConfig, description="LoRA settings (method: lora).")
     privacy: DifferentialPrivacyConfig | None = Field(

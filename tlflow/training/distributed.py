@@ -36,7 +36,7 @@ from tlflow.modeling.models import build_task_model, load_tokenizer
 from tlflow.task_types.base import TaskSettings
 from tlflow.task_types.registry import task_type_for
 from tlflow.training.loop import TrainResult, train_loop
-from tlflow.training.lora import add_lora, merge_lora
+from tlflow.training.methods import prepare_method, trained_model
 from tlflow.training.settings import LoopSettings
 
 FINAL_WEIGHTS, FINAL_RESULT, JOB, VALIDATION = "final.safetensors", "final-result.json", "ddp-job.json", "ddp-validation"
@@ -102,7 +102,7 @@ def _train_rank(rank: int, world: int, checkpoint_dir: Path) -> None:
     tokenizer = load_tokenizer(encoder)
     model = build_task_model(cfg.model.model_copy(update={"base": encoder}), task_type_for(cfg).model_head,
                              label_names, len(tokenizer), cfg.finetune.seed)
-    peft_model = add_lora(model, cfg.finetune.lora) if cfg.finetune.method == "lora" else None
+    peft_model = prepare_method(model, cfg.finetune)
     ddp = DistributedDataParallel(model)
     task, settings = task_type_for(cfg), TaskSettings.from_config(cfg)
 
@@ -121,7 +121,7 @@ def _train_rank(rank: int, world: int, checkpoint_dir: Path) -> None:
     dist.all_reduce(tokens)  # every rank's tokens
     if rank == 0:
         result.tokens = int(tokens.item())
-        save_model(merge_lora(peft_model) if peft_model is not None else model, str(checkpoint_dir / FINAL_WEIGHTS))
+        save_model(trained_model(model, peft_model), str(checkpoint_dir / FINAL_WEIGHTS))
         (checkpoint_dir / FINAL_RESULT).write_text(json.dumps(asdict(result)), encoding="utf-8")
 
 

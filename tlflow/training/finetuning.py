@@ -13,7 +13,7 @@ from tlflow.modeling.models import build_task_model
 from tlflow.task_types.base import TaskSettings
 from tlflow.task_types.registry import task_type_for
 from tlflow.training.loop import MetricsCallback, TrainResult, finetune
-from tlflow.training.lora import add_lora, merge_lora
+from tlflow.training.methods import prepare_method, trained_model
 
 
 def train_task_model(
@@ -32,12 +32,13 @@ def train_task_model(
     `checkpoint_dir` when it holds a checkpoint).
 
     With `finetune.method: lora` only the adapters (and a fresh task head) train, and the
-    returned model has them merged: a plain Hugging Face model either way."""
+    returned model has them merged; with `head` only the task head trains (the base frozen): a
+    plain Hugging Face model either way (`tlflow.training.methods`)."""
     task = task_type_for(cfg)
     settings = TaskSettings.from_config(cfg)
     model_cfg = cfg.model.model_copy(update={"base": encoder})
     model = build_task_model(model_cfg, task.model_head, label_names, len(tokenizer), cfg.finetune.seed)
-    peft_model = add_lora(model, cfg.finetune.lora) if cfg.finetune.method == "lora" else None
+    peft_model = prepare_method(model, cfg.finetune)
 
     def validate(m: PreTrainedModel) -> dict[str, float]:
         return task.evaluate(m, tokenizer, validation, label_names, settings).metrics
@@ -46,6 +47,4 @@ def train_task_model(
         model, features, cfg.finetune, tokenizer.pad_token_id, checkpoint_dir,
         evaluate=validate if validation is not None else None, log_metrics=log_metrics, progress=progress,
     )
-    if peft_model is not None:
-        model = merge_lora(peft_model)
-    return model, result
+    return trained_model(model, peft_model), result

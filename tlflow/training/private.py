@@ -14,6 +14,8 @@ schedule, checkpoints, validation, the speed-ups):
   clipping is off.
 * Embeddings: every `nn.Embedding` (word, position, token type) is frozen: they are not trained,
   so they need no per-example gradients (the usual choice for BERT-style encoders, and cheaper).
+  With `finetune.method: lora` or `head` only the adapters or the head train, and the noise is
+  spread over far fewer weights (tag `dp_trained_weights`).
 * Accounting: sigma is calibrated by Opacus' `get_noise_multiplier` so that the whole run's steps
   at rate q spend at most (epsilon, delta); the accountant (rdp or prv) records every step, its
   history is saved in every checkpoint and restored on resume.
@@ -100,6 +102,7 @@ class PrivacyReport:
     plan: PrivacyPlan
     epsilon_spent: float
     steps: int
+    trained_weights: int  # the weights that got noised updates (everything else frozen)
 
     def tags(self) -> dict[str, str]:
         """Run and model-version tags (`dp_*`)."""
@@ -108,7 +111,7 @@ class PrivacyReport:
             "dp_epsilon": f"{self.epsilon_spent:.4f}", "dp_target_epsilon": f"{p.epsilon:g}", "dp_delta": f"{p.delta:.3g}",
             "dp_noise_multiplier": f"{p.noise_multiplier:.4f}", "dp_max_grad_norm": f"{p.max_grad_norm:g}",
             "dp_sample_rate": f"{p.sample_rate:.6g}", "dp_steps": str(self.steps), "dp_accountant": p.accountant,
-            "dp_sampling": "poisson", "dp_frozen": "embeddings",
+            "dp_sampling": "poisson", "dp_frozen": "embeddings", "dp_trained_weights": str(self.trained_weights),
         }
 
 
@@ -146,6 +149,7 @@ class PrivateTraining:
     def __init__(self, model: nn.Module, plan: PrivacyPlan, frozen: list[nn.Parameter]) -> None:
         self.plan, self.frozen = plan, frozen
         self.model = model
+        self.trained_weights = sum(p.numel() for p in {id(p): p for p in model.parameters() if p.requires_grad}.values())
         self.module = GradSampleModule(model, batch_first=True, loss_reduction="mean")
         self.accountant = create_accountant(mechanism=plan.accountant)
         self.optimizer: DPOptimizer | None = None
@@ -185,7 +189,7 @@ class PrivateTraining:
             return float(self.accountant.get_epsilon(delta=self.plan.delta))
 
     def report(self, steps: int) -> PrivacyReport:
-        return PrivacyReport(self.plan, self.epsilon(), steps)
+        return PrivacyReport(self.plan, self.epsilon(), steps, self.trained_weights)
 
     def _step(self, batch: list[int], lengths: Sequence[int], make_batch: Callable[[list[int], int], dict],
               step: int) -> tuple[Any, int]:

@@ -11,18 +11,19 @@ import time
 
 class CpuMeter:
     """CPU time of the whole machine (/proc/stat) and of this process over a window: the share of
-    the machine that other processes used tells whether a run was measured under outside load."""
+    the machine that other processes used tells whether a run was measured under outside load.
+    `with_children`: this process's finished children (a pipeline run as a subprocess) count as its own."""
 
-    def __init__(self) -> None:
+    def __init__(self, with_children: bool = False) -> None:
+        self.with_children = with_children
         self.start = self._sample()
 
-    @staticmethod
-    def _sample() -> tuple[float, float, float]:
+    def _sample(self) -> tuple[float, float, float]:
         with open("/proc/stat", encoding="ascii") as f:
             fields = [int(x) for x in f.readline().split()[1:]]
         tick = os.sysconf("SC_CLK_TCK")
         busy = (sum(fields[:8]) - fields[3] - fields[4]) / tick  # all but idle and iowait
-        own = sum(os.times()[:2])
+        own = sum(os.times()[:4 if self.with_children else 2])
         return time.perf_counter(), busy, own
 
     def other_load(self) -> float:

@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchlib import machine, median, wait_for_quiet
+from benchlib import CpuMeter, machine, median, wait_for_quiet
 from orchestration_tax import new_project, run_child
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -79,10 +79,12 @@ def main() -> None:
                 env = {**base_env, "MLFLOW_TRACKING_URI": f"sqlite:///{project / 'mlflow' / 'mlflow.db'}",
                        "PREFECT_HOME": str(tmp / "prefect-home")}
                 wait_for_quiet(120, 0.2)
+                meter = CpuMeter(with_children=True)
                 r = run_child(project, args.config, [f"privacy.pii={policy}"], env, force=True)
+                r["outside_load"] = round(meter.other_load(), 2)
                 runs[policy].append(r)
                 print(f"[{repeat + 1}/{args.repeats}] pii={policy:6s} wall {r['wall_s']:6.1f} s, validate "
-                      f"{r['stages_s']['validate_data']:5.1f} s", flush=True)
+                      f"{r['stages_s']['validate_data']:5.1f} s (outside load {r['outside_load']:.2f} CPU)", flush=True)
     scans, found = scan_seconds(args.config, args.repeats)
     print("scan alone:", ", ".join(f"{s:.1f} s" for s in scans), flush=True)
 

@@ -214,15 +214,16 @@ def test_missing_column_names_existing_columns(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "body,line,found",
-    [("text\tlabel\na\t1\nb\t0\textra\n", 3, 3), ("text\tlabel\na\t1\n\njust text\n", 4, 1)],
+    "body,line,found,fix",
+    [("text\tlabel\na\t1\nb\t0\textra\n", 3, 3, "if the last column may hold '\\t': data.maxsplit: 1?"),
+     ("text\tlabel\na\t1\n\njust text\n", 4, 1, "data.invalid_rows: drop skips such lines")],
 )
-def test_ragged_row_names_file_and_line(tmp_path, body, line, found):
+def test_ragged_row_names_file_and_line(tmp_path, body, line, found, fix):
     path = write(tmp_path / "a.tsv", body)
     with pytest.raises(DataError) as err:
         read_table(path, config(format="tsv"))
     message = str(err.value)
-    assert message == f"{path}: line {line}: expected 2 fields separated by '\\t', found {found}"
+    assert message == f"{path}: line {line}: expected 2 fields separated by '\\t', found {found}; {fix}"
     assert "\n" not in message
 
 

@@ -10,14 +10,15 @@ pytestmark = [pytest.mark.unit]
 
 FULL = Lineage(data_md5="a" * 32, data_files_md5="b" * 32, config_hash="c0ffee", code_md5="d" * 32,
                git_commit="1234abcd+dirty", prefect_flow_run_id="run-1", encoder_version="3",
-               task_type="text-classification", eval_split="e" * 16, pii_policy="redact", pii_counts="f" * 16)
+               task_type="text-classification", eval_split="e" * 16, pii_policy="redact", pii_counts="f" * 16,
+               data_tracked="true")
 
 
 def test_tags_round_trip_under_the_historic_names():
     tags = FULL.tags()
     assert list(tags) == ["data_md5", "data_files_md5", "config_hash", "code_md5", "git_commit",
                           "prefect_flow_run_id", "encoder_version", "task_type", "eval_split", "pii_policy",
-                          "pii_counts"] == list(FIELDS)
+                          "pii_counts", "data_tracked"] == list(FIELDS)
     assert Lineage.from_tags({**tags, "decision": "champion", "test_accuracy": "0.9"}) == FULL
     partial = Lineage(data_md5="x", git_commit="y")
     assert partial.tags() == {"data_md5": "x", "git_commit": "y"}  # unknown fields write no tag

@@ -4,7 +4,7 @@ A config is run input: with a Prefect deployment, whoever starts a run chooses i
 check any file the worker can read (``/etc/passwd``, another team's model) could be named as data
 and echoed into reports. The rules:
 
-* data files (``data.file``/``data.files``), the pretraining corpus folders in use and
+* data files (``data.file``/``data.files``/``data.class_files``), the pretraining corpus folders in use and
   ``fairness.eec.file`` must lie under ``paths.data_roots`` (default: the project's ``data/``);
 * ``model.base``, when it names an existing local folder, must lie under a data root, a
   ``paths.model_roots`` folder, the pipeline's own cache (``.cache/tlflow``: pretrained encoders,
@@ -73,6 +73,7 @@ def data_inputs(cfg: PipelineConfig) -> list[tuple[str, str]]:
     """(field, path) of every data file or folder `cfg` reads."""
     out = [("data.file", cfg.data.file)] if cfg.data.file else []
     out += [(f"data.files.{split}", path) for split, path in sorted(cfg.data.files.items())]
+    out += [(f"data.class_files.{label}", path) for label, path in sorted(cfg.data.class_files.items())]
     corpus = cfg.pretrain.corpus
     if cfg.pretrain.mode != "none":
         if "wikitext2" in corpus.sources:

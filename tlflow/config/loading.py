@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args, get_origin
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from tlflow.config.schema import ConfigError, PipelineConfig
 
@@ -24,11 +26,40 @@ def _set_dotted(tree: dict[str, Any], dotted: str, raw: str) -> None:
     node[keys[-1]] = yaml.safe_load(raw) if raw != "" else ""
 
 
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """' (did you mean `x`?)' for the choice closest to a misspelt `word`, '' when none is close."""
+    close = difflib.get_close_matches(word, [str(c) for c in choices], n=1, cutoff=0.6)
+    return f" (did you mean `{close[0]}`?)" if close else ""
+
+
+def _keys_at(loc: tuple) -> list[str]:
+    """The keys a config section at `loc` (the location of an unknown key) accepts, aliases as spelt in YAML."""
+    model: Any = PipelineConfig
+    parts = list(loc[:-1])
+    while parts:
+        field = model.model_fields.get(parts[0]) or next(
+            (f for f in model.model_fields.values() if f.alias == parts[0]), None)
+        if field is None:
+            return []
+        parts.pop(0)
+        model = field.annotation
+        while not (isinstance(model, type) and issubclass(model, BaseModel)):
+            args = [a for a in get_args(model) if a is not type(None)]
+            if get_origin(model) is dict and parts:
+                parts.pop(0)  # the key of a dict of sections, e.g. data.derived_columns.<name>
+            if not args:
+                return []
+            model = args[-1]
+    return [f.alias or name for name, f in model.model_fields.items()]
+
+
 def _format_error(err: ValidationError, source: str) -> str:
     parts = []
     for e in err.errors():
         loc = ".".join(str(p) for p in e["loc"])
         msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key" + did_you_mean(str(e["loc"][-1]), _keys_at(e["loc"]))
         parts.append(f"{loc}: {msg}" if loc else msg)  # a whole-tree check names its keys itself
     return f"invalid config {source}: " + "; ".join(parts)
 

@@ -15,12 +15,16 @@ followed by one ``meta_<column>`` (str, None when blank) per raw column named in
 (`tlflow.data.spec.without_meta` drops it before tokenization, input examples and lineage).
 
 Reading never judges content (blank texts, unknown labels, duplicates): the validation suite
-reports those with ``source_file``/``source_row``. Files that cannot be read at all raise
-`DataError` with a one-line message naming the file, the line and the field.
+reports those with ``source_file``/``source_row``; only under ``data.invalid_rows: drop`` are rows
+with a blank required field and lines that cannot be parsed left out, each listed as an
+`InvalidRow`. Files that cannot be read at all raise `DataError` with a one-line message naming the
+file, the line and the field, and the likely fix when there is one. Compressed files (gz, bz2, xz,
+zip with one member) are decompressed as they are read.
 """
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,76 +34,158 @@ import numpy as np
 import pandas as pd
 
 from tlflow.config import DataConfig
-from tlflow.data.formats.common import DataError, check_no_nul, decode_text, to_str
-from tlflow.data.spec import LABEL_FIELD, TEXT_FIELD, DatasetSpec, RawTable, column_key, meta_column, meta_features
-from tlflow.data.splits import split_rows, stratified_sample, stratified_split
+from tlflow.data.formats.common import BadLines, DataError, check_no_nul, decode_text, to_str
+from tlflow.data.formats.compression import compression_of, read_bytes, read_text
+from tlflow.data.invalid import UNPARSEABLE, InvalidRow, row_problems
+from tlflow.data.spec import (
+    LABEL_FIELD,
+    TEXT_FIELD,
+    DatasetSpec,
+    RawTable,
+    column_key,
+    derive_columns,
+    meta_column,
+    meta_features,
+    raw_keys,
+)
+from tlflow.data.splits import split_by_column, split_rows, stratified_sample, stratified_split
 from tlflow.data.text import normalize_text
 
-__all__ = ["CARVED_VALIDATION_FRACTION", "SPLITS", "DataError", "LoadedData", "decode_text", "load_labelled_data",
-           "overlap_keys", "read_table"]
+__all__ = ["CARVED_VALIDATION_FRACTION", "SPLITS", "DataError", "InvalidRow", "LoadedData", "decode_text",
+           "load_labelled_data", "overlap_keys", "read_table"]
 
 SPLITS = ("train", "validation", "test")
 CARVED_VALIDATION_FRACTION = 0.1
 #: Structured formats, each the native format of at most one task type.
 NATIVE_FORMATS = ("conll", "squad")
-TABLE_FORMATS = ("csv", "tsv", "text", "jsonl", "parquet")
+TABLE_FORMATS = ("csv", "tsv", "text", "regex", "jsonl", "parquet")
+#: Column carrying the raw value of `DataConfig.split_column` until the rows are split.
+SPLIT_VALUE = "__split__"
 
 
 @dataclass
 class LoadedData:
-    """The canonical splits of one labelled dataset and what was done to get them."""
+    """The canonical splits of one labelled dataset and what was done to get them.
+
+    Attributes:
+        splits: the rows the pipeline uses (after ``max_train_rows``/``max_eval_rows``).
+        label_names: declared, or inferred from the whole training split.
+        dropped_overlap: training rows dropped by ``drop_train_overlap``.
+        files: every raw file read.
+        invalid: rows left out by ``invalid_rows: drop``, in reading order.
+        whole: the splits before ``max_train_rows``/``max_eval_rows`` (what validation checks);
+            None when no rows were sampled away (then `splits` is the whole data).
+    """
 
     splits: datasets.DatasetDict
     label_names: list[str]
     dropped_overlap: int = 0
     files: list[str] = field(default_factory=list)
+    invalid: list[InvalidRow] = field(default_factory=list)
+    whole: datasets.DatasetDict | None = None
+
+    @property
+    def validated(self) -> datasets.DatasetDict:
+        """The splits validation checks: the whole data, before sampling."""
+        return self.whole if self.whole is not None else self.splits
 
 
 # --------------------------------------------------------------------------- reading one file
 
 
-def read_table(path: str | Path, cfg: DataConfig, spec: DatasetSpec, meta_columns: Sequence[str] = ()) -> pd.DataFrame:
+def read_table(path: str | Path, cfg: DataConfig, spec: DatasetSpec, meta_columns: Sequence[str] = (),
+               invalid: list[InvalidRow] | None = None) -> pd.DataFrame:
     """Read one raw file into a DataFrame with the canonical columns of `spec` (and the
     `meta_columns`, raw columns carried as ``meta_<column>``).
 
-    ``cfg`` gives format, separator, header, encoding, the columns to read and the label map.
-    An empty file (or one with only a header) gives an empty frame; the caller decides whether
-    that is an error. Raises `DataError` for a missing file (or a directory), undecodable bytes,
-    a NUL byte in a cell, a column named twice in the header, a row with the
-    wrong number of fields, bad JSON, missing columns and a structured format that does not hold
-    this kind of data, and for a column of `meta_columns` the file lacks.
+    ``cfg`` gives format, separator, header, encoding, compression, the columns to read (derived
+    ones included) and the label map. An empty file (or one with only a header) gives an empty
+    frame; the caller decides whether that is an error. Under ``cfg.invalid_rows == 'drop'`` lines
+    that cannot be parsed and rows with a blank field of the spec are left out and appended to
+    `invalid`. Raises `DataError` for a missing file (or a directory), undecodable bytes, a
+    compressed or binary file read as text, a NUL byte in a cell, a column named twice in the
+    header, a row with the wrong number of fields (under 'fail'), bad JSON, missing columns and a
+    structured format that does not hold this kind of data, and for a column of `meta_columns`
+    the file lacks.
     """
     source = str(path)
-    path = Path(path)
+    path = _data_file(path)
+    bad: BadLines | None = [] if cfg.invalid_rows == "drop" else None
+    if cfg.format in NATIVE_FORMATS and cfg.format == spec.native_format:
+        frame = _read_native(source, cfg, spec, meta_columns)
+    else:
+        required, optional = _table_keys(cfg, spec)
+        optional += [column_key(c) for c in meta_columns if column_key(c) not in required + optional]
+        names, columns, rows = _read_columns(path, source, cfg, raw_keys(required, cfg), raw_keys(optional, cfg), bad)
+        frame = _canonical_frame(source, RawTable(derive_columns(columns, cfg), rows, cfg), names, spec, meta_columns)
+    return _without_invalid(frame, source, spec, bad, invalid) if bad is not None else frame
+
+
+def read_class_file(label: str, path: str | Path, cfg: DataConfig, spec: DatasetSpec,
+                    meta_columns: Sequence[str] = (), invalid: list[InvalidRow] | None = None) -> pd.DataFrame:
+    """Read one file of ``data.class_files``: each non-empty line an example of `label` (mapped by
+    ``label_map`` like any raw label), with its line number. `DataError` when the task type needs
+    more than a text and a label per row, or evaluation slices need a column."""
+    if set(spec.table_fields) != {TEXT_FIELD, LABEL_FIELD}:
+        raise DataError(f"data.class_files: one text per line and a label per file, but {spec.name} rows need "
+                        f"{', '.join(spec.table_fields) or 'a structured format'}: give `file` or `files`")
+    if meta_columns:
+        raise DataError(f"data.class_files: lines have no column '{meta_columns[0]}' for the evaluation slices "
+                        "(evaluate.slices)")
+    from tlflow.data.formats.lines import read_lines
+
+    source = str(path)
+    texts, rows = read_lines(read_text(_data_file(path), source, cfg.encoding, cfg.compression))
+    one_label = cfg.model_copy(update={"text_columns": [TEXT_FIELD], "label_column": LABEL_FIELD, "columns": {},
+                                       "derived_columns": {}, "group_column": None})
+    table = RawTable({TEXT_FIELD: texts, LABEL_FIELD: [label] * len(texts)}, rows, one_label)
+    frame = _canonical_frame(source, table, [TEXT_FIELD, LABEL_FIELD], spec, ())
+    return _without_invalid(frame, source, spec, [], invalid) if cfg.invalid_rows == "drop" else frame
+
+
+def _data_file(path: str | Path) -> Path:
+    """`path` as a Path; `DataError` when it is a directory or does not exist."""
+    source, path = str(path), Path(path)
     if path.is_dir():
         raise DataError(f"{source}: is a directory, not a data file")
     if not path.is_file():
         raise DataError(f"{source}: file not found")
-    if cfg.format in NATIVE_FORMATS and cfg.format == spec.native_format:
-        return _read_native(source, cfg, spec, meta_columns)
-    required, optional = _table_keys(cfg, spec)
-    optional += [column_key(c) for c in meta_columns if column_key(c) not in required + optional]
-    names: list[str] | None
+    return path
+
+
+def _read_columns(path: Path, source: str, cfg: DataConfig, required: list[str], optional: list[str],
+                  bad: BadLines | None) -> tuple[list[str] | None, dict[str, list], list[int]]:
+    """(column names or None, raw column key -> values, row numbers) of a table format."""
     if cfg.format in NATIVE_FORMATS:  # another task's structured format, read as a table of its fields
         columns, rows = _structured_as_table(source, cfg, required)
-        names = list(columns)
-    elif cfg.format == "parquet":
+        return list(columns), columns, rows
+    if cfg.format == "parquet":
         from tlflow.data.formats.parquet import read_parquet
 
-        names, columns, rows = read_parquet(path, source, required, optional)
-    else:
-        text = decode_text(path.read_bytes(), source, cfg.encoding)
-        if cfg.format == "jsonl":
-            from tlflow.data.formats.jsonl import read_jsonl
+        compressed = compression_of(path, cfg.compression) is not None
+        return read_parquet(io.BytesIO(read_bytes(path, source, cfg.compression)) if compressed else path,
+                            source, required, optional)
+    text = read_text(path, source, cfg.encoding, cfg.compression)
+    if cfg.format == "jsonl":
+        from tlflow.data.formats.jsonl import read_jsonl
 
-            names, columns, rows = read_jsonl(text, source, required, optional)
-        else:
-            from tlflow.data.formats.delimited import read_delimited
+        return read_jsonl(text, source, required, optional, bad)
+    if cfg.format == "regex":
+        from tlflow.data.formats.regex import read_regex
 
-            names, columns, rows = read_delimited(text, source, cfg.format, cfg.separator, cfg.header, required, optional)
+        return read_regex(text, source, cfg.pattern, required, optional, bad)
+    from tlflow.data.formats.delimited import read_delimited
+
+    return read_delimited(text, source, cfg.format, cfg.separator, cfg.header, required, optional, cfg.maxsplit, bad)
+
+
+def _canonical_frame(source: str, table: RawTable, names: Sequence[str] | None, spec: DatasetSpec,
+                     meta_columns: Sequence[str]) -> pd.DataFrame:
+    """The canonical columns of `spec` from a table, then source_file/source_row, the carried
+    group and split columns and the ``meta_<column>`` columns."""
+    cfg, columns, rows = table.cfg, table.columns, table.rows
     check_no_nul(source, columns, rows, "row" if cfg.format in ("parquet", "squad") else "line")
     meta = {c: _meta_values(source, c, columns, names, len(rows)) for c in meta_columns}
-    table = RawTable(columns, rows, cfg)
     canonical = spec.from_table(table)
     frame = pd.DataFrame({name: pd.Series(values, dtype=object) for name, values in canonical.items()})
     frame["source_file"] = pd.Series([source] * len(rows), dtype=object)
@@ -110,10 +196,28 @@ def read_table(path: str | Path, cfg: DataConfig, spec: DatasetSpec, meta_column
         # the split is cut, never part of the canonical splits
         frame[cfg.group_column] = pd.Series(table.field(cfg.group_column), dtype=object)
         kept.append(cfg.group_column)
+    if cfg.split_column is not None:
+        values = [to_str(v) for v in table.columns[column_key(cfg.split_column)]] if rows else []
+        frame[SPLIT_VALUE] = pd.Series([(v or "").strip() for v in values], dtype=object)
+        kept.append(SPLIT_VALUE)
     for column, values in meta.items():
         frame[meta_column(column)] = pd.Series(values, dtype=object)
         kept.append(meta_column(column))
     return frame[kept]
+
+
+def _without_invalid(frame: pd.DataFrame, source: str, spec: DatasetSpec, bad: BadLines,
+                     invalid: list[InvalidRow] | None) -> pd.DataFrame:
+    """`frame` without the rows `row_problems` finds; those and the unparseable lines in `bad`
+    are appended to `invalid` in line order."""
+    problems = row_problems(frame, [f for f in spec.table_fields if f in spec.features])
+    found = [InvalidRow(source, line, UNPARSEABLE, detail) for line, detail in bad]
+    found += [InvalidRow(source, int(row), problem)
+              for row, problem in zip(frame["source_row"], problems) if problem is not None]
+    if invalid is not None:
+        invalid.extend(sorted(found, key=lambda r: r.row))
+    keep = np.array([p is None for p in problems], dtype=bool)
+    return frame[keep].reset_index(drop=True) if not keep.all() else frame
 
 
 def _meta_values(source: str, column: str | int, columns: dict[str, list], names: Sequence[str] | None,
@@ -138,14 +242,14 @@ def _structured_as_table(source: str, cfg: DataConfig, required: list[str]) -> t
     if cfg.format == "squad":
         from tlflow.data.formats.squad import read_squad_json
 
-        frame = read_squad_json(source, cfg.encoding)
+        frame = read_squad_json(source, cfg.encoding, cfg.compression)
         columns = {name: frame[name].tolist() for name in ("id", "title", "question", "context")}
         columns["answer_text"] = [texts[0] if len(texts) else None for texts in frame["answer_texts"]]
         columns["answer_start"] = [int(starts[0]) if len(starts) else None for starts in frame["answer_starts"]]
     else:
         from tlflow.data.formats.conll import read_conll
 
-        frame = read_conll(source, cfg.encoding, 0, -1, cfg.separator)
+        frame = read_conll(source, cfg.encoding, 0, -1, cfg.separator, cfg.compression)
         columns = {name: [" ".join(values) for values in frame[name]] for name in ("tokens", "tags")}
     missing = [key for key in required if key not in columns]
     if missing:
@@ -161,11 +265,11 @@ def _read_native(source: str, cfg: DataConfig, spec: DatasetSpec, meta_columns: 
 
         token_index = int(cfg.columns.get("tokens", 0))
         tag_index = int(cfg.columns.get("tags", -1))
-        frame = read_conll(source, cfg.encoding, token_index, tag_index, cfg.separator)
+        frame = read_conll(source, cfg.encoding, token_index, tag_index, cfg.separator, cfg.compression)
     else:
         from tlflow.data.formats.squad import read_squad_json
 
-        frame = read_squad_json(source, cfg.encoding)
+        frame = read_squad_json(source, cfg.encoding, cfg.compression)
     fields = {name: frame[name].tolist() for name in frame.columns if name not in ("source_file", "source_row")}
     out = frame[spec.columns].reset_index(drop=True)
     for column in meta_columns:
@@ -183,6 +287,8 @@ def _table_keys(cfg: DataConfig, spec: DatasetSpec) -> tuple[list[str], list[str
             required.append(column_key(cfg.label_column))
         else:
             required.append(column_key(cfg.columns.get(name, name)))
+    if cfg.split_column is not None:
+        required.append(column_key(cfg.split_column))
     optional = [column_key(cfg.columns.get(name, name)) for name in spec.optional_fields]
     return list(dict.fromkeys(required)), optional
 
@@ -221,40 +327,25 @@ def load_labelled_data(cfg: DataConfig, spec: DatasetSpec, meta_columns: Sequenc
 
     Steps, in order:
 
-    1. ``cfg.files`` are read one per split; or ``cfg.file`` is read and cut with ``cfg.split``:
-       by `grouped_split` when ``cfg.group_column`` (default: ``spec.group_default``) is
-       set, otherwise by `stratified_split` (per label; one group without labels).
-    2. Without a validation split ('validation' absent from ``cfg.files``, or
-       ``cfg.split.validation == 0``), 10 % of train is carved out as validation, the same way,
-       seeded by ``cfg.seed``.
+    1. ``cfg.files`` are read one per split; or ``cfg.file`` (or the ``cfg.class_files``, one per
+       label) is read and cut: by the value of ``cfg.split_column`` (mapped by ``cfg.split_map``),
+       by `grouped_split` when ``cfg.group_column`` (default: ``spec.group_default``) is set,
+       otherwise with ``cfg.split`` by `stratified_split` (per label; one group without labels).
+       Under ``cfg.invalid_rows == 'drop'`` invalid rows are left out as each file is read.
+    2. Without a validation split ('validation' absent from ``cfg.files``, from the split column's
+       values, or ``cfg.split.validation == 0``), 10 % of train is carved out as validation, the
+       same way, seeded by ``cfg.seed``.
     3. ``cfg.drop_train_overlap``: training rows whose `overlap_keys` (``spec.overlap_columns``) equals that of any
        validation/test row are dropped and counted in ``dropped_overlap``.
     4. ``cfg.max_train_rows`` / ``cfg.max_eval_rows``: `stratified_sample` of train /
-       validation and test, seeded by ``cfg.seed``.
+       validation and test, seeded by ``cfg.seed``; the splits before it are kept as ``whole``.
 
-    ``label_names`` is ``cfg.label_names``, or taken from train when empty (`_label_names`).
-    Raises `DataError` when a file cannot be read or a split ends up with no rows.
+    ``label_names`` is ``cfg.label_names``, or taken from the whole train split when empty
+    (`_label_names`). Raises `DataError` when a file cannot be read or a split ends up with no rows.
     """
     group = cfg.group_column or spec.group_default
-    frames: dict[str, pd.DataFrame] = {}
-    origin: dict[str, str] = {}
-    if cfg.files:
-        for split in SPLITS:
-            if split in cfg.files:
-                frames[split] = read_table(cfg.files[split], cfg, spec, meta_columns)
-                origin[split] = cfg.files[split]
-                if frames[split].empty:
-                    raise DataError(f"{cfg.files[split]}: {split} split is empty (0 rows)")
-    else:
-        whole = read_table(cfg.file, cfg, spec, meta_columns)
-        if whole.empty:
-            raise DataError(f"{cfg.file}: no rows to split into train/validation/test (0 rows)")
-        if group:
-            wanted = {"train": cfg.split.train, "validation": cfg.split.validation, "test": cfg.split.test}
-            frames = split_rows(whole, {k: v for k, v in wanted.items() if v}, group, cfg.split.seed)
-        else:
-            frames = stratified_split(whole, cfg.split)
-        origin = {split: cfg.file for split in SPLITS}
+    invalid: list[InvalidRow] = []
+    frames, origin = _read_splits(cfg, spec, meta_columns, group, invalid)
     if "validation" not in frames:
         share = {"train": 1 - CARVED_VALIDATION_FRACTION, "validation": CARVED_VALIDATION_FRACTION}
         carved = split_rows(frames["train"], share, group, cfg.seed)
@@ -263,21 +354,58 @@ def load_labelled_data(cfg: DataConfig, spec: DatasetSpec, meta_columns: Sequenc
     dropped = 0
     if cfg.drop_train_overlap:
         frames["train"], dropped = _drop_overlap(frames["train"], [frames["validation"], frames["test"]], spec.overlap_columns)
+    for split in SPLITS:
+        if frames[split].empty:
+            raise DataError(f"{origin[split]}: {split} split is empty (0 rows) after splitting/filtering")
+    whole = dict(frames)
     if cfg.max_train_rows:
         frames["train"] = stratified_sample(frames["train"], cfg.max_train_rows, cfg.seed)
     if cfg.max_eval_rows:
         for split in ("validation", "test"):
             frames[split] = stratified_sample(frames[split], cfg.max_eval_rows, cfg.seed)
-    for split in SPLITS:
-        if frames[split].empty:
-            raise DataError(f"{origin[split]}: {split} split is empty (0 rows) after splitting/filtering")
     features = datasets.Features({**spec.features, **meta_features(meta_columns)})
-    splits = datasets.DatasetDict(
-        {
-            split: datasets.Dataset.from_pandas(frames[split][list(features)], features=features, preserve_index=False)
-            for split in SPLITS
-        }
-    )
+    sampled = any(len(frames[split]) != len(whole[split]) for split in SPLITS)
     return LoadedData(
-        splits=splits, label_names=_label_names(cfg, frames["train"], spec), dropped_overlap=dropped, files=cfg.paths()
+        splits=_dataset_dict(frames, features), label_names=_label_names(cfg, whole["train"], spec),
+        dropped_overlap=dropped, files=cfg.paths(), invalid=invalid,
+        whole=_dataset_dict(whole, features) if sampled else None,
     )
+
+
+def _read_splits(cfg: DataConfig, spec: DatasetSpec, meta_columns: Sequence[str], group: str | None,
+                 invalid: list[InvalidRow]) -> tuple[dict[str, pd.DataFrame], dict[str, str]]:
+    """Step 1 of `load_labelled_data`: the splits as read or cut, and the file each came from."""
+    if cfg.files:
+        frames, origin = {}, {}
+        for split in SPLITS:
+            if split in cfg.files:
+                frames[split] = read_table(cfg.files[split], cfg, spec, meta_columns, invalid)
+                origin[split] = cfg.files[split]
+                if frames[split].empty:
+                    raise DataError(f"{cfg.files[split]}: {split} split is empty (0 rows)")
+        return frames, origin
+    if cfg.class_files:
+        parts = [read_class_file(label, path, cfg, spec, meta_columns, invalid) for label, path in cfg.class_files.items()]
+        whole, where = pd.concat(parts, ignore_index=True), ", ".join(cfg.class_files.values())
+    else:
+        if cfg.split_column is not None and cfg.format in NATIVE_FORMATS:
+            raise DataError(f"{cfg.file}: data.split_column needs a table format (csv, tsv, text, regex, jsonl, "
+                            f"parquet), not {cfg.format}")
+        whole, where = read_table(cfg.file, cfg, spec, meta_columns, invalid), cfg.file
+    if whole.empty:
+        raise DataError(f"{where}: no rows to split into train/validation/test (0 rows)")
+    origin = {split: cfg.file or where for split in SPLITS}
+    if cfg.split_column is not None:
+        frames = split_by_column(whole, SPLIT_VALUE, cfg.split_map, f"data.split_column '{cfg.split_column}'")
+        return {name: df.drop(columns=SPLIT_VALUE) for name, df in frames.items()}, origin
+    if group:
+        wanted = {"train": cfg.split.train, "validation": cfg.split.validation, "test": cfg.split.test}
+        return split_rows(whole, {k: v for k, v in wanted.items() if v}, group, cfg.split.seed), origin
+    return stratified_split(whole, cfg.split), origin
+
+
+def _dataset_dict(frames: dict[str, pd.DataFrame], features: datasets.Features) -> datasets.DatasetDict:
+    return datasets.DatasetDict({
+        split: datasets.Dataset.from_pandas(frames[split][list(features)], features=features, preserve_index=False)
+        for split in SPLITS
+    })

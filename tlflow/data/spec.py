@@ -9,6 +9,7 @@ The data layer never looks a task type up by name: callers pass the spec
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -48,6 +49,37 @@ def without_meta(split: datasets.Dataset) -> datasets.Dataset:
 def column_key(column: str | int) -> str:
     """Key of a raw column in the readers' column maps (names as they are, indices as strings)."""
     return str(column)
+
+
+def raw_keys(keys: Sequence[str], cfg: DataConfig) -> list[str]:
+    """The raw columns to read for `keys`: a derived column (`DataConfig.derived_columns`) is read
+    from its source."""
+    sources = {name: column_key(d.source) for name, d in cfg.derived_columns.items()}
+    return list(dict.fromkeys(sources.get(k, k) for k in keys))
+
+
+def derive_columns(columns: dict[str, list], cfg: DataConfig) -> dict[str, list]:
+    """`columns` plus each `DataConfig.derived_columns` entry: the first group of its pattern (or
+    the whole match) searched in its source value; None where the source is missing or nothing
+    matches. A source the file lacks is left to the missing-column errors of the readers."""
+    if not cfg.derived_columns:
+        return columns
+    out = dict(columns)
+    for name, derived in cfg.derived_columns.items():
+        source = column_key(derived.source)
+        if source in columns:
+            regex = re.compile(derived.pattern)
+            out[name] = [_derived_value(regex, v) for v in columns[source]]
+    return out
+
+
+def _derived_value(regex: re.Pattern, value: object) -> str | None:
+    if not isinstance(value, str):
+        return None
+    match = regex.search(value)
+    if match is None:
+        return None
+    return match.group(1) if regex.groups else match.group(0)
 
 
 @dataclass(frozen=True)

@@ -119,6 +119,32 @@ def grouped_split(df: pd.DataFrame, fractions: dict[str, float], column: str, se
     return {name: df[split_of == name].reset_index(drop=True) for name in fractions}
 
 
+def split_by_column(df: pd.DataFrame, column: str, split_map: dict[str, str], name: str) -> dict[str, pd.DataFrame]:
+    """The rows of each split named by the value of `column` (a value that is a split name stands
+    for itself; `split_map` maps the others). Rows keep their order; 'validation' is absent when no
+    row names it. `DataError` naming the first row of a value that names no split, and when no row
+    names train or test; `name` is how messages call the column (e.g. "data.split_column 'set'")."""
+    mapping = {**{s: s for s in ("train", "validation", "test")}, **split_map}
+    values = df[column].tolist()
+    unknown = list(dict.fromkeys(v for v in values if v not in mapping))
+    if unknown:
+        first = values.index(unknown[0])
+        shown = ", ".join(repr(v) for v in unknown[:5]) + (", ..." if len(unknown) > 5 else "")
+        raise DataError(f"{df['source_file'].iloc[first]}: line {int(df['source_row'].iloc[first])}: {name} value "
+                        f"{unknown[0]!r} names no split: map it to train, validation or test in data.split_map "
+                        f"(values without a split: {shown})")
+    split_of = pd.Series([mapping[v] for v in values], index=df.index, dtype=object)
+    out = {split: df[split_of == split].reset_index(drop=True) for split in ("train", "validation", "test")}
+    for split in ("train", "test"):
+        if out[split].empty:
+            found = ", ".join(f"{v!r} -> {mapping[v]}" for v in dict.fromkeys(values))
+            raise DataError(f"{df['source_file'].iloc[0]}: no row names the {split} split in {name} "
+                            f"(values: {found}); map a value to {split} in data.split_map")
+    if out["validation"].empty:
+        del out["validation"]
+    return out
+
+
 def split_rows(df: pd.DataFrame, fractions: dict[str, float], group: str | None, seed: int) -> dict[str, pd.DataFrame]:
     """`grouped_split` by `group` when given, else a per-label partition (`stratified_split`'s)."""
     return grouped_split(df, fractions, group, seed) if group else _partition(df, fractions, seed)

@@ -21,7 +21,6 @@ from importlib.metadata import version
 from pathlib import Path
 
 import mlflow
-import yaml
 from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
@@ -154,12 +153,12 @@ def ensure_experiment(name: str) -> str:
 
 
 def data_version(dvc_file: str | Path = "data.dvc") -> str:
-    """The dataset version: the md5 recorded in data.dvc ('untracked' when there is no such file)."""
-    path = Path(dvc_file)
-    if not path.is_file():
-        return "untracked"
-    outs = (yaml.safe_load(path.read_text()) or {}).get("outs") or [{}]
-    return str(outs[0].get("md5", "untracked")).removesuffix(".dir")
+    """The dataset version of the checkout: the md5 recorded in data.dvc ('untracked' when there is
+    no such file). A config's data may lie elsewhere: `tlflow.data.version.data_version` is its version."""
+    from tlflow.data.version import UNTRACKED, dvc_output
+
+    tracked = dvc_output(dvc_file)
+    return tracked[0] if tracked is not None else UNTRACKED
 
 
 def git_commit() -> str:

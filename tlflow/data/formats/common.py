@@ -8,11 +8,18 @@ from typing import Any
 
 import pandas as pd
 
+from tlflow.config.loading import did_you_mean
 from tlflow.errors import TlflowError
 
 
 class DataError(TlflowError, ValueError):
     """A data file that cannot be read; the message is one line naming file, row and field."""
+
+
+#: Lines a reader left out under ``data.invalid_rows: drop``: (1-based line, what is wrong with it).
+BadLines = list[tuple[int, str]]
+#: What the error for an unparseable line adds when no likelier fix is known.
+DROP_HINT = "data.invalid_rows: drop skips such lines"
 
 
 def decode_text(raw: bytes, source: str, encoding: str) -> str:
@@ -43,14 +50,17 @@ def excerpt(value: str, limit: int = EXCERPT_CHARS) -> str:
     return shown if len(shown) <= limit else shown[: limit - 1] + "…"
 
 
-def missing_column(source: str, column: str, names: list[str] | None, ncols: int) -> DataError:
-    """The error for a wanted column a table does not have (with or without a header)."""
+def missing_column(source: str, column: str, names: list[str] | None, ncols: int, hint: str | None = None) -> DataError:
+    """The error for a wanted column a table does not have (with or without a header), with the
+    likely fix: `hint` when the caller knows one, else the closest column name."""
     if names is None:
-        return DataError(
-            f"{source}: no column {column} (the file has no header: columns are 0-based indices 0..{ncols - 1})"
-        )
-    shown = ", ".join(repr(excerpt(n)) for n in names[:20]) + (f", ... ({len(names)} in all)" if len(names) > 20 else "")
-    return DataError(f"{source}: no column '{column}' (columns: {shown})")
+        message = f"{source}: no column {column} (the file has no header: columns are 0-based indices 0..{ncols - 1})"
+    else:
+        shown = ", ".join(repr(excerpt(n)) for n in names[:20]) + (f", ... ({len(names)} in all)" if len(names) > 20 else "")
+        message = f"{source}: no column '{column}' (columns: {shown})"
+        if hint is None:
+            message += did_you_mean(column, names)
+    return DataError(f"{message}; {hint}" if hint else message)
 
 
 def column_position(source: str, key: str, names: list[str]) -> int:

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from tlflow.data.formats.common import DataError, decode_text
+from tlflow.data.formats.common import DataError
+from tlflow.data.formats.compression import read_text
 
 #: Columns of the frame `read_conll` returns.
 COLUMNS = ["tokens", "tags", "text", "source_file", "source_row"]
@@ -28,6 +29,7 @@ def read_conll(
     token_index: int = 0,
     tag_index: int = -1,
     separator: str | None = None,
+    compression: str = "auto",
 ) -> pd.DataFrame:
     """Read one CoNLL file into a DataFrame with the columns tokens, tags, text, source_file, source_row.
 
@@ -37,6 +39,7 @@ def read_conll(
         token_index: field holding the word (negative counts from the end).
         tag_index: field holding the tag (negative counts from the end; -1 = last field, as in CoNLL-2003).
         separator: field separator; None splits on any run of whitespace.
+        compression: 'auto' (by extension), 'none', 'gz', 'bz2', 'xz' or 'zip' (`read_bytes`).
 
     ``-DOCSTART-`` lines are skipped (and end a sentence that lacks its blank line); a last sentence
     without a trailing blank line is kept. An empty file gives an empty frame. Raises `DataError` for a
@@ -46,11 +49,7 @@ def read_conll(
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{source}: file not found")
-    try:
-        raw = path.read_bytes()
-    except OSError as err:
-        raise DataError(f"{source}: cannot read: {err.strerror or err}") from None
-    text = decode_text(raw, source, encoding)
+    text = read_text(path, source, encoding, compression)
 
     needed = max(_fields_needed(token_index), _fields_needed(tag_index))
     sentences: list[tuple[list[str], list[str], int]] = []

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Iterator
 
-from tlflow.data.formats.common import DataError, column_position, missing_column
+from tlflow.data.formats.common import DROP_HINT, BadLines, DataError, column_position, missing_column
+from tlflow.data.formats.hints import header_hint, no_header_hint, separator_hint
 
 #: Separator of each delimited format when the config gives none ('text' always needs one).
 DEFAULT_SEPARATOR = {"csv": ",", "tsv": "\t"}
@@ -15,40 +17,38 @@ FIELD_LIMIT = 2**31 - 1
 
 
 def read_delimited(
-    text: str, source: str, fmt: str, separator: str | None, header: bool, wanted: list[str], optional: list[str]
+    text: str, source: str, fmt: str, separator: str | None, header: bool, wanted: list[str], optional: list[str],
+    maxsplit: int | None = None, bad: BadLines | None = None,
 ) -> tuple[list[str] | None, dict[str, list], list[int]]:
-    """Parse with the csv module so every row keeps its exact line number.
+    """Parse with the csv module (or, with `maxsplit`, by splitting each line at most that many
+    times) so every row keeps its exact line number.
 
     Returns (column names or None without header, raw column key -> values, 1-based line of each
-    row). Keys are column names, or 0-based indices as strings without a header. A column of
+    row). Keys are column names, or 0-based indices as strings without a header. A line with another
+    number of fields than the first raises `DataError` naming the likely fix, or is appended to
+    `bad` as (line, reason) when `bad` is a list (``data.invalid_rows: drop``). A column of
     `wanted` that is absent raises `DataError`; one of `optional` is left out.
     """
     sep = separator or DEFAULT_SEPARATOR[fmt]
-    if csv.field_size_limit() < FIELD_LIMIT:
-        csv.field_size_limit(FIELD_LIMIT)  # process-wide; only ever raised
-    # GLUE tsv files contain unbalanced quotes: only csv honours quoting.
-    quoting = csv.QUOTE_MINIMAL if fmt == "csv" else csv.QUOTE_NONE
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep, quoting=quoting, strict=True)
     records: list[list[str]] = []
     lines: list[int] = []
     width: int | None = None
-    start = 1  # line on which the next record starts
-    try:
-        for record in reader:
-            line, start = start, reader.line_num + 1
-            if not record:  # blank line
+    for line, record in _records(text, source, fmt, sep, maxsplit):
+        if width is None:
+            width = len(record)
+        elif len(record) != width:
+            problem = f"expected {width} fields separated by {sep!r}, found {len(record)}"
+            if bad is not None:
+                bad.append((line, problem))
                 continue
-            if width is None:
-                width = len(record)
-            elif len(record) != width:
-                raise DataError(
-                    f"{source}: line {line}: expected {width} fields separated by {sep!r}, found {len(record)}"
-                )
-            records.append(record)
-            lines.append(line)
-    except csv.Error as err:
-        raise DataError(f"{source}: line {reader.line_num}: {err}") from None
+            hint = separator_hint(text, sep)
+            if hint is None and len(record) > width and fmt != "csv" and maxsplit is None:
+                hint = f"if the last column may hold {sep!r}: data.maxsplit: {width - 1}?"
+            raise DataError(f"{source}: line {line}: {problem}; {hint or DROP_HINT}")
+        records.append(record)
+        lines.append(line)
     names: list[str] | None = None
+    first = records[0] if records else []
     if header and records:
         names = [n.strip() for n in records[0]]
         records, lines = records[1:], lines[1:]
@@ -59,13 +59,39 @@ def read_delimited(
             if not key.isdigit() or int(key) >= ncols:
                 if not records or key in optional:
                     continue  # empty file: nothing to check against
-                raise missing_column(source, key, None, ncols)
+                hint = separator_hint(text, sep) if ncols == 1 else None
+                raise missing_column(source, key, None, ncols, hint or no_header_hint(first, key))
             pos = int(key)
         elif key in names:
             pos = column_position(source, key, names)
         elif key in optional:
             continue
         else:
-            raise missing_column(source, key, names, ncols)
+            hint = (separator_hint(text, sep) if ncols == 1 else None) or header_hint(names, key)
+            raise missing_column(source, key, names, ncols, hint)
         columns[key] = [r[pos] for r in records]
     return names, columns, lines
+
+
+def _records(text: str, source: str, fmt: str, sep: str, maxsplit: int | None) -> Iterator[tuple[int, list[str]]]:
+    """(1-based line, fields) of each non-blank record; split without quoting for `maxsplit` and
+    separators of several characters (the csv module takes one)."""
+    if maxsplit is not None or len(sep) != 1:
+        for number, line in enumerate(text.split("\n"), start=1):
+            line = line.removesuffix("\r")
+            if line:
+                yield number, line.split(sep, -1 if maxsplit is None else maxsplit)
+        return
+    if csv.field_size_limit() < FIELD_LIMIT:
+        csv.field_size_limit(FIELD_LIMIT)  # process-wide; only ever raised
+    # GLUE tsv files contain unbalanced quotes: only csv honours quoting.
+    quoting = csv.QUOTE_MINIMAL if fmt == "csv" else csv.QUOTE_NONE
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep, quoting=quoting, strict=True)
+    start = 1  # line on which the next record starts
+    try:
+        for record in reader:
+            line, start = start, reader.line_num + 1
+            if record:  # not a blank line
+                yield line, record
+    except csv.Error as err:
+        raise DataError(f"{source}: line {reader.line_num}: {err}") from None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from tlflow.data.formats.common import DataError, excerpt, missing_column, to_str
+from tlflow.data.formats.common import DROP_HINT, BadLines, DataError, excerpt, missing_column, to_str
 
 
 def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
@@ -16,10 +16,11 @@ def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
 
 
 def read_jsonl(
-    text: str, source: str, wanted: list[str], optional: list[str]
+    text: str, source: str, wanted: list[str], optional: list[str], bad: BadLines | None = None
 ) -> tuple[list[str], dict[str, list], list[int]]:
     """Columns by key (absent keys are missing values); `DataError` for bad JSON, a non-object
-    line or a key of `wanted` that no object has."""
+    line (both appended to `bad` as (line, reason) instead when it is a list) or a key of `wanted`
+    that no object has."""
     objects: list[dict] = []
     lines: list[int] = []
     for number, line in enumerate(text.split("\n"), start=1):
@@ -27,12 +28,16 @@ def read_jsonl(
             continue
         try:
             obj = json.loads(line, object_pairs_hook=_unique_keys)
+            problem = None if isinstance(obj, dict) else f"expected a JSON object, got {type(obj).__name__}"
         except json.JSONDecodeError as err:
-            raise DataError(f"{source}: line {number}: invalid JSON: {err.msg} (column {err.colno})") from None
+            problem = f"invalid JSON: {err.msg} (column {err.colno})"
         except ValueError as err:
-            raise DataError(f"{source}: line {number}: {err}") from None
-        if not isinstance(obj, dict):
-            raise DataError(f"{source}: line {number}: expected a JSON object, got {type(obj).__name__}")
+            problem = str(err)
+        if problem is not None:
+            if bad is None:
+                raise DataError(f"{source}: line {number}: {problem}; {DROP_HINT}")
+            bad.append((number, problem))
+            continue
         objects.append(obj)
         lines.append(number)
     names = list(dict.fromkeys(k for obj in objects for k in obj))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import BinaryIO
 
 import pandas as pd
 
@@ -10,7 +11,7 @@ from tlflow.data.formats.common import DataError, column_position, missing_colum
 
 
 def read_parquet(
-    path: Path, source: str, wanted: list[str], optional: list[str]
+    path: Path | BinaryIO, source: str, wanted: list[str], optional: list[str]
 ) -> tuple[list[str], dict[str, list], list[int]]:
     """Columns by name, cells as text (`to_str`); `DataError` for an unreadable file or a missing
     column of `wanted`."""

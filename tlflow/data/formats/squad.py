@@ -14,7 +14,8 @@ from typing import Any
 
 import pandas as pd
 
-from tlflow.data.formats.common import DataError, decode_text
+from tlflow.data.formats.common import DataError
+from tlflow.data.formats.compression import read_text
 
 #: Columns of the frame `read_squad_json` returns.
 COLUMNS = ["id", "title", "question", "context", "answer_texts", "answer_starts", "source_file", "source_row"]
@@ -22,19 +23,20 @@ COLUMNS = ["id", "title", "question", "context", "answer_texts", "answer_starts"
 _TYPE_NAMES = {dict: "an object", list: "a list", str: "a string", int: "an integer"}
 
 
-def read_squad_json(path: str | Path, encoding: str = "utf-8") -> pd.DataFrame:
+def read_squad_json(path: str | Path, encoding: str = "utf-8", compression: str = "auto") -> pd.DataFrame:
     """One row per question of a SQuAD-format JSON file, in file order.
 
     Columns: id, title, question, context, answer_texts (list[str]), answer_starts (list[int]),
     source_file (the path as given), source_row (1-based question number). Raises `DataError`
     (one line naming the file and the JSON location) for a missing file, undecodable bytes,
     invalid JSON and missing or ill-typed keys; a question with no answers gets empty lists.
+    `compression` as in `read_bytes` (by extension under 'auto').
     """
     source = str(path)
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{source}: file not found")
-    text = decode_text(path.read_bytes(), source, encoding)
+    text = read_text(path, source, encoding, compression)
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as err:

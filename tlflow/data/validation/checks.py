@@ -28,6 +28,7 @@ class ProblemCheck:
     find: Callable[[pd.DataFrame, list[str]], Iterable[str | None]]  # (frame, label names) -> one per row
     needs_labels: bool = False  # only when label names are declared or inferred
     mostly: float = 1.0  # share of rows that must be fine for the check to pass (1.0: every row)
+    rows: str | None = None  # boolean column: only rows where it is true are checked (None: every row)
 
 
 @dataclass(frozen=True)

@@ -46,14 +46,12 @@ from great_expectations.data_context.types.base import (
 from tlflow.config import ValidateConfig
 from tlflow.data.formats.common import excerpt
 from tlflow.data.readers import overlap_keys
-from tlflow.data.text import normalize_text
+from tlflow.data.text import normalize_text, strip_text
 from tlflow.data.validation.checks import TaskChecks
 
 SPLIT_ORDER = ("train", "validation", "test")
-#: Characters that show nothing: a text of only these (and whitespace) is blank.
-INVISIBLE = "\u200b\u200c\u200d\u2060\ufeff\u00ad\x00"
+#: A text of only whitespace and invisible characters (`tlflow.data.text.INVISIBLE`) is blank.
 BLANK_REGEX = r"^[\s\u200b\u200c\u200d\u2060\ufeff\u00ad\x00]*$"
-_STRIP = "".join(chr(c) for c in range(0x3001) if chr(c).isspace()) + INVISIBLE
 
 # Check names (CheckResult.check). Stable: the numbers live in `observed`.
 CHECK_ROWS = "rows present"
@@ -68,6 +66,17 @@ CHECK_LABELS_IN_TRAIN = "every declared label in train"
 CHECK_LEAKAGE = "no overlap with train"
 CHECK_CLASS_SHARE = "min class share"
 CHECK_TRAIN_PRESENT = "train split present"
+
+#: The likely fix of a failed check, shown once under the failures.
+DROP_INVALID_HINT = "data.invalid_rows: drop leaves such rows out (counted, with their file:line, in the report)"
+HINTS = {
+    CHECK_LEAKAGE: "set data.drop_train_overlap: true to drop them from train",
+    CHECK_TEXT_NOT_NULL: DROP_INVALID_HINT,
+    CHECK_TEXT_NOT_BLANK: DROP_INVALID_HINT,
+    CHECK_LABEL_NOT_NULL: DROP_INVALID_HINT,
+    CHECK_LABEL_IN_SET: "declare the labels in data.label_names, or map raw values with data.label_map",
+    CHECK_LABELS_IN_TRAIN: "drop the label from data.label_names, or add training rows of it",
+}
 
 # Index columns GE reports for every unexpected row; `_pos` (0-based position in the frame) lets
 # the examples show the original text even when the check ran on a derived column.
@@ -99,6 +108,7 @@ class CheckResult:
     # Up to cfg.examples_per_failure offending rows: {"file", "row", "value"} plus an optional "note"
     # (e.g. the train row a leaked text matches). "row" is None for split-level findings.
     examples: list[dict] = field(default_factory=list)
+    hint: str = ""  # the likely fix of a failure, e.g. "set data.drop_train_overlap: true ..."
 
 
 @dataclass
@@ -110,6 +120,8 @@ class ValidationReport:
     class_balance: dict[str, dict[str, int]]
     #: What the PII scan found (`tlflow.data.pii.report.PiiSummary`), None when it did not run.
     pii: Any = None
+    #: Rows per split, rows dropped and the data version (`tlflow.data.validation.account.DataAccount`).
+    data: Any = None
 
     def failures(self) -> list[CheckResult]:
         return [c for c in self.checks if not c.success]
@@ -126,10 +138,15 @@ class ValidationReport:
                 via = f" ({c.expectation})" if c.expectation else ""
                 lines.append(f"  [{c.split}] {c.check}{via}: {c.observed}")
                 lines.extend(f"      {_format_example(ex)}" for ex in c.examples)
+            for hint in dict.fromkeys(c.hint for c in failed if c.hint):  # each fix once
+                lines.append(f"  fix: {hint}")
+        if self.data is not None:
+            lines.extend(f"  {line}" for line in self.data.lines())
         for split, counts in self.class_balance.items():
-            total = sum(counts.values())
-            parts = ", ".join(f"{label}={n} ({pct(n, total)})" for label, n in counts.items())
-            lines.append(f"  class balance {split}: {parts or 'no labels'}")
+            if counts:  # a task without labels has no balance to show
+                total = sum(counts.values())
+                parts = ", ".join(f"{label}={n} ({pct(n, total)})" for label, n in counts.items())
+                lines.append(f"  class balance {split}: {parts}")
         if self.pii is not None:
             lines.append(f"  personal data (privacy.pii: {self.pii.policy}): {self.pii.line()}")
         return "\n".join(lines)
@@ -165,6 +182,8 @@ class ValidationReport:
             out.append("<h2>Offending rows</h2>")
             for c in failed:
                 out.append(f"<h3>[{e(c.split)}] {e(c.check)}</h3>")
+                if c.hint:
+                    out.append(f"<p>Fix: {e(c.hint)}</p>")
                 out.append("<table><tr><th>File</th><th>Row</th><th>Value</th><th>Note</th></tr>")
                 for ex in c.examples:
                     row = "" if ex.get("row") is None else str(ex["row"])
@@ -174,8 +193,13 @@ class ValidationReport:
                         f"<td>{e(str(ex.get('note') or ''))}</td></tr>"
                     )
                 out.append("</table>")
-        out.append("<h2>Class balance</h2>")
+        if self.data is not None:
+            out.append(self.data.to_html())
+        if any(self.class_balance.values()):
+            out.append("<h2>Class balance</h2>")
         for split, counts in self.class_balance.items():
+            if not counts:
+                continue
             total = sum(counts.values())
             out.append(f"<h3>{e(split)} ({total} labelled rows)</h3>")
             out.append("<table><tr><th>Label</th><th>Rows</th><th>Share</th></tr>")
@@ -199,6 +223,7 @@ class ValidationReport:
                 for split, counts in self.class_balance.items()
             },
             **({"pii": self.pii.to_dict()} if self.pii is not None else {}),
+            **({"data": self.data.to_dict()} if self.data is not None else {}),
         }
 
 
@@ -254,7 +279,8 @@ def build_suite(
         add(E.ExpectColumnValuesToNotBeNull(column=f"{column}_stripped"), check)
     for problem in checks.problems:
         if label_names or not problem.needs_labels:
-            add(E.ExpectColumnValuesToBeNull(column=problem.column, mostly=problem.mostly), problem.check)
+            only = {"row_condition": f"{problem.rows}==True", "condition_parser": "pandas"} if problem.rows else {}
+            add(E.ExpectColumnValuesToBeNull(column=problem.column, mostly=problem.mostly, **only), problem.check)
     if split != "train" and cfg.check_leakage and train_texts is not None:
         keys = sorted({normalize_text(t) for t in train_texts if isinstance(t, str)} - {""})
         add(E.ExpectColumnValuesToNotBeInSet(column="text_key", value_set=keys), CHECK_LEAKAGE)
@@ -336,7 +362,7 @@ def _prepare_frame(split: Any, name: str, checks: TaskChecks, label_names: list[
 
 def _stripped(values: pd.Series) -> pd.Series:
     # Plain lists: pandas 3 turns None back into NaN in `where`/`map` on string columns.
-    return pd.Series([t.strip(_STRIP) or None if isinstance(t, str) else None for t in values.tolist()],
+    return pd.Series([strip_text(t) or None if isinstance(t, str) else None for t in values.tolist()],
                      index=values.index, dtype=object)
 
 
@@ -479,7 +505,9 @@ def _to_check(
         if n:
             for idx in (r.get("partial_unexpected_index_list") or [])[: cfg.examples_per_failure]:
                 examples.append(_example(idx, exp.column, df, train_first_row, checks))
-    return CheckResult(split, check, etype, success, observed, examples)
+    hint = "" if success else HINTS.get(check) or (
+        DROP_INVALID_HINT if check in {name for _, name in checks.not_blank} else "")
+    return CheckResult(split, check, etype, success, observed, examples, hint)
 
 
 def exception_message(info: Any) -> str | None:
@@ -506,9 +534,11 @@ def _example(idx: dict, column: str, df: pd.DataFrame, train_first_row: dict, ch
     example = {"file": str(idx["source_file"]), "row": int(idx["source_row"]), "value": _clean(row[shown])}
     if column == "text_stripped" and isinstance(row["text_stripped"], str):
         example["note"] = f"{len(row['text_stripped'])} chars"
+    if column == "text_key" and len(checks.overlap_columns) > 1:  # a pair leaks as a pair: show both parts
+        example["value"] = " ||| ".join(excerpt(str(row[c])) for c in checks.overlap_columns)
     if column == "text_key" and row["text_key"] in train_first_row:
         f, line = train_first_row[row["text_key"]]
-        example["note"] = f"same text as train {f}:{int(line)}"
+        example["note"] = f"same {'pair' if len(checks.overlap_columns) > 1 else 'text'} as train {f}:{int(line)}"
     return example
 
 

@@ -33,7 +33,8 @@ def evaluate_model(
 
     A task type with `zero_shot_baseline` also scores the base model as it is (`model.base`,
     before fine-tuning) on the same split, logged as `zeroshot_<metric>` and kept in
-    `Evaluation.baseline` for the run summary."""
+    `Evaluation.baseline` for the run summary (its per-example statistics, `baseline_stats`, are the
+    trivial baseline the promotion gate requires a new model to beat)."""
     test = loaded.splits["test"]
     task_type, settings = task_type_for(cfg), TaskSettings.from_config(cfg)
     evaluation = task_type.evaluate(
@@ -44,7 +45,8 @@ def evaluate_model(
         base_tokenizer = load_tokenizer(cfg.model.base)
         base = build_task_model(cfg.model, task_type.model_head, loaded.label_names, len(base_tokenizer),
                                 cfg.finetune.seed)
-        evaluation.baseline = task_type.evaluate(base, base_tokenizer, test, loaded.label_names, settings).metrics
+        zero_shot = task_type.evaluate(base, base_tokenizer, test, loaded.label_names, settings)
+        evaluation.baseline, evaluation.baseline_stats = zero_shot.metrics, zero_shot.stats  # the gate's baseline
         del base
         mlflow.log_metrics({f"zeroshot_{k}": v for k, v in evaluation.baseline.items()})
     slices = slice_report(task_type, test, evaluation, loaded.label_names, cfg.task.primary_metric,

@@ -38,21 +38,39 @@ def models(name: Annotated[str | None, typer.Argument(help="Registered model nam
     header = f"{'model':<24} {'ver':>4}  {'aliases':<20} {'primary metric':>22}  {'data_md5':<10} decision"
     typer.echo(header)
     for r in rows:
-        metric = r.tags.get("primary_metric", "accuracy")
-        score = f"{metric} {r.tags.get(f'test_{metric}', '-')[:6]}" if f"test_{metric}" in r.tags else "-"
+        score = _primary_score(r.tags)
         typer.echo(
             f"{r.name:<24} {r.version:>4}  {','.join(r.aliases) or '-':<20} {score:>22}  "
             f"{r.tags.get('data_md5', '-')[:8]:<10} {r.tags.get('decision_reason', '')}"
         )
 
 
+def _primary_score(tags: dict[str, str]) -> str:
+    """'<metric> <value>' of a version's primary test metric, rounded to 4 decimals as the decision
+    text writes it ('-' when the version has none)."""
+    metric = tags.get("primary_metric", "accuracy")
+    value = tags.get(f"test_{metric}")
+    if value is None:
+        return "-"
+    try:
+        return f"{metric} {float(value):.4f}"
+    except ValueError:
+        return f"{metric} {value}"
+
+
 def history(name: NameArg) -> None:
-    """Print the promotion ledger of NAME: every decision, oldest first."""
+    """Print the promotion ledger of NAME: every decision, oldest first (aliases moved in the
+    MLflow registry since the last entry are recorded first, as `external-alias-change`)."""
     client = registry_client()
     from tlflow.registry import ledger
+    from tlflow.registry.reconcile import settle
     from tlflow.registry.registration import check_model
 
     check_model(client, name)
+    with _lock_notices():
+        note = settle(client, name, actor(), cli_lineage())
+    if note:
+        typer.echo(note, err=True)
     typer.echo(ledger.format_history(ledger.entries(client, name)))
 
 
@@ -72,6 +90,8 @@ def promote(
                                                 reason=reason)
     for check in decision.checks:
         typer.echo(f"  {'pass' if check.passed else 'FAIL'}  {check.name}: {check.detail}")
+    for note in decision.notes:  # the rows compared, classes with F1 0
+        typer.echo(f"  note  {note}")
     if action == "rejected":
         fail(f"{name} v{version} not promoted: {decision.reason}")
     typer.echo(f"{name} v{version} is champion ({action})")

@@ -4,7 +4,8 @@ Both models are scored on the same frozen evaluation split in the same run. Each
 contributes a row of additive statistics (e.g. correct, true positives, predictions and gold
 counts per class), and a task's metrics are a function of their column sums, so a paired
 bootstrap is cheap: one resample of example indices is a weight vector applied to both models'
-statistics.
+statistics. The same additivity scores a model on a subset of the split (`Scores.subset`): the
+rows the champion was not trained on, when its training rows overlap the test split.
 """
 
 from __future__ import annotations
@@ -23,6 +24,25 @@ CHECK_BOOTSTRAP = "bootstrap"
 CHECK_CLASS_DROP = "max_class_drop"
 CHECK_SLICE_DROP = "max_slice_drop"
 CHECK_COUNTERFACTUAL = "max_counterfactual_gap"
+CHECK_BASELINE = "trivial_baseline"
+CHECK_CHAMPION_OVERLAP = "champion_train_overlap"
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """A trivial predictor scored on the same evaluation split: what a model that learned nothing
+    gets (majority class, all-O tags, the empty answer, the zero-shot base model)."""
+
+    name: str  # what it predicts, e.g. "majority class 'positive'"
+    stats: np.ndarray  # examples x statistics, the same columns as the model's
+
+
+@dataclass(frozen=True)
+class TrainedRows:
+    """The rows of the evaluation split a model was trained on (from its training-row fingerprint,
+    `tlflow.registry.fingerprint`)."""
+
+    rows: np.ndarray | None  # row indices; None: the model has no fingerprint (registered before them)
 
 
 @dataclass(frozen=True)
@@ -37,6 +57,10 @@ class Scores:
     slices: dict[str, np.ndarray] = field(default_factory=dict)
     #: Counterfactual gaps of the model itself (EEC audit): name -> (gap, interval low, interval high).
     counterfactual_gaps: dict[str, tuple[float, float, float]] = field(default_factory=dict)
+    #: The task's trivial predictor on the same rows (the new model must beat it when no floors are set).
+    baseline: Baseline | None = None
+    #: Rows of the split this model was trained on (read for the champion); None: not looked up.
+    trained_rows: TrainedRows | None = None
 
     def value(self, metric: str) -> float:
         return self.metrics(self.stats.sum(axis=0))[metric]
@@ -47,6 +71,18 @@ class Scores:
     def rows_value(self, rows: np.ndarray, metric: str) -> float:
         """`metric` over the examples `rows` (another model's slice: both scored on the same split)."""
         return self.metrics(self.stats[rows].sum(axis=0))[metric]
+
+    def subset(self, rows: np.ndarray) -> Scores:
+        """These scores on the examples `rows` only (sorted indices): statistics, per-class F1 (where
+        the metrics name it `f1_<class>`), slices renumbered, the baseline on the same rows."""
+        position = np.full(len(self.stats), -1)
+        position[rows] = np.arange(len(rows))
+        stats = self.stats[rows]
+        metrics = self.metrics(stats.sum(axis=0))
+        class_f1 = {k: metrics.get(f"f1_{k}", v) for k, v in self.class_f1.items()}
+        slices = {k: position[idx][position[idx] >= 0] for k, idx in self.slices.items()}
+        baseline = Baseline(self.baseline.name, self.baseline.stats[rows]) if self.baseline else None
+        return Scores(stats, self.metrics, class_f1, slices, self.counterfactual_gaps, baseline)
 
 
 @dataclass(frozen=True)
@@ -61,6 +97,9 @@ class GateSettings:
     max_slice_drop: float = 0.05
     min_slice_size: int = 100
     max_counterfactual_gap: float | None = None  # None: the audit is reported, not gated
+    trivial_baseline: bool = True  # without floors, the new model must beat `Scores.baseline`
+    max_champion_train_overlap: float = 0.0  # share of the test split the champion may have trained on
+    on_champion_train_overlap: str = "rescore"  # above it: "rescore" on the other rows, or "fail"
 
 
 @dataclass(frozen=True)
@@ -81,6 +120,8 @@ class Decision:
     champion_version: str | None
     checks: tuple[Check, ...]
     interval: tuple[float, float] | None = None  # bootstrap interval of new - champion
+    #: What the reader must know beside the checks: the rows the comparison used, warnings.
+    notes: tuple[str, ...] = ()
 
     @property
     def promoted(self) -> bool:
@@ -90,10 +131,13 @@ class Decision:
     def reason(self) -> str:
         failed = [c for c in self.checks if not c.passed]
         if failed:
-            return "; ".join(f"{c.name} failed: {c.detail}" for c in failed)
-        if self.champion_version is None:
-            return "no champion yet" + (f"; {self.checks[0].detail}" if self.checks else "")
-        return f"{self.metric} {self.new_score:.4f} beats champion v{self.champion_version} {self.champion_score:.4f}"
+            outcome = "; ".join(f"{c.name} failed: {c.detail}" for c in failed)
+        elif self.champion_version is None:
+            outcome = "no champion yet" + (f"; {self.checks[0].detail}" if self.checks else "")
+        else:
+            outcome = (f"{self.metric} {self.new_score:.4f} beats champion v{self.champion_version} "
+                       f"{self.champion_score:.4f}")
+        return "; ".join((outcome, *self.notes))
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -166,12 +210,69 @@ def slice_drop_check(new: Scores, champion: Scores, metric: str, max_drop: float
     )
 
 
+def baseline_checks(new: Scores, settings: GateSettings) -> list[Check]:
+    """With no floors configured: the new model beats its trivial baseline on the primary metric
+    (lower end of the paired-bootstrap interval of the gain above 0, as against a champion); no
+    check when floors are set, the check is off, or the task type has no baseline."""
+    if settings.floors or not settings.trivial_baseline or new.baseline is None:
+        return []
+    metric, trivial = settings.metric, Scores(new.baseline.stats, new.metrics)
+    share, low, high = paired_bootstrap(new, trivial, metric, settings.bootstrap_samples, settings.confidence,
+                                        settings.seed)
+    return [Check(
+        CHECK_BASELINE, low > 0,
+        f"{metric} {new.value(metric):.4f} vs {new.baseline.name} {trivial.value(metric):.4f}: "
+        f"{settings.confidence:.0%} interval of the gain [{low:+.4f}, {high:+.4f}] over "
+        f"{settings.bootstrap_samples} paired resamples of {len(new.stats)} examples",
+    )]
+
+
+def zero_f1_notes(scores: Scores) -> list[str]:
+    """A warning naming the classes (or entity types) the model never gets right (F1 0)."""
+    zero = sorted(k for k, v in scores.class_f1.items() if v == 0)
+    return [f"warning: F1 0 for {', '.join(zero)}"] if zero else []
+
+
+def champion_overlap(
+    new: Scores, champion: Scores, version: str, settings: GateSettings
+) -> tuple[Scores, Scores, list[Check], list[str]]:
+    """The two models as the comparison sees them, given the test rows the champion was trained on
+    (`champion.trained_rows`): unchanged up to `max_champion_train_overlap` (a note when some
+    overlap); above it both restricted to the other rows with a note ("rescore"), or a failed check
+    ("fail", or no row left). A champion without a fingerprint is compared as it is, with a note."""
+    trained = champion.trained_rows
+    if trained is None:
+        return new, champion, [], []
+    if trained.rows is None:
+        return new, champion, [], [f"champion v{version} has no training-row fingerprint (registered before they "
+                                    "were kept): whether it was trained on test rows is unknown"]
+    n, rows = len(new.stats), np.unique(trained.rows)
+    if not len(rows):
+        return new, champion, [], []
+    share, allowed = len(rows) / n, settings.max_champion_train_overlap
+    found = (f"{len(rows):,} of {n:,} test rows ({share:.1%}) were in champion v{version}'s training rows "
+             f"(allowed {allowed:.1%})")
+    if share <= allowed:
+        return new, champion, [], [f"{found}: compared on all rows"]
+    if settings.on_champion_train_overlap == "fail" or len(rows) == n:
+        why = "no test row is left to compare on" if len(rows) == n else \
+            "comparison refused (promote.on_champion_train_overlap: fail)"
+        return new, champion, [Check(CHECK_CHAMPION_OVERLAP, False, f"{found}: {why}")], []
+    keep = np.setdiff1d(np.arange(n), rows)
+    note = f"compared on the {len(keep):,} test rows champion v{version} was not trained on ({found})"
+    return new.subset(keep), champion.subset(keep), [Check(CHECK_CHAMPION_OVERLAP, True, found)], [note]
+
+
 def decide(
     new: Scores, champion: Scores | None, champion_version: str | None, settings: GateSettings
 ) -> Decision:
     """Promote (alias champion) only when every check passes:
 
     * floors: each configured metric of the new model is at least its floor;
+    * trivial_baseline: with no floors, the new model beats its trivial baseline (`Scores.baseline`)
+      by the paired bootstrap;
+    * champion_train_overlap: the champion was trained on at most `max_champion_train_overlap` of the
+      test rows, or (above it, "rescore") every comparison below uses the other rows only;
     * min_delta: the primary metric improves on the champion's by at least `min_delta`;
     * bootstrap: the lower end of the paired-bootstrap interval of the improvement, at
       `confidence`, is above 0 (the improvement is not noise);
@@ -180,17 +281,24 @@ def decide(
       `max_slice_drop` of the primary metric;
     * max_counterfactual_gap: the new model's counterfactual gaps stay within the bound (when set).
 
-    Without a champion only the floors and the counterfactual bound apply. A tie never promotes.
+    Without a champion only the floors (or the trivial baseline) and the counterfactual bound
+    apply. A tie never promotes. Notes (the rows compared, classes with F1 0) join the reason.
     """
     metric = settings.metric
-    new_score = new.value(metric)
-    checks = floor_checks(new, settings.floors) + counterfactual_checks(new, settings.max_counterfactual_gap)
+    checks = (floor_checks(new, settings.floors) + baseline_checks(new, settings)
+              + counterfactual_checks(new, settings.max_counterfactual_gap))
+    warnings = zero_f1_notes(new)
     if champion is None or champion_version is None:
         if not checks:
             checks = [Check(CHECK_FLOOR, True, "no floors configured")]
         alias = "champion" if all(c.passed for c in checks) else "challenger"
-        return Decision(alias, metric, new_score, None, None, tuple(checks))
-    old_score = champion.value(metric)
+        return Decision(alias, metric, new.value(metric), None, None, tuple(checks), notes=tuple(warnings))
+    new, champion, overlap_checks, notes = champion_overlap(new, champion, champion_version, settings)
+    checks += overlap_checks
+    new_score, old_score = new.value(metric), champion.value(metric)
+    if not all(c.passed for c in overlap_checks):
+        return Decision("challenger", metric, new_score, old_score, champion_version, tuple(checks),
+                        notes=tuple(notes + warnings))
     delta = new_score - old_score
     checks.append(Check(
         CHECK_DELTA, delta > 0 and delta >= settings.min_delta,
@@ -214,4 +322,5 @@ def decide(
     ))
     checks.append(slice_drop_check(new, champion, metric, settings.max_slice_drop, settings.min_slice_size))
     alias = "champion" if all(c.passed for c in checks) else "challenger"
-    return Decision(alias, metric, new_score, old_score, champion_version, tuple(checks), (low, high))
+    return Decision(alias, metric, new_score, old_score, champion_version, tuple(checks), (low, high),
+                    tuple(notes + warnings))

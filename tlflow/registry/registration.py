@@ -26,8 +26,10 @@ from tlflow.data.readers import LoadedData, load_labelled_data
 from tlflow.errors import TlflowError
 from tlflow.evaluation.slices import slice_rows
 from tlflow.registry import ledger, tracking
+from tlflow.registry.baseline import trivial_baseline
 from tlflow.registry.champion import load_version
-from tlflow.registry.gate import Decision, GateSettings, Scores, decide
+from tlflow.registry.fingerprint import trained_rows
+from tlflow.registry.gate import Baseline, Decision, GateSettings, Scores, TrainedRows, decide
 from tlflow.registry.lineage import Lineage
 from tlflow.registry.lock import is_lock
 from tlflow.registry.recovery import recover
@@ -50,14 +52,27 @@ def gate_settings(cfg: PipelineConfig) -> GateSettings:
         metric=cfg.task.primary_metric, min_delta=p.min_delta, confidence=p.confidence,
         bootstrap_samples=p.bootstrap_samples, max_class_drop=p.max_class_drop, floors=dict(p.floors),
         seed=cfg.finetune.seed, max_slice_drop=p.max_slice_drop, min_slice_size=p.min_slice_size,
-        max_counterfactual_gap=p.max_counterfactual_gap,
+        max_counterfactual_gap=p.max_counterfactual_gap, trivial_baseline=p.trivial_baseline,
+        max_champion_train_overlap=p.max_champion_train_overlap, on_champion_train_overlap=p.on_champion_train_overlap,
     )
 
 
-def scores_of(cfg: PipelineConfig, evaluation: Evaluation, label_names: list[str]) -> Scores:
+def scores_of(cfg: PipelineConfig, evaluation: Evaluation, label_names: list[str], baseline: Baseline | None = None,
+              trained: TrainedRows | None = None) -> Scores:
+    """What the gate needs of `evaluation`, with the trivial `baseline` on the same split (for a
+    new model) and the split's rows the model was `trained` on (for the champion)."""
     task = task_type_for(cfg)
     return Scores(evaluation.stats, partial(task.metrics_from_sums, label_names=label_names), evaluation.class_f1,
-                  evaluation.slices, evaluation.counterfactual_gaps)
+                  evaluation.slices, evaluation.counterfactual_gaps, baseline, trained)
+
+
+def version_scores(client: MlflowClient, cfg: PipelineConfig, version: str, loaded: LoadedData) -> Scores:
+    """Registered `version` of `cfg.name` re-scored on `loaded`'s test split, with the test rows it
+    was trained on (its run's training-row fingerprint) and the split's trivial baseline."""
+    evaluation = evaluate_version(cfg, cfg.name, version, loaded)
+    run_id = client.get_model_version(cfg.name, str(version)).run_id
+    return scores_of(cfg, evaluation, loaded.label_names, trivial_baseline(task_type_for(cfg), loaded),
+                     trained_rows(run_id, loaded.splits["test"]))
 
 
 def evaluate_version(cfg: PipelineConfig, name: str, version: str, loaded: LoadedData) -> Evaluation:
@@ -218,11 +233,8 @@ def promote(
         raise RegistryError("--force needs --reason: say why the gate is overridden")
     cfg = version_config(client, mv)
     loaded = load_labelled_data(cfg.data, task_type_for(cfg).dataset_spec(), cfg.evaluate.slices)
-
-    def evaluate(v: str) -> Scores:
-        return scores_of(cfg, evaluate_version(cfg, name, v, loaded), loaded.label_names)
-
-    return promote_version(client, cfg, version, evaluate, actor, lineage, force, reason, on_step)
+    return promote_version(client, cfg, version, lambda v: version_scores(client, cfg, v, loaded), actor, lineage,
+                           force, reason, on_step)
 
 
 def rollback(client: MlflowClient, name: str, actor: str, lineage: Lineage, wait_s: float = 1800,

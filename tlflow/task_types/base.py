@@ -115,6 +115,8 @@ class Evaluation:
     #: The same metrics of the base model before fine-tuning (task types with
     #: `TaskType.zero_shot_baseline`), filled by the evaluate stage; empty otherwise.
     baseline: dict[str, float] = field(default_factory=dict)
+    #: The base model's per-example statistics beside `baseline` (the gate's trivial baseline).
+    baseline_stats: np.ndarray | None = None
     #: Evaluation slices ("column=value") -> indices of their examples (rows of `stats`), filled by
     #: the evaluate stage; the promotion gate's max_slice_drop compares the champion on the same rows.
     slices: dict[str, np.ndarray] = field(default_factory=dict)
@@ -294,6 +296,12 @@ class TaskType:
         """Metrics of `model` on a canonical split (its own tokenizer, labels compared by name, so
         a model trained elsewhere, such as the registered champion, is scored on equal terms)."""
         raise NotImplementedError
+
+    def trivial_baseline(self, split: Dataset, train: Dataset, label_names: list[str]) -> tuple[str, np.ndarray] | None:
+        """What a model that learned nothing predicts, scored on `split`: (what it predicts, per-example
+        statistics like `Evaluation.stats`), e.g. the majority class of `train`; None when the task
+        type has none (the promotion gate then needs floors to judge a first model)."""
+        return None
 
     # ----------------------------------------------------------------------------- evaluation slices
 

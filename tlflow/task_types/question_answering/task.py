@@ -47,6 +47,12 @@ class QAOptions(BaseModel):
 ANSWER_WORD_BUCKETS = ((1, "1"), (2, "2"), (4, "3-4"), (8, "5-8"))
 
 
+def answer_stats(predicted: list[str], gold: list[list[str]]) -> np.ndarray:
+    """Additive statistics per question: [1, exact match, F1], each the best over its gold answers."""
+    return np.array([[1.0, max(exact_match(p, t) for t in g), max(f1(p, t) for t in g)]
+                     for p, g in zip(predicted, gold)]).reshape(-1, 3)
+
+
 def answer_bucket(answers: list[str]) -> str:
     """The answer-length slice of a question by its first gold answer ('none' without one)."""
     if not len(answers):
@@ -144,9 +150,13 @@ class QuestionAnswering(TaskType):
             if not max(exact_match(p, t) for t in g):
                 mistakes.append({"question": question, "predicted": p, "true": " | ".join(g),
                                  "f1": round(max(f1(p, t) for t in g), 4)})
-        stats = np.array([[1.0, max(exact_match(p, t) for t in g), max(f1(p, t) for t in g)]
-                          for p, g in zip(predicted, gold)])
+        stats = answer_stats(predicted, gold)
         return Evaluation(squad_scores(predicted, gold), self.headline_metrics, stats, mistakes=mistakes)
+
+    def trivial_baseline(self, split, train, label_names) -> tuple[str, np.ndarray]:
+        """The empty answer to every question."""
+        gold = [list(t) for t in split["answer_texts"]]
+        return "the empty answer", answer_stats([""] * len(gold), gold)
 
     def derived_slices(self, split) -> dict[str, list[str | list[str]]]:
         """Besides length (question and context words): `answer_words` (words of the first gold

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 import datasets
@@ -94,6 +95,15 @@ class TextClassification(TaskType):
 
     def metrics_from_sums(self, sums, label_names) -> dict[str, float]:
         return classification_from_sums(sums, label_names)
+
+    def trivial_baseline(self, split, train, label_names) -> tuple[str, np.ndarray]:
+        """The majority class of the training split for every example (ties: the first in label order)."""
+        counts = Counter(train["label"])
+        majority = max(label_names, key=lambda name: counts.get(name, 0))
+        index = {name: i for i, name in enumerate(label_names)}
+        y_true = np.asarray([index[name] for name in split["label"]])
+        stats = classification_stats(y_true, np.full(len(y_true), index[majority]), len(label_names))
+        return f"majority class '{majority}'", stats
 
     def headline(self, label_names: list[str]) -> tuple[str, ...]:
         return self.headline_metrics + (("f1",) if len(label_names) == 2 else ())

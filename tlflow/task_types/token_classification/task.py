@@ -200,6 +200,11 @@ class TokenClassification(TaskType):
             metrics[f"f1_{kind}"] = prf(*sums[5 + 3 * i : 8 + 3 * i])[2]
         return metrics
 
+    def trivial_baseline(self, split, train, label_names) -> tuple[str, np.ndarray]:
+        """'O' for every word: no entity found."""
+        types = entity_types(label_names)
+        return "all-O tags", np.array([sentence_stats(list(g), ["O"] * len(g), types) for g in split["tags"]])
+
     def derived_slices(self, split) -> dict[str, list[str | list[str]]]:
         """Besides length: `entity` (the sentences holding an entity of each type, by gold tags)."""
         types = [sorted({kind for kind, _, _ in entity_spans(list(tags))}) for tags in split["tags"]]

@@ -7,6 +7,7 @@ from mlflow import MlflowClient
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
+from flows.run_labels import run_name
 from tasks.tracking import artifact_key
 from tlflow.registry import tracking
 from tlflow.registry.registration import RegistryError, check_model
@@ -15,7 +16,7 @@ from tlflow.serving.batch_files import read_requests, write_predictions
 from tlflow.serving.model_loading import load_served_model
 
 
-@flow(name="batch_predict")
+@flow(name="batch_predict", flow_run_name=run_name)
 def batch_predict(name: str, input_file: str, output_file: str, alias: str = "champion") -> str:
     """Predict every request in `input_file` with `models:/<name>@<alias>` and write the requests,
     the predictions and the model name, version and alias to `output_file`; the run is recorded in

@@ -7,6 +7,7 @@ import os
 from prefect.client.schemas.objects import FlowRun
 from prefect.deployments import run_deployment
 from prefect.exceptions import ObjectNotFound
+from prefect.utilities.urls import url_for
 
 from tlflow.errors import TlflowError
 
@@ -24,3 +25,16 @@ def trigger_deployment(name: str, wait: bool = False) -> FlowRun:
             f"no deployment '{name}' on {os.environ.get('PREFECT_API_URL', 'the Prefect server')}: create it with "
             "`prefect deploy --all` (list them with `prefect deployment ls`)"
         ) from None
+
+
+def describe_run(flow_run: FlowRun) -> list[str]:
+    """What a flow run came to, for a terminal: name, id and state; once it has finished, its state
+    message (a retraining run's outcome, a failure's error) and its page in the Prefect UI."""
+    state = flow_run.state
+    lines = [f"flow run {flow_run.name} ({flow_run.id}): {state.type.value if state else '-'}"]
+    if state is not None and state.is_final():
+        if state.message:
+            lines.append(state.message)
+        if url := url_for("flow-run", obj_id=flow_run.id):
+            lines.append(url)
+    return lines

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from prefect import flow
 
+from flows.run_labels import run_name, tag_run
 from tasks.pretrain import (
     Encoder,
     corpus_key,
@@ -31,11 +32,12 @@ def pretraining_stage(config: PipelineConfig, tags: dict[str, str], task_texts: 
     return pretrain_encoder(config, tokenizer, examples, tags)
 
 
-@flow(name="pretraining_pipeline")
+@flow(name="pretraining_pipeline", flow_run_name=run_name)
 def pretraining_pipeline(config: PipelineConfig = PipelineConfig()) -> Encoder:
     """Pretrain an encoder (`pretrain.mode` scratch or continue) and register it as `<name>-encoder`."""
     apply_defaults()
     check_inputs(check_config(config))
+    tag_run(config)
     if config.pretrain.mode == "none":
         raise ValueError("pretraining_pipeline needs pretrain.mode 'scratch' or 'continue'")
     tags = lineage_tags(config)

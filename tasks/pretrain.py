@@ -14,6 +14,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from transformers import BertForMaskedLM, PreTrainedTokenizerBase
 
+from tasks.progress import training_progress
 from tlflow import paths
 from tlflow.config import PipelineConfig
 from tlflow.data.atomic import atomic_dir
@@ -131,10 +132,11 @@ def pretrain_encoder(cfg: PipelineConfig, tokenizer_source: str, examples_path: 
         model = build_continue_model(cfg.model.base, p.nsp, p.seed)
     key = cache_key(examples=examples_path.name, pretrain=p.model_dump(mode="json"), base=cfg.model.base)
     checkpoints = CACHE_DIR / "checkpoints" / cfg.name / key
-    result, heldout = pretrain(
-        model, tokenizer, examples["train"], examples["heldout"], p, checkpoints,
-        log_metrics=lambda m, step: mlflow.log_metrics(m, step=step, synchronous=False),
-    )
+    with training_progress(cfg, "pretrain"):  # log lines and a progress artifact in the Prefect UI
+        result, heldout = pretrain(
+            model, tokenizer, examples["train"], examples["heldout"], p, checkpoints,
+            log_metrics=lambda m, step: mlflow.log_metrics(m, step=step, synchronous=False),
+        )
     tokens_per_s = result.tokens / result.seconds if result.seconds else 0.0
     mlflow.log_metrics({
         **{f"heldout_{k}": v for k, v in heldout.items()},

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import json
 import tempfile
-import warnings
 from pathlib import Path
 
 import mlflow
-from mlflow.data.dataset_source_registry import resolve_dataset_source
-from mlflow.data.pandas_dataset import PandasDataset
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
@@ -18,21 +15,18 @@ from tasks.tracking import artifact_key
 from tlflow.config import PipelineConfig
 from tlflow.data.pii.report import PiiSummary
 from tlflow.data.readers import LoadedData
-from tlflow.data.spec import without_meta
 from tlflow.data.validation.stage import DataValidationError, check_data
+from tlflow.data.version import data_version
+from tlflow.registry.dataset_inputs import dataset_inputs
 from tlflow.task_types.registry import task_type_for
 
 
 def _log_lineage(cfg: PipelineConfig, loaded: LoadedData, data_md5: str) -> None:
-    for split, ds in loaded.splits.items():
-        df = without_meta(ds).remove_columns(["source_file", "source_row"]).to_pandas()  # no slice metadata
-        # A carved validation split comes from the training file.
-        path = cfg.data.file or cfg.data.files.get(split) or cfg.data.files["train"]
-        with warnings.catch_warnings():  # "can be interpreted in multiple ways": both are local files
-            warnings.simplefilter("ignore", UserWarning)
-            source = resolve_dataset_source(str(Path(path).resolve()))
-        target = task_type_for(cfg).target_column
-        dataset = PandasDataset(df, source=source, targets=target, name=f"{cfg.name}-{split}", digest=data_md5)
+    """One MLflow dataset input per split (`tlflow.registry.dataset_inputs`): digest = the split's
+    data version (DVC's md5, or the content hash of files DVC does not cover), its definition and
+    subset; source = its files relative to the repository with that version."""
+    inputs = dataset_inputs(cfg, loaded.splits, data_md5, data_version(cfg.data), task_type_for(cfg).target_column)
+    for dataset, split in inputs:
         mlflow.log_input(dataset, context=split)
 
 
@@ -65,7 +59,8 @@ def validate_data(cfg: PipelineConfig, data_md5: str) -> LoadedData:
         summary.write_text(json.dumps(report.to_dict(), indent=2), encoding="utf-8")
         mlflow.log_artifact(str(summary), "validation")
     counts = {f"rows_{split}": len(ds) for split, ds in loaded.splits.items()}
-    mlflow.log_metrics({**counts, "rows_dropped_overlap": loaded.dropped_overlap, "validation_failed_checks": len(report.failures())})
+    mlflow.log_metrics({**counts, "rows_dropped_overlap": loaded.dropped_overlap, "rows_dropped_invalid": len(loaded.invalid),
+                        "validation_failed_checks": len(report.failures())})
     mlflow.set_tag("validation", "passed" if report.success else "failed")
     if not report.success:
         create_markdown_artifact(
@@ -75,6 +70,6 @@ def validate_data(cfg: PipelineConfig, data_md5: str) -> LoadedData:
         )
         raise DataValidationError(report, path)
     _log_lineage(cfg, loaded, data_md5)
-    logger.info("validation passed: %s", report.summary().splitlines()[0])
+    logger.info("validation passed: %s; %s", report.summary().splitlines()[0], "; ".join(report.data.lines()))
     return loaded
 

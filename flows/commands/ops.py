@@ -34,7 +34,8 @@ def servers_down() -> None:
 
 def trigger(
     deployment: Annotated[str, typer.Argument(help="FLOW/DEPLOYMENT, e.g. retraining_from_file/retrain-sst2.")],
-    wait: Annotated[bool, typer.Option("--wait", help="Wait until the run finishes.")] = False,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait until the run finishes; print its outcome (exit 1 "
+                                                      "unless it completed).")] = False,
 ) -> None:
     """Start a run of a deployment (prefect.yaml) on the Prefect server; a worker executes it."""
     prepare_env(verbose=False)
@@ -42,7 +43,9 @@ def trigger(
         fail("error: no Prefect server configured: start one with `make serve` and export PREFECT_API_URL")
     if "/" not in deployment:
         fail(f"error: '{deployment}' is not FLOW/DEPLOYMENT (e.g. retraining_from_file/retrain-sst2)")
-    from flows.deployments import trigger_deployment
+    from flows.deployments import describe_run, trigger_deployment
 
     flow_run = trigger_deployment(deployment, wait)
-    typer.echo(f"flow run {flow_run.name} ({flow_run.id}): {flow_run.state.type.value if flow_run.state else '-'}")
+    typer.echo("\n".join(describe_run(flow_run)))
+    if wait and not (flow_run.state and flow_run.state.is_completed()):
+        raise typer.Exit(1)  # the run failed, crashed or was cancelled: its message says why

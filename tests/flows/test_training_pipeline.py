@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from flows.cli import app
 from flows.training import training_pipeline
 from tlflow.data.readers import load_labelled_data
+from tlflow.data.split_definition import split_digest
 from tlflow.data.validation.stage import DataValidationError
 from tlflow.registry import tracking
 from tlflow.task_types.registry import get_task_type
@@ -66,7 +67,8 @@ def test_pipeline_registers_promotes_and_records_lineage(project, prefect_server
     assert run.data.metrics["test_accuracy"] == pytest.approx(99 / 200, abs=1e-6)
     assert run.data.metrics["test_macro_f1"] == pytest.approx(0.331104, abs=1e-6)
     assert len(client.get_metric_history(first.run_id, "train_loss")) >= 3
-    assert {i.dataset.digest for i in run.inputs.dataset_inputs} == {expected_md5}
+    assert {i.dataset.digest for i in run.inputs.dataset_inputs} == {  # one per split: data version, definition
+        split_digest(cfg.data, split, cfg.task.type, expected_md5) for split in ("train", "validation", "test")}
     artifacts = {a.path for a in client.list_artifacts(first.run_id, "evaluation")}
     assert {"evaluation/confusion_matrix.png", "evaluation/mistakes.json"} <= artifacts
     assert any(a.path.endswith(".html") for a in client.list_artifacts(first.run_id, "validation"))

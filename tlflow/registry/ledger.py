@@ -8,6 +8,11 @@ the same MLflow store as the registry, so the ledger travels with it. The tool o
 nothing here updates or deletes a ledger run. Entries of one model are numbered (`sequence`)
 under that model's promotion lock.
 
+An alias moved outside tlflow (the MLflow registry UI's alias editor, or any client) is taken in
+by an entry with action `external-alias-change` (`tlflow.registry.reconcile`) before the ledger is
+read or a transaction acts, so the last entry's aliases (`LedgerEntry.aliases_after`) are the
+registry's.
+
 An interrupted transaction is settled by a compensating entry, action `recovered`
 (`tlflow.registry.recovery`): its `decision` says whether the interrupted decision was completed
 or rolled back, which versions were removed (`removed`) and which entries were undone (`undid`).
@@ -24,13 +29,15 @@ from dataclasses import dataclass, field
 from mlflow import MlflowClient
 
 from tlflow.registry.lineage import Lineage
-from tlflow.registry.tracking import ensure_experiment
+from tlflow.registry.tracking import CHAMPION, ensure_experiment
 
 LEDGER_EXPERIMENT = "tlflow-promotion-ledger"
 #: The compensating action: an interrupted transaction completed or rolled back (`tlflow.registry.recovery`).
 RECOVERED = "recovered"
+#: An alias moved outside tlflow, found and recorded (`tlflow.registry.reconcile`).
+EXTERNAL = "external-alias-change"
 ACTIONS = ("promoted", "rejected", "manual-promotion", "forced-promotion", "rollback", "optimize", "unlock",
-           RECOVERED)
+           RECOVERED, EXTERNAL)
 #: The lineage every entry records (`Lineage` fields, under the same tag names).
 LINEAGE_FIELDS = ("data_md5", "git_commit", "prefect_flow_run_id", "eval_split")
 
@@ -56,6 +63,12 @@ class LedgerEntry:
     @property
     def changed_champion(self) -> bool:
         return self.champion_after != self.champion_before
+
+    @property
+    def aliases_after(self) -> dict[str, str | None]:
+        """The aliases as this decision left them: those it recorded, else (entries written before
+        the aliases were recorded) its champion."""
+        return dict(self.aliases) or {CHAMPION: self.champion_after}
 
 
 def entries(client: MlflowClient, model: str) -> list[LedgerEntry]:
@@ -115,6 +128,11 @@ def append(
     return entries(client, model)[-1]
 
 
+def aliases_after(history: list[LedgerEntry], names: tuple[str, ...]) -> dict[str, str | None]:
+    """The aliases as the ledger's last entry left them; an empty ledger has set none of `names`."""
+    return history[-1].aliases_after if history else dict.fromkeys(names)
+
+
 def removed_versions(history: list[LedgerEntry]) -> set[str]:
     """The versions that `recovered` entries say were removed (their decisions were undone)."""
     return {str(v) for e in history if e.action == RECOVERED for v in e.decision.get("removed", [])}
@@ -129,8 +147,9 @@ def previous_champion(history: list[LedgerEntry], current: str | None) -> str | 
     """The champion before `current`: the `champion_before` of the latest decision (not a
     rollback, not a recovery) that made `current` champion, so repeated rollbacks walk back
     through history (None when there is nothing before). `optimize` entries never change the
-    champion, so they are never taken for a promotion. A version that a `recovered` entry removed
-    is skipped: the walk goes on to the champion before it."""
+    champion, so they are never taken for a promotion; an `external-alias-change` that moved the
+    champion is one. A version that a `recovered` entry removed is skipped: the walk goes on to the
+    champion before it."""
     removed = removed_versions(history)
     for entry in reversed(history):
         if entry.champion_after == current and entry.changed_champion and entry.action not in ("rollback", RECOVERED):
@@ -144,11 +163,12 @@ def format_history(history: list[LedgerEntry]) -> str:
     """The ledger as a fixed-width table for a terminal."""
     if not history:
         return "no promotion decisions recorded"
-    lines = [f"{'#':>3}  {'time (UTC)':19}  {'action':17} {'version':>7}  {'champion':>14}  {'actor':24} reason"]
+    width = max(24, *(len(e.actor) for e in history))  # the whole actor: a flow run's id ends it
+    lines = [f"{'#':>3}  {'time (UTC)':19}  {'action':21} {'version':>7}  {'champion':>14}  {'actor':{width}} reason"]
     for e in history:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(e.time))
         champ = f"{e.champion_before or '-'} -> {e.champion_after or '-'}"
         version = "v" + e.version if e.version else "-"
-        lines.append(f"{e.sequence:>3}  {when:19}  {e.action:17} {version:>7}  {champ:>14}  {e.actor[:24]:24} "
+        lines.append(f"{e.sequence:>3}  {when:19}  {e.action:21} {version:>7}  {champ:>14}  {e.actor:{width}} "
                      f"{e.reason}")
     return "\n".join(lines)

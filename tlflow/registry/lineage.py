@@ -23,7 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tlflow.config import PipelineConfig
-from tlflow.data.cache import cache_key, file_digest
+from tlflow.data.cache import file_digest
+from tlflow.data.split_definition import split_digest
+from tlflow.data.version import data_version
 from tlflow.registry import tracking
 
 #: The packages whose source makes up the pipeline's code (`code_md5`).
@@ -34,7 +36,7 @@ CODE_PACKAGES = ("tlflow", "tasks", "flows")
 class Lineage:
     """Tag values of a run or version; an empty field is unknown and written as no tag."""
 
-    data_md5: str = ""  # the dataset version: the md5 in data.dvc
+    data_md5: str = ""  # the dataset version: the md5 in data.dvc, or the files' content hash outside DVC
     data_files_md5: str = ""  # content of the config's raw files (catches data edited in place)
     config_hash: str = ""  # `PipelineConfig.hash()`
     code_md5: str = ""  # the pipeline's source (`code_digest`)
@@ -45,13 +47,17 @@ class Lineage:
     eval_split: str = ""  # the frozen evaluation split: data + how the test split is cut
     pii_policy: str = ""  # `privacy.pii` (off, report, redact, fail): what was done to personal data
     pii_counts: str = ""  # digest of the PII scan's counts (set by validate-data; empty when off)
+    data_tracked: str = ""  # 'true' when DVC's record covers every file read, 'false' when data_md5 is a content hash
 
     @classmethod
     def of(cls, cfg: PipelineConfig, data_md5: str | None = None, *, prefect_flow_run_id: str = "",
            encoder_version: str = "") -> Lineage:
-        """What a run of `cfg` trains on now (`data_md5` default: the version in data.dvc)."""
+        """What a run of `cfg` trains on now (`data_md5` default: `data_version` of its files: the
+        version in data.dvc, or their content hash when DVC does not cover them)."""
+        version = data_version(cfg.data)
         return cls(
-            data_md5=tracking.data_version() if data_md5 is None else data_md5,
+            data_md5=version.md5 if data_md5 is None else data_md5,
+            data_tracked=version.tags()["data_tracked"],
             data_files_md5=files_digest(cfg),
             config_hash=cfg.hash(),
             code_md5=code_digest(),
@@ -59,7 +65,7 @@ class Lineage:
             prefect_flow_run_id=prefect_flow_run_id,
             encoder_version=encoder_version,
             task_type=cfg.task.type or "",
-            eval_split=cache_key(data=cfg.data.model_dump(mode="json"), task=cfg.task.type),
+            eval_split=split_digest(cfg.data, "test", cfg.task.type),  # what decides the test rows, nothing else
             pii_policy=cfg.privacy.pii,
         )
 

@@ -59,8 +59,7 @@ def _done(client: MlflowClient, name: str, decided: LedgerEntry, pending: list[s
         return False
     if any(client.get_model_version(name, v).status != "READY" for v in pending):
         return False
-    expected = decided.aliases or {tracking.CHAMPION: decided.champion_after}
-    return all(found.get(alias) == version for alias, version in expected.items())
+    return not state.differences(decided.aliases_after, found)
 
 
 def _wanted(client: MlflowClient, name: str, intent: state.Intent | None, prior: list[LedgerEntry],

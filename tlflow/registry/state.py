@@ -61,6 +61,12 @@ def snapshot(client: MlflowClient, name: str) -> dict[str, str | None]:
     return aliases(client, name, SNAPSHOT_ALIASES)
 
 
+def differences(recorded: Mapping[str, str | None], found: Mapping[str, str | None]) -> dict[str, tuple]:
+    """The aliases of `recorded` that point elsewhere in `found`: alias -> (recorded, found)
+    versions (None: not set)."""
+    return {alias: (version, found.get(alias)) for alias, version in recorded.items() if found.get(alias) != version}
+
+
 def restore(client: MlflowClient, name: str, wanted: Mapping[str, str | None]) -> None:
     """Point each alias of `wanted` at its version again (None: remove it). Aliases already right
     are left alone; one whose version no longer exists is removed. Any other failure raises."""

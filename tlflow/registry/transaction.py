@@ -8,7 +8,9 @@ an optimized variant all run the same steps, each a function of its own:
 2. `STEP_CLEAN` (`recovery.recover`): settle what an interrupted transaction left, following the
    ledger: its pending version is completed when its ledger entry exists and every step before
    `complete` is verifiably done, and rolled back otherwise, with a compensating ledger entry
-   (action `recovered`) either way;
+   (action `recovered`) either way; then aliases moved outside tlflow (the MLflow registry UI)
+   are recorded (`reconcile.reconcile`, action `external-alias-change`), so the action starts
+   from the ledger's last state;
 3. `STEP_SNAPSHOT` (`state.snapshot`): the aliases as they are, written with the ledger's last
    sequence into the model's intent marker (`state.Intent`) before anything changes;
 4. `STEP_ACT`: the action's own callable, given a `Changes`: register at most one new version
@@ -43,6 +45,7 @@ from mlflow import MlflowClient
 from tlflow.registry import ledger, state, tracking
 from tlflow.registry.lineage import Lineage
 from tlflow.registry.lock import registry_lock
+from tlflow.registry.reconcile import reconcile
 from tlflow.registry.recovery import COMPLETED, recover
 from tlflow.registry.state import (
     ALIASES,
@@ -164,6 +167,7 @@ def transact(
     with registry_lock(client, name, wait_s, stale_s):
         step(STEP_CLEAN)
         recover(client, name, actor, lineage)
+        reconcile(client, name, actor)
         step(STEP_SNAPSHOT)
         before = snapshot(client, name)
         created = not exists(client, name)

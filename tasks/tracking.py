@@ -6,10 +6,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import mlflow
+from mlflow import MlflowClient
+from prefect import get_run_logger
 from prefect.runtime import flow_run
+from prefect.utilities.urls import url_for
 
 from tlflow.config import PipelineConfig
 from tlflow.registry import tracking
+from tlflow.registry.abandoned_runs import close_abandoned_runs, owner_tags
 from tlflow.registry.lineage import Lineage
 
 
@@ -22,19 +26,38 @@ def lineage_tags(cfg: PipelineConfig) -> dict[str, str]:
 @contextmanager
 def pipeline_run(cfg: PipelineConfig, tags: dict[str, str], stage: str | None = None) -> Iterator[mlflow.ActiveRun]:
     """Open the MLflow run of this flow run: experiment = config name, params = flattened config,
-    lineage tags. Tasks called inside log to it; an exception marks it FAILED. Opened while
-    another run is active (a stage inside a pipeline), it is a nested child run named `stage`."""
+    lineage tags, the owning process. Tasks called inside log to it; an exception marks it FAILED.
+    Opened while another run is active (a stage inside a pipeline), it is a nested child run named
+    `stage`; a top-level run, as it starts, marks the runs of dead processes in its experiment
+    KILLED (`tlflow.registry.abandoned_runs`)."""
     tracking.configure()
     experiment_id = tracking.ensure_experiment(cfg.name)
     nested = mlflow.active_run() is not None
     name = (stage if nested and stage else flow_run.name) or stage
-    with mlflow.start_run(experiment_id=experiment_id, run_name=name, tags=tags, nested=nested) as run:
+    with mlflow.start_run(experiment_id=experiment_id, run_name=name, tags={**tags, **owner_tags()},
+                          nested=nested) as run:
+        if not nested and (closed := close_abandoned_runs(MlflowClient(), experiment_id, run.info.run_id)):
+            get_run_logger().warning(f"marked {len(closed)} run(s) of dead processes KILLED: {', '.join(closed)}")
         mlflow.log_params(cfg.flat())
         mlflow.log_dict(cfg.to_dict(), "config.yaml")
+        if url := flow_run_url():  # from the MLflow run to its flow run in the Prefect UI
+            mlflow.set_tag("prefect_flow_run_url", url)
         try:
             yield run
         finally:
             mlflow.flush_async_logging()
+
+
+#: Where `prefect server start --port 4200` (the command `tlflow` prints) shows a temporary server's runs.
+LOCAL_PREFECT_UI = "http://127.0.0.1:4200"
+
+
+def flow_run_url() -> str | None:
+    """This flow run's page in the Prefect UI: the configured server's (`PREFECT_UI_URL`, derived
+    from `PREFECT_API_URL`), else the local UI's; None outside a flow run."""
+    if flow_run.id is None:
+        return None
+    return url_for("flow-run", obj_id=flow_run.id, default_base_url=LOCAL_PREFECT_UI)
 
 
 def artifact_key(name: str, suffix: str) -> str:

@@ -20,17 +20,30 @@ OFFLINE_DEFAULTS = {
     "DVC_NO_ANALYTICS": "1",
 }
 
+#: Environment defaults for a busy machine (a shared worker, an oversubscribed CPU): Prefect waits
+#: up to 5 minutes, not 20 s, for its temporary server to start (`flows.ephemeral`; about 8 s on an
+#: idle machine); its client retries a failed API call 5 times over about a minute (Prefect's own
+#: default, kept explicit here because the command line's one-line "API lost" error relies on it).
+RESILIENCE_DEFAULTS = {
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "300",
+    "PREFECT_CLIENT_MAX_RETRIES": "5",
+}
+
 
 def apply_defaults(quiet_console: bool = True) -> None:
-    """Set offline/telemetry defaults (explicit environment settings win) and silence library noise.
+    """Set offline/telemetry and busy-machine defaults (explicit environment settings win) and
+    silence library noise. Call it before Prefect is imported: Prefect reads its settings then.
 
     With `quiet_console`, Prefect keeps sending INFO logs to its API (the UI shows them) while the
     terminal shows only what the caller prints (the CLI prints one summary, or the error).
     """
-    for key, value in OFFLINE_DEFAULTS.items():
+    for key, value in {**OFFLINE_DEFAULTS, **RESILIENCE_DEFAULTS}.items():
         os.environ.setdefault(key, value)
     if quiet_console:
         os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
+        # Prefect's background services (events, logs) report each item they could not send to a
+        # lost API on their own handler: a wall of lines before the command's one-line error.
+        os.environ.setdefault("PREFECT_INTERNAL_LOGGING_LEVEL", "CRITICAL")
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", message=".*pydantic.*", category=UserWarning)

@@ -1,12 +1,15 @@
 """Commands that run the pipeline's Prefect flows, and the data checks on their own.
 
 The flows (and with them Prefect, torch and transformers) are imported inside each command, after
-the config has loaded: `tlflow run` starts the ephemeral Prefect server first, so that it comes up
-while those import.
+the config has loaded: each command starts the temporary Prefect server first (`flows.ephemeral`),
+so that it comes up while those import, and dies with the command; a Prefect API that stops
+answering during the flow is one line.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -24,8 +27,31 @@ from flows.commands.common import (
     print_outcome,
     print_ui_commands,
 )
+from flows.ephemeral import EarlyServer, PrefectApiLost, api_loss_is_one_line, start_early
 
 NOTHING_TRAINED = "Nothing was trained or registered."
+#: What a run stopped by a lost Prefect API keeps. Prefect orchestrates tasks in this process, so
+#: training goes on without the API; the loss surfaces at the next call that needs it (an artifact,
+#: the flow's final state), before or after registration.
+RESUMABLE = ("What it finished is kept (checkpoints, a version registered before the loss): run the same "
+             "command again to resume from there.")
+
+
+@contextmanager
+def _running_flows(server: EarlyServer, consequence: str | None = NOTHING_TRAINED,
+                   lost: str | None = RESUMABLE) -> Iterator[None]:
+    """The block where a command runs its flow: the temporary Prefect server ready first,
+    `consequence` said after an error, a Prefect API lost meanwhile one line (then `lost`)."""
+    if consequence:
+        on_failure(consequence)
+    server.wait()
+    try:
+        with api_loss_is_one_line():
+            yield
+    except PrefectApiLost:
+        if lost:
+            on_failure(lost)
+        raise
 
 
 def run(
@@ -39,14 +65,11 @@ def run(
     config and code match a registered version, unless --force)."""
     cfg = pipeline_config(config, set_)
     prepare_env(verbose)
-    from flows.ephemeral import start_early
-
     server = start_early()  # comes up while torch and transformers import
     from flows.training import training_pipeline
 
-    server.wait()
-    on_failure(NOTHING_TRAINED)
-    outcome = training_pipeline(cfg, force=force)
+    with _running_flows(server):
+        outcome = training_pipeline(cfg, force=force)
     print_outcome(cfg, outcome)
 
 
@@ -56,10 +79,11 @@ def pretrain(config: ConfigArg = None, set_: SetOpt = None, verbose: VerboseOpt 
     if cfg.pretrain.mode == "none":
         fail("pretrain.mode is 'none': set it to 'scratch' or 'continue' (e.g. --set pretrain.mode=scratch)", 2)
     prepare_env(verbose)
+    server = start_early()
     from flows.pretraining import pretraining_pipeline
 
-    on_failure(NOTHING_TRAINED)
-    encoder = pretraining_pipeline(cfg)
+    with _running_flows(server):
+        encoder = pretraining_pipeline(cfg)
     typer.echo(f"{cfg.name}-encoder v{encoder.version} registered; encoder files: {encoder.path}")
     print_ui_commands()
 
@@ -69,11 +93,13 @@ def report_transfer(config: ConfigArg = None, set_: SetOpt = None, verbose: Verb
     the base after continued in-domain pretraining (same budget); print the comparison table."""
     cfg = pipeline_config(config, set_)
     prepare_env(verbose)
+    server = start_early()
     from flows.transfer import transfer_report
     from tlflow.evaluation.transfer import report_markdown
 
-    on_failure("The failing variant trained and registered nothing; variants finished before it stay in MLflow.")
-    results = transfer_report(cfg)
+    with _running_flows(server, "The failing variant trained and registered nothing; variants finished before it "
+                                "stay in MLflow.", lost=None):
+        results = transfer_report(cfg)
     typer.echo(report_markdown(cfg.task.primary_metric, results))
     print_ui_commands()
 
@@ -98,11 +124,12 @@ def retrain(config: ConfigArg = None, set_: SetOpt = None, verbose: VerboseOpt =
     """Run `retraining_pipeline`: keep the champion when data and config are unchanged, else train + gate."""
     cfg = pipeline_config(config, set_)
     prepare_env(verbose)
+    server = start_early()
     from flows.retraining import retraining_pipeline
     from tlflow.registry.retraining import RetrainingCheck
 
-    on_failure(NOTHING_TRAINED)
-    result = retraining_pipeline(cfg)
+    with _running_flows(server):
+        result = retraining_pipeline(cfg)
     if isinstance(result, RetrainingCheck):
         typer.echo(result.summary())
     else:
@@ -117,7 +144,9 @@ def predict(
 ) -> None:
     """Run the `batch_predict` flow: predictions of NAME@ALIAS for every row of INPUT_FILE."""
     prepare_env(verbose=False)
+    server = start_early()
     from flows.batch import batch_predict
 
-    path = batch_predict(name, str(input_file), str(output_file), alias)
+    with _running_flows(server, consequence=None, lost=None):
+        path = batch_predict(name, str(input_file), str(output_file), alias)
     typer.echo(f"predictions written to {path}")

@@ -14,7 +14,7 @@ import click
 import typer
 from typer.core import TyperGroup
 
-from flows.commands import audit, ops, pipelines, registry, serving
+from flows.commands import audit, ops, pipelines, registry, select, serving
 from flows.commands.common import CONSEQUENCE
 from flows.commands.serving import serve_command, serve_env
 from tlflow.errors import TlflowError
@@ -63,6 +63,7 @@ app.command()(registry.models)
 app.command()(registry.history)
 app.command()(registry.promote)
 app.command()(pipelines.retrain)
+app.command()(select.select)
 app.command()(ops.trigger)
 app.command()(pipelines.predict)
 app.command()(serving.serve)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from prefect import flow
 
 from flows.pretraining import pretraining_stage
+from flows.run_labels import run_name, tag_run
 from tasks.evaluate import evaluate_model
 from tasks.fairness import audit_fairness
 from tasks.finetune import finetune_model
@@ -18,8 +19,9 @@ from tlflow.runtime import apply_defaults
 from tlflow.task_types.registry import check_config, check_inputs, task_type_for
 
 
-@flow(name="training_pipeline")
-def training_pipeline(config: PipelineConfig = PipelineConfig(), force: bool = False) -> RegistrationOutcome:
+@flow(name="training_pipeline", flow_run_name=run_name)
+def training_pipeline(config: PipelineConfig = PipelineConfig(), force: bool = False,
+                      lineage: dict[str, str] | None = None) -> RegistrationOutcome:
     """Take a labelled dataset from `data/` to a fine-tuned model that is evaluated, registered
     and promoted in MLflow. One MLflow run per flow run; one task per stage.
 
@@ -29,10 +31,13 @@ def training_pipeline(config: PipelineConfig = PipelineConfig(), force: bool = F
     Args:
         config: the whole pipeline configuration (a YAML file of configs/ loads into it).
         force: train even when data, config and code match a registered version.
+        lineage: more tags for the run and the registered version saying where the config came
+            from (`model_selection`: the study, trial and candidate that chose it).
     """
     apply_defaults()
     check_inputs(check_config(config))
-    tags = lineage_tags(config)
+    tag_run(config)
+    tags = {**lineage_tags(config), **(lineage or {})}
     if not force and (unchanged := find_unchanged(config, tags)) is not None:
         return unchanged
     with pipeline_run(config, tags):

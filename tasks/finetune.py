@@ -9,13 +9,16 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from tasks.progress import training_progress
 from tlflow import paths
 from tlflow.config import PipelineConfig
 from tlflow.data.cache import cache_key, load_tokenized
 from tlflow.data.readers import LoadedData
 from tlflow.modeling.models import load_tokenizer
+from tlflow.training.budget import epoch_budget, never_improved
 from tlflow.training.distributed import train_distributed
 from tlflow.training.finetuning import train_task_model
+from tlflow.training.loop import MetricsCallback
 
 CHECKPOINT_DIR = paths.CHECKPOINTS_DIR
 
@@ -25,15 +28,33 @@ def _log_async(metrics: dict[str, float], step: int) -> None:
     mlflow.log_metrics(metrics, step=step, synchronous=False)
 
 
+def _and_then(also: MetricsCallback | None) -> MetricsCallback:
+    """`_log_async`, then `also` (a model-selection trial's report to its study, which may prune it)."""
+    if also is None:
+        return _log_async
+
+    def log(metrics: dict[str, float], step: int) -> None:
+        _log_async(metrics, step)
+        also(metrics, step)
+
+    return log
+
+
 @task(name="fine-tune", cache_policy=NO_CACHE, persist_result=False)
 def finetune_model(
-    cfg: PipelineConfig, tokenized: Path, loaded: LoadedData, encoder: str
+    cfg: PipelineConfig, tokenized: Path, loaded: LoadedData, encoder: str, on_metrics: MetricsCallback | None = None
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Fine-tune `encoder` on the tokenized train split, logging train loss and validation metrics
     to MLflow as they happen (with `finetune.privacy`: DP-SGD, `dp_epsilon` per epoch and `dp_*` tags). Checkpoints are keyed by the tokenized data, encoder and training
-    settings, so re-running the same config after a kill resumes where it stopped."""
+    settings, so re-running the same config after a kill resumes where it stopped. A small training
+    split gets more epochs to reach `finetune.min_steps` (said in the log, metric `train_epochs`); a
+    validation curve that never rose above its first point is a warning. `on_metrics` also
+    receives every logged metric (after MLflow)."""
     logger = get_run_logger()
     tokenizer = load_tokenizer(encoder)
+    budget = epoch_budget(cfg.finetune, load_tokenized(tokenized)["train"].num_rows)
+    (logger.warning if budget.raised else logger.info)(budget.note())
+    cfg = cfg.model_copy(update={"finetune": cfg.finetune.model_copy(update={"epochs": budget.epochs})})
     key = cache_key(
         tokenized=tokenized.name,
         encoder=encoder,
@@ -49,10 +70,11 @@ def finetune_model(
         )
         mlflow.log_metrics({"finetune_processes": cfg.finetune.processes})
     else:
-        model, result = train_task_model(
-            cfg, load_tokenized(tokenized)["train"].to_dict(), loaded.splits["validation"], loaded.label_names, tokenizer, encoder, checkpoints,
-            _log_async,
-        )
+        with training_progress(cfg, "fine-tune"):  # log lines and a progress artifact in the Prefect UI
+            model, result = train_task_model(
+                cfg, load_tokenized(tokenized)["train"].to_dict(), loaded.splits["validation"], loaded.label_names,
+                tokenizer, encoder, checkpoints, _and_then(on_metrics), train_rows=loaded.splits["train"],
+            )
     mlflow.log_metrics(
         {
             "train_seconds": result.seconds,
@@ -61,8 +83,16 @@ def finetune_model(
             "train_tokens_per_s": result.tokens / result.seconds if result.seconds else 0.0,
             "train_steps": result.steps,
             "resumed_from_step": result.resumed_from,
+            "train_epochs": budget.epochs,
         }
     )
+    metric = cfg.task.primary_metric
+    mlflow.flush_async_logging()
+    curve = [m.value for m in sorted(mlflow.MlflowClient().get_metric_history(mlflow.active_run().info.run_id,
+                                                                              f"val_{metric}"), key=lambda m: m.step)]
+    if never_improved(curve):
+        logger.warning("validation %s never improved on its first value %.4f in %d evaluations: the model may have "
+                       "learned nothing (more data, epochs or a higher learning rate?)", metric, curve[0], len(curve))
     mlflow.set_tag("checkpoint_dir", str(checkpoints))
     if result.privacy is not None:  # DP-SGD: what was spent, on the run (and, via register, the version)
         mlflow.set_tags(result.privacy.tags())

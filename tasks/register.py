@@ -15,10 +15,14 @@ from tasks.tracking import artifact_key
 from tlflow.config import PipelineConfig
 from tlflow.data.readers import LoadedData
 from tlflow.registry import registration, tracking
+from tlflow.registry.baseline import trivial_baseline
+from tlflow.registry.fingerprint import log_fingerprint
 from tlflow.registry.gate import Decision
 from tlflow.registry.lineage import Lineage
+from tlflow.registry.links import outcome_links
 from tlflow.registry.lock import lock_notices
 from tlflow.registry.reuse import matching_version
+from tlflow.selection.lineage import selection_tags
 from tlflow.serving import log_task_model
 from tlflow.task_types.base import Evaluation, TaskSettings
 from tlflow.task_types.registry import task_type_for
@@ -67,6 +71,7 @@ def decision_markdown(cfg: PipelineConfig, version: str | None, decision: Decisi
             "",
             f"Decision: **{decision.alias}** ({decision.metric} {decision.new_score:.4f}, champion re-scored on the "
             f"same test split: {champion})",
+            *(["", *(f"- {note}" for note in decision.notes)] if decision.notes else []),
             "",
             "| check | result | numbers |",
             "|---|---|---|",
@@ -74,7 +79,8 @@ def decision_markdown(cfg: PipelineConfig, version: str | None, decision: Decisi
         ]
     for section in evaluation.report_sections:  # slice table, fairness audit
         lines += ["", section]
-    lines += ["", f"MLflow run `{run_id}`, model `{model_uri}`"]
+    links = outcome_links(MlflowClient(), run_id, cfg.name if decision else None, version)  # the MLflow UI
+    lines += ["", f"MLflow run `{run_id}`, model `{model_uri}`", "", links]
     return "\n".join(lines)
 
 
@@ -94,7 +100,8 @@ def find_unchanged(cfg: PipelineConfig, tags: dict[str, str]) -> RegistrationOut
     create_markdown_artifact(
         f"## {cfg.name}: unchanged, v{mv.version} ({aliases}) kept\n\n"
         f"Data version, raw files, config and code match v{mv.version} (MLflow run `{mv.run_id}`): "
-        "nothing was trained. Run with `force=True` (`tlflow run --force`) to train again.",
+        "nothing was trained. Run with `force=True` (`tlflow run --force`) to train again.\n\n"
+        + outcome_links(MlflowClient(), mv.run_id, cfg.name, str(mv.version)),
         key=artifact_key(cfg.name, "summary"), description="Pipeline outcome: inputs unchanged",
     )
     return outcome
@@ -110,28 +117,34 @@ def register_and_promote(
     tags: dict[str, str],
 ) -> RegistrationOutcome:
     """Log the model (`TaskModel` pyfunc: weights as safetensors, tokenizer, task settings,
-    signature, input example), then, under the model's promotion lock, re-score the champion on
-    this run's test split, run the gate (floors, min_delta, paired bootstrap, per-class drop),
-    register the version, move `champion` or `challenger`, and append the ledger entry.
+    signature, input example) and the fingerprint of its training rows, then, under the model's
+    promotion lock, re-score the champion on this run's test split (on the rows it was not trained
+    on, when its fingerprint finds some), run the gate (floors or the trivial baseline, min_delta,
+    paired bootstrap, per-class drop), register the version, move `champion` or `challenger`, and
+    append the ledger entry.
 
     The files are logged before the version exists and the alias moves last; a failure on the way
     deletes the version and puts the aliases back (`tlflow.registry.registration`).
     """
     logger = get_run_logger()
     run_id = mlflow.active_run().info.run_id
-    example = task_type_for(cfg).requests(loaded.splits["test"].select(range(3)))
+    task_type = task_type_for(cfg)
+    example = task_type.requests(loaded.splits["test"].select(range(3)))
     # Serving opts in to the inference speed-ups the model was fine-tuned with (task.json).
     settings = replace(TaskSettings.from_config(cfg), inference_speedups=inference_speedups(cfg.finetune.speedups))
     model_uri = log_task_model(model, tokenizer, settings, example)
+    # What a later gate looks for in its test split: the rows this model was trained on.
+    log_fingerprint(loaded.splits["train"], task_type.overlap_columns)
     outcome = RegistrationOutcome(cfg.name, None, None, run_id, model_uri)
     if cfg.promote.register_model:
         client = MlflowClient()
-        new = registration.scores_of(cfg, evaluation, loaded.label_names)
+        new = registration.scores_of(cfg, evaluation, loaded.label_names,
+                                     trivial_baseline(task_type, loaded, evaluation))
 
         def score_champion(version: str):
-            champion = registration.evaluate_version(cfg, cfg.name, version, loaded)
-            mlflow.log_metric(f"champion_test_{cfg.task.primary_metric}", champion.metrics[cfg.task.primary_metric])
-            return registration.scores_of(cfg, champion, loaded.label_names)
+            champion = registration.version_scores(client, cfg, version, loaded)
+            mlflow.log_metric(f"champion_test_{cfg.task.primary_metric}", champion.value(cfg.task.primary_metric))
+            return champion
 
         with lock_notices(logger.warning):  # who holds the promotion lock, while this run waits
             result = registration.register_and_promote(
@@ -141,7 +154,7 @@ def register_and_promote(
                 actor=f"flow training_pipeline run {run_id}",
                 describe=lambda v, d: decision_markdown(cfg, v, d, evaluation, run_id, model_uri),
                 tags={**{f"test_{k}": f"{evaluation.metrics[k]:.6f}" for k in evaluation.headline},
-                      **privacy_tags(mlflow.get_run(run_id).data.tags)},
+                      **privacy_tags(mlflow.get_run(run_id).data.tags), **selection_tags(tags)},
             )
         outcome.version, outcome.decision = result.version, result.decision
         mlflow.set_tags({"registered_version": result.version, "promotion_decision": result.decision.alias,

@@ -10,7 +10,7 @@ pytestmark = [pytest.mark.unit]
 
 def test_config_is_the_flow_parameter_with_descriptions():
     schema = parameter_schema(training_pipeline.fn).model_dump()
-    assert list(schema["properties"]) == ["config", "force"]
+    assert list(schema["properties"]) == ["config", "force", "lineage"]  # lineage: set by model_selection
     assert schema["properties"]["force"]["default"] is False and schema["properties"]["force"]["description"]
     pipeline = schema["definitions"]["PipelineConfig"]["properties"]
     assert {"name", "data", "validate", "task", "model", "pretrain", "finetune", "evaluate", "promote"} <= set(pipeline)

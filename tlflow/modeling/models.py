@@ -5,7 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from transformers import AutoTokenizer, BertConfig, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import (
+    AutoConfig,
+    AutoTokenizer,
+    BertConfig,
+    PretrainedConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
 
 from tlflow.config import ModelConfig
 from tlflow.modeling.bases import PACKAGED_MODELS, ModelError, packaged_base
@@ -58,7 +65,8 @@ def build_task_model(
 
     Args:
         cfg: model section of the config (`init` chooses pretrained weights or a random BERT of
-            the configured size, the latter for tests and from-scratch baselines).
+            the configured size, the latter for tests and from-scratch baselines; `dropout`
+            overrides the base's dropout probabilities).
         head: the task type's (Auto class, BERT class) (`TaskType.model_head`: sequence, token or
             span classification).
         label_names: class (or tag) names in id order, stored in the model config as
@@ -86,13 +94,33 @@ def build_task_model(
             max_position_embeddings=max(cfg.max_length, 64),
             **labels,
         )
+        if cfg.dropout is not None:
+            with_dropout(config, cfg.dropout)
         model = bert_class(config)
     else:
         try:
-            model = auto_class.from_pretrained(resolve_base(cfg.base), dtype=torch.float32, **labels)
+            if cfg.dropout is None:
+                model = auto_class.from_pretrained(resolve_base(cfg.base), dtype=torch.float32, **labels)
+            else:
+                config = with_dropout(AutoConfig.from_pretrained(resolve_base(cfg.base), **labels), cfg.dropout)
+                model = auto_class.from_pretrained(resolve_base(cfg.base), config=config, dtype=torch.float32)
         except (OSError, ValueError) as err:
             raise ModelError(f"cannot load base model '{cfg.base}' offline: {str(err).splitlines()[0]}") from None
     return model
+
+
+#: Dropout probabilities of Hugging Face model configs (BERT, MPNet, Llama, GPT-2 families) that
+#: `model.dropout` sets, where the config has them.
+DROPOUT_SETTINGS = ("hidden_dropout_prob", "attention_probs_dropout_prob", "classifier_dropout", "attention_dropout",
+                    "hidden_dropout", "dropout", "resid_pdrop", "embd_pdrop", "attn_pdrop")
+
+
+def with_dropout(config: PretrainedConfig, p: float) -> PretrainedConfig:
+    """`config` with every dropout probability it has (`DROPOUT_SETTINGS`) set to `p`."""
+    for name in DROPOUT_SETTINGS:
+        if hasattr(config, name):
+            setattr(config, name, p)
+    return config
 
 
 def load_task_head(auto_class: type[PreTrainedModel], path: str | Path) -> PreTrainedModel:

@@ -5,6 +5,9 @@ The loop itself is short: batches, forward, `backward_and_step`, then the run's 
 beside it: `settings` (LoopSettings), `optimizer` (AdamW, schedule, the step), `checkpoints`
 (write, find, resume), `speedups` (the opt-in tricks `LoopSettings.speedups` names) and
 `private` (DP-SGD, when `LoopSettings.privacy` is set).
+
+Inside `progress.progress_reporter(report)` every loop hands `report` a `TrainingProgress` at each
+log point.
 """
 
 from __future__ import annotations
@@ -23,8 +26,11 @@ from transformers import PreTrainedModel
 from tlflow.config import FinetuneConfig
 from tlflow.modeling.batching import collate, epoch_batches
 from tlflow.training.checkpoints import Progress, resume, write_checkpoint
+from tlflow.training.early_stopping import STATE_KEY, EarlyStopping
+from tlflow.training.label_smoothing import SmoothedLoss
 from tlflow.training.optimizer import backward_and_step, make_optimizer, make_scheduler
 from tlflow.training.private import PrivacyReport, PrivateTraining
+from tlflow.training.progress import TrainingProgress, current_reporter
 from tlflow.training.settings import LoopSettings, set_threads
 from tlflow.training.speedups import training_speedups
 
@@ -46,6 +52,7 @@ class TrainResult:
     val_metrics: dict[str, float] = field(default_factory=dict)
     checkpoint_seconds: float = 0.0  # writing checkpoints, this segment of the run only
     privacy: PrivacyReport | None = None  # DP-SGD runs: the plan and the epsilon spent
+    early_stopping: dict[str, float] = field(default_factory=dict)  # `EarlyStopping.summary()` when it was on
 
     @property
     def samples_per_second(self) -> float:
@@ -81,19 +88,21 @@ class _RunHooks:
     def __init__(self, settings: LoopSettings, n_examples: int, checkpoint_dir: Path, core: torch.nn.Module,
                  optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler,
                  progress: Progress, evaluate: EvalCallback | None, log: MetricsCallback | None,
-                 output_metrics: OutputMetrics | None, bar: tqdm, lead: bool) -> None:
+                 output_metrics: OutputMetrics | None, bar: tqdm, lead: bool, desc: str = "train") -> None:
         self.settings, self.checkpoint_dir, self.core = settings, checkpoint_dir, core
+        self.desc, self.report = desc, (current_reporter() if lead else None)
         self.optimizer, self.scheduler, self.progress, self.bar, self.lead = optimizer, scheduler, progress, bar, lead
         self.evaluate = evaluate if lead else None
         self.log = (log if lead else None) or (lambda metrics, step: None)
         self.output_metrics = output_metrics
         self.eval_every = settings.eval_every_steps or math.ceil(n_examples / settings.batch_size)
-        self.resumed_from, self.seconds_before = progress.step, progress.seconds
+        self.resumed_from, self.seconds_before, self.samples_before = progress.step, progress.seconds, progress.samples
         self.window: dict[str, float] = {}
         self.window_n, self.last_loss = 0, float("nan")
         self.val_metrics: dict[str, float] = {}
         self.eval_seconds = self.checkpoint_seconds = 0.0
         self.extra_state: Callable[[], dict] = dict  # what checkpoints keep besides the trainer state
+        self.stopping: EarlyStopping | None = None  # set by train_loop when early stopping is on (lead rank)
         self.started = time.perf_counter()
 
     def training_seconds(self, now: float) -> float:
@@ -114,8 +123,13 @@ class _RunHooks:
             self.on_log()
         if step % self.eval_every == 0 and step != total:
             self.on_eval()
-        if self.lead and (step % settings.checkpoint_every_steps == 0 or step == total):
+        if self.lead and (step % settings.checkpoint_every_steps == 0 or step == total or self.stopped):
             self.on_checkpoint()
+
+    @property
+    def stopped(self) -> bool:
+        """Whether early stopping has ended the run (a resumed run that had stopped trains no more)."""
+        return self.stopping is not None and self.stopping.stopped
 
     def on_log(self) -> None:
         means = {k: v / self.window_n for k, v in self.window.items()}
@@ -123,6 +137,12 @@ class _RunHooks:
         self.log({**means, "learning_rate": self.scheduler.get_last_lr()[0]}, self.progress.step)
         self.bar.set_postfix(loss=f"{self.last_loss:.4f}")
         self.window, self.window_n = {}, 0
+        if self.report is not None:
+            now = time.perf_counter()
+            trained = self.training_seconds(now) - self.seconds_before
+            samples = self.progress.samples - self.samples_before
+            self.report(TrainingProgress(self.desc, self.progress.step, self.settings.total_steps, self.resumed_from,
+                                         self.last_loss, samples / trained if trained > 0 else 0.0, now - self.started))
 
     def on_eval(self) -> None:
         if self.evaluate is None:
@@ -132,19 +152,26 @@ class _RunHooks:
         self.val_metrics = self.evaluate(self.core)
         self.eval_seconds += time.perf_counter() - began
         self.log({f"val_{k}": v for k, v in self.val_metrics.items()}, self.progress.step)
+        if self.stopping is not None:
+            self.stopping.update(self.progress.step, self.val_metrics, self.core)
 
     def on_checkpoint(self) -> None:
         saving = time.perf_counter()
         self.progress.seconds = self.training_seconds(saving)
         self.progress.extra = self.extra_state()
+        if self.stopping is not None:
+            self.progress.extra[STATE_KEY] = self.stopping.state_dict()
         write_checkpoint(self.checkpoint_dir, self.core, self.optimizer, self.scheduler, self.progress)
+        if self.stopping is not None:
+            self.stopping.forget_older()
         self.checkpoint_seconds += time.perf_counter() - saving
 
     def finish(self) -> TrainResult:
         """Close the bar, validate a last time; the segment's result (time of the whole training)."""
         self.bar.close()
         seconds = self.training_seconds(time.perf_counter())
-        self.on_eval()
+        if self.stopping is None or not self.stopping.evaluated_at(self.progress.step):
+            self.on_eval()
         p = self.progress
         return TrainResult(steps=p.step, total_steps=self.settings.total_steps, resumed_from=self.resumed_from,
                            train_loss=self.last_loss, seconds=seconds, samples=p.samples, tokens=p.tokens,
@@ -206,27 +233,38 @@ def train_loop(
     bar = tqdm(total=settings.total_steps, initial=done.step, desc=desc, unit="step",
                disable=not (progress and rank == 0), leave=False)
     hooks = _RunHooks(settings, len(lengths), checkpoint_dir, core, optimizer, scheduler, done, evaluate,
-                      log_metrics, output_metrics, bar, lead=rank == 0)
+                      log_metrics, output_metrics, bar, lead=rank == 0, desc=desc)
+    if settings.early_stopping is not None and rank == 0:
+        hooks.stopping = EarlyStopping.start(settings.early_stopping, checkpoint_dir, done.extra.get(STATE_KEY))
     model.train()
     try:
         with training_speedups(core, settings.speedups, data_parallel=world > 1) as grads:
             if private is None:
                 for batch in _remaining_batches(lengths, settings, done.step):
+                    if hooks.stopped:
+                        break
                     inputs = make_batch(_rank_slice(batch, rank, world), done.step)
                     output = model(**inputs)
                     backward_and_step(model, output.loss, optimizer, scheduler, grads, settings.max_grad_norm)
                     hooks.on_step(output, len(batch), int(inputs["attention_mask"].sum()))
             else:  # DP-SGD: Poisson batches, per-example clipping, noise (tlflow.training.private)
                 hooks.extra_state = private.state_dict
-                for output, samples, tokens in private.steps(lengths, make_batch, settings.seed, done.step,
-                                                             settings.total_steps, scheduler, hooks.log):
+                for output, samples, tokens in ([] if hooks.stopped else private.steps(
+                        lengths, make_batch, settings.seed, done.step, settings.total_steps, scheduler, hooks.log)):
                     hooks.on_step(output, samples, tokens)
+                    if hooks.stopped:
+                        break
             result = hooks.finish()  # the last validation runs with the speed-ups too (same logits)
     finally:
         if private is not None:  # a plain model again, even after a crash
             private.close()
     if private is not None:
         result.privacy = private.report(result.steps)
+    if hooks.stopping is not None:  # the weights and validation metrics of the best evaluation
+        hooks.stopping.restore(core)
+        result.val_metrics = hooks.stopping.best_metrics or result.val_metrics
+        result.early_stopping = hooks.stopping.summary()
+        hooks.log(result.early_stopping, result.steps)
     model.eval()
     return result
 
@@ -248,12 +286,14 @@ def finetune(
         model: a model whose forward takes the tensors `collate` builds and returns `.loss`.
         features: column-wise examples: input_ids (unpadded) plus what the task trains on
             (labels per example or per token, token_type_ids, start/end positions).
-        cfg: fine-tuning budget, optimizer settings and speed-ups.
+        cfg: fine-tuning budget, optimizer settings and speed-ups; with `label_smoothing` the loss is
+            smoothed (`tlflow.training.label_smoothing`), with `early_stopping` the run stops when
+            validation stops improving and ends with the best evaluation's weights.
         pad_id: the tokenizer's padding id.
     """
     input_ids = features["input_ids"]
     return train_loop(
-        model,
+        SmoothedLoss(model, cfg.label_smoothing) if cfg.label_smoothing else model,
         [len(x) for x in input_ids],
         lambda batch, step: collate(features, batch, pad_id),
         LoopSettings.for_finetune(cfg, len(input_ids)),

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 
 from tlflow.config import FinetuneConfig, PretrainConfig
-from tlflow.config.schema import DifferentialPrivacyConfig
+from tlflow.config.schema import DifferentialPrivacyConfig, EarlyStoppingConfig
 
 #: The loop's step speed-ups pretraining has always used (its config has no switch for them).
 PRETRAIN_SPEEDUPS = ("kept_embedding_grad", "fast_dropout")
@@ -34,16 +34,19 @@ class LoopSettings:
     threads: int = 0
     speedups: tuple[str, ...] = ()
     privacy: DifferentialPrivacyConfig | None = None  # DP-SGD (tlflow.training.private); None: ordinary
+    early_stopping: EarlyStoppingConfig | None = None  # its metric resolved; None: the whole budget
 
     @classmethod
     def for_finetune(cls, cfg: FinetuneConfig, n_examples: int) -> LoopSettings:
-        """Steps from `epochs` (fractions allowed) over `n_examples`; `finetune.speedups`."""
+        """Steps from `epochs` (fractions allowed) over `n_examples`; `finetune.speedups`;
+        `finetune.early_stopping` (its `metric` must be set: `train_task_model` resolves it)."""
         steps_per_epoch = math.ceil(n_examples / cfg.batch_size)
         return cls(
             total_steps=max(1, math.ceil(cfg.epochs * steps_per_epoch)),
             eval_every_steps=cfg.eval_every_steps or steps_per_epoch,
             speedups=tuple(cfg.speedups),
             privacy=cfg.privacy,
+            early_stopping=cfg.early_stopping,
             **cfg.model_dump(include={
                 "batch_size", "learning_rate", "weight_decay", "warmup_ratio", "checkpoint_every_steps", "seed",
                 "max_grad_norm", "group_by_length", "log_every_steps", "threads",

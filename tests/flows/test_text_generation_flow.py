@@ -25,7 +25,7 @@ def test_generation_trains_registers_and_serves(project, prefect_server):
         "name=headlines-tiny", f"model.base={base}", f"paths.model_roots=[{base}]", "model.max_length=512", "finetune.method=full",
         "data.max_train_rows=32", "data.max_eval_rows=8", "finetune.batch_size=8", "finetune.learning_rate=1e-3",
         "task.max_new_tokens=4", "task.max_truncated_fraction=1.0", "evaluate.batch_size=8",
-        "evaluate.misclassified_examples=3",
+        "evaluate.misclassified_examples=3", "finetune.min_steps=0", "promote.trivial_baseline=false",
     ])
     outcome = training_pipeline(cfg)
     assert outcome.version == "1" and outcome.decision.alias == "champion"

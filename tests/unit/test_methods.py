@@ -6,13 +6,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from tests.unit.test_lora import ALL_SPEEDUPS, CLASSIFY, cfg, tiny_bert, tiny_llama
 from tlflow.config import ConfigError, parse_config
 from tlflow.config.schema import DifferentialPrivacyConfig
 from tlflow.training.checkpoints import latest_checkpoint
 from tlflow.training.loop import finetune
 from tlflow.training.methods import freeze_base, prepare_method, trained_model
-
-from tests.unit.test_lora import ALL_SPEEDUPS, CLASSIFY, cfg, tiny_bert, tiny_llama
 
 pytestmark = [pytest.mark.unit]
 

@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from tlflow import paths
+from tlflow.config.selection import SelectConfig
 from tlflow.errors import TlflowError
 
 
@@ -44,26 +45,86 @@ class SplitFractions(_Section):
         return self
 
 
+def _named_groups(field: str, pattern: str) -> list[str]:
+    """The named groups of a regular expression; ValueError naming `field` when it does not compile."""
+    import re
+
+    try:
+        return list(re.compile(pattern).groupindex)
+    except re.error as err:
+        raise ValueError(f"`{field}` is not a valid regular expression: {err}") from None
+
+
+class DerivedColumn(_Section):
+    """A column computed from another when a file is read (e.g. the coarse label of 'LOC:city')."""
+
+    source: str | int = Field(description="Raw column (name, or 0-based index without header) the value comes from.")
+    pattern: str = Field(
+        description="Regular expression searched in the source value: the derived value is its first group, or the "
+        "whole match without groups; no match gives a missing value."
+    )
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, pattern: str) -> str:
+        _named_groups("pattern", pattern)
+        return pattern
+
+
 class DataConfig(_Section):
     """Where a labelled dataset lives and how its raw files are read."""
 
-    format: Literal["csv", "tsv", "jsonl", "parquet", "text", "conll", "squad"] = Field(
+    format: Literal["csv", "tsv", "jsonl", "parquet", "text", "regex", "conll", "squad"] = Field(
         "csv",
-        description="File format. 'text' means delimited text with `separator`; 'conll' is one token per line "
-        "with a blank line between sentences (token-classification); 'squad' is SQuAD-style JSON "
-        "(question-answering).",
+        description="File format. 'text' means delimited text with `separator`; 'regex' is one row per line, its "
+        "columns the named groups of `pattern`; 'conll' is one token per line with a blank line between sentences "
+        "(token-classification); 'squad' is SQuAD-style JSON (question-answering).",
     )
     separator: str | None = Field(
         None, description="Field separator for 'text' (and to override csv/tsv defaults)."
     )
-    header: bool = Field(True, description="Whether the first row of a csv/tsv/text file names the columns.")
+    maxsplit: int | None = Field(
+        None, ge=1,
+        description="Split each line at most this many times on `separator` (format text or tsv, no quoting): the "
+        "last column keeps any further separators, e.g. `LABEL:the text: with colons` with maxsplit 1.",
+    )
+    pattern: str | None = Field(
+        None,
+        description="Regular expression with named groups for format 'regex', matched against each whole line; "
+        "the groups are the columns, e.g. '(?P<label>[A-Z]+):(?P<fine>\\S+) (?P<text>.*)'.",
+    )
+    header: bool = Field(
+        True, description="Whether the first row of a csv/tsv/text file names the columns (not used by 'regex')."
+    )
     encoding: str = Field("utf-8", description="Text encoding of the files ('utf-8-sig' strips a BOM).")
+    compression: Literal["auto", "none", "gz", "bz2", "xz", "zip"] = Field(
+        "auto",
+        description="Compression of the files: 'auto' by extension (.gz, .bz2, .xz, .zip with one member), "
+        "decompressed as they are read; 'none' reads them as they are.",
+    )
     files: dict[Literal["train", "validation", "test"], str] = Field(
         default_factory=dict,
         description="Split name -> file path. Give train and test (validation optional), or give `file`.",
     )
     file: str | None = Field(None, description="One labelled file split by `split` (instead of `files`).")
-    split: SplitFractions = Field(default_factory=SplitFractions, description="Fractions for `file`.")
+    class_files: dict[str, str] = Field(
+        default_factory=dict,
+        description="Label -> file holding one example per line (e.g. {positive: reviews.pos, negative: "
+        "reviews.neg}), split by `split` per label (instead of `file`/`files`).",
+    )
+    split: SplitFractions = Field(
+        default_factory=SplitFractions, description="Fractions for `file` and `class_files` (seeded, per label)."
+    )
+    split_column: str | int | None = Field(
+        None,
+        description="Column of `file` that names each row's split (instead of `split` fractions); its values are "
+        "mapped by `split_map`.",
+    )
+    split_map: dict[str, Literal["train", "validation", "test"]] = Field(
+        default_factory=dict,
+        description="Value of `split_column` -> split, e.g. {TRAIN: train, TRIAL: validation, TEST: test}. Values "
+        "that are split names already need no entry; any other value is an error naming its line.",
+    )
     text_columns: list[str | int] = Field(
         default_factory=lambda: ["text"],
         description="Column names (or 0-based indices without header) holding the text; several are joined.",
@@ -92,6 +153,17 @@ class DataConfig(_Section):
         default_factory=dict,
         description="Raw label value -> label name (e.g. '1': World). Unmapped values are kept and fail validation.",
     )
+    derived_columns: dict[str, DerivedColumn] = Field(
+        default_factory=dict,
+        description="New column -> where its value comes from: {source: raw column, pattern: regex}; usable as "
+        "label_column, in text_columns and columns, e.g. a coarse label from 'LOC:city': "
+        "{coarse: {source: fine, pattern: '^([^:]+)'}}.",
+    )
+    invalid_rows: Literal["fail", "drop"] = Field(
+        "fail",
+        description="Rows with a blank text, a missing label or a line that cannot be parsed: 'fail' stops (reading "
+        "or validation names file:line); 'drop' leaves them out, counted with their first file:line in the report.",
+    )
     max_train_rows: int | None = Field(
         None, gt=0, description="Use a seeded stratified subset of this many training rows (None: all)."
     )
@@ -115,20 +187,33 @@ class DataConfig(_Section):
 
     @model_validator(mode="after")
     def _files_or_file(self) -> DataConfig:
-        if self.file and self.files:
-            raise ValueError("give either `files` (one per split) or `file` (split by fractions), not both")
-        if not self.file and not self.files:
-            raise ValueError("no data: give `files` (train/test[/validation]) or `file`")
+        given = [name for name in ("files", "file", "class_files") if getattr(self, name)]
+        if len(given) > 1:
+            raise ValueError("give either `files` (one per split), `file` (split by fractions) or `class_files` "
+                             f"(one file per label), not {' and '.join(given)}")
+        if not given:
+            raise ValueError("no data: give `files` (train/test[/validation]), `file` or `class_files`")
         if self.files and ("train" not in self.files or "test" not in self.files):
             raise ValueError("`files` needs at least 'train' and 'test'")
         if self.format == "text" and not self.separator:
             raise ValueError("format 'text' needs a `separator`")
+        if self.format == "regex" and not self.pattern:
+            raise ValueError("format 'regex' needs a `pattern` with named groups, e.g. '(?P<label>\\S+) (?P<text>.*)'")
+        if self.pattern is not None and not _named_groups("pattern", self.pattern) and self.format == "regex":
+            raise ValueError("`pattern` has no named groups: name each column, e.g. (?P<text>.*)")
+        if self.maxsplit is not None and self.format not in ("text", "tsv"):
+            raise ValueError(f"`maxsplit` splits lines without quoting: use format text or tsv, not {self.format}")
+        if self.split_column is not None and not self.file:
+            raise ValueError("`split_column` names the split of each row of one `file`; `files` and `class_files` "
+                             "are split already")
         if not self.text_columns:
             raise ValueError("`text_columns` must name at least one column")
         return self
 
     def paths(self) -> list[str]:
         """All raw files this dataset reads, in a stable order."""
+        if self.class_files:
+            return [self.class_files[k] for k in sorted(self.class_files)]
         return [self.file] if self.file else [self.files[k] for k in sorted(self.files)]
 
 
@@ -204,8 +289,9 @@ class ModelConfig(_Section):
 
     base: str = Field(
         "minilm-l6",
-        description="Base checkpoint: 'minilm-l6' (packaged all-MiniLM-L6-v2), 'smollm2-135m' (packaged "
-        "SmolLM2-135M-Instruct, converted once from GGUF), a local path or a Hub id.",
+        description="Base checkpoint: 'minilm-l6' (packaged all-MiniLM-L6-v2), 'mpnet-base' (all-mpnet-base-v2, "
+        "installed by `make bases`), 'smollm2-135m' (packaged SmolLM2-135M-Instruct, converted once from GGUF), a "
+        "local path or a Hub id.",
     )
     init: Literal["pretrained", "random"] = Field(
         "pretrained", description="'random' builds the architecture below from scratch (tests, baselines)."
@@ -215,6 +301,11 @@ class ModelConfig(_Section):
     num_heads: int = Field(2, ge=1, description="Attention heads of a randomly initialised BERT.")
     intermediate_size: int = Field(256, ge=8, description="Feed-forward size of a randomly initialised BERT.")
     max_length: int = Field(128, ge=8, le=512, description="Longest tokenized sequence; longer texts are cut.")
+    dropout: float | None = Field(
+        None, ge=0, lt=1,
+        description="Dropout probability of the encoder's hidden layers, attention and classification head (the "
+        "base's own dropout settings overridden); None: the base's own.",
+    )
 
     @model_validator(mode="after")
     def _heads_divide_hidden(self) -> ModelConfig:
@@ -328,6 +419,18 @@ class DifferentialPrivacyConfig(_Section):
     )
 
 
+class EarlyStoppingConfig(_Section):
+    """Stop fine-tuning when the validation metric stops improving, and keep the best weights."""
+
+    patience: int = Field(
+        2, ge=1, description="Evaluations in a row without an improvement of more than `min_delta` before stopping."
+    )
+    min_delta: float = Field(0.0, ge=0, description="Smallest rise of the metric that counts as an improvement.")
+    metric: str | None = Field(
+        None, description="Validation metric watched (higher is better); None: the task's primary metric."
+    )
+
+
 class FinetuneConfig(_Section):
     """Supervised fine-tuning of the encoder with a task head."""
 
@@ -343,6 +446,12 @@ class FinetuneConfig(_Section):
     )
 
     epochs: float = Field(1.0, gt=0, description="Passes over the training split (fractions allowed).")
+    min_steps: int = Field(
+        200, ge=0,
+        description="Fewest optimizer steps: when `epochs` over a small training split give fewer, the epochs are "
+        "raised to the smallest whole number that reaches this (said in the log, metric `train_epochs`). "
+        "0: exactly `epochs`.",
+    )
     batch_size: int = Field(32, ge=1, description="Examples per optimizer step.")
     learning_rate: float = Field(5e-5, gt=0, description="Peak AdamW learning rate.")
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay (not on biases and LayerNorm).")
@@ -368,6 +477,28 @@ class FinetuneConfig(_Section):
         "the same weights; single process only); fast_dropout draws dropout masks as rand >= p (same p and "
         "scaling, other random numbers). []: plain Hugging Face training.",
     )
+
+    early_stopping: EarlyStoppingConfig | None = Field(
+        None,
+        description="Stop when the validation metric has not improved for `patience` evaluations and restore the "
+        "weights of the best evaluation (kept across a resume); None: train the whole budget.",
+    )
+    label_smoothing: float = Field(
+        0.0, ge=0, lt=1, description="Label smoothing of the training loss (cross-entropy); 0: none."
+    )
+    gap_rows: int = Field(
+        256, ge=0,
+        description="Training rows (a seeded subset, at most as many as validation has) scored at every evaluation: "
+        "logged as train_<metric> and gap_<metric> (train minus validation, the overfitting gap); 0: not measured.",
+    )
+
+    @model_validator(mode="after")
+    def _one_process_controls(self) -> FinetuneConfig:
+        if self.early_stopping is not None and self.processes > 1:
+            raise ValueError("early_stopping stops a single-process run: set processes: 1 or drop early_stopping")
+        if self.label_smoothing and self.privacy is not None:
+            raise ValueError("label_smoothing is not supported with privacy (DP-SGD): set it to 0")
+        return self
 
     @model_validator(mode="after")
     def _private_single_process(self) -> FinetuneConfig:
@@ -451,6 +582,22 @@ class PromoteConfig(_Section):
         description="Largest allowed counterfactual gap of the new model (upper end of its interval, EEC audit); "
         "None: reported, not gated.",
     )
+    trivial_baseline: bool = Field(
+        True,
+        description="With no floors, the new model must also beat the task's trivial baseline on the primary metric "
+        "(paired bootstrap at `confidence`): the majority class, all-O tags, the empty answer, or the zero-shot base "
+        "for text generation; a model that learned nothing never becomes champion.",
+    )
+    max_champion_train_overlap: float = Field(
+        0.0, ge=0, le=1,
+        description="Largest share of the test split the champion may have been trained on (its training-row "
+        "fingerprint) for a plain comparison; above it `on_champion_train_overlap` applies.",
+    )
+    on_champion_train_overlap: Literal["rescore", "fail"] = Field(
+        "rescore",
+        description="rescore: compare both models on the test rows the champion was not trained on (the decision "
+        "says so); fail: refuse the comparison (the new model becomes challenger, the reason says why).",
+    )
     lock_wait_s: float = Field(1800, gt=0, description="Longest wait for another pipeline's promotion to finish.")
     lock_stale_s: float = Field(
         1800, gt=0, description="A promotion lock older than this is left by a killed process and is broken."
@@ -510,6 +657,9 @@ class PipelineConfig(_Section):
     fairness: FairnessConfig = Field(default_factory=FairnessConfig, description="Fairness audits.")
     promote: PromoteConfig = Field(default_factory=PromoteConfig, description="Registration and promotion.")
     paths: PathsConfig = Field(default_factory=PathsConfig, description="Folders the config may read from.")
+    select: SelectConfig | None = Field(
+        None, description="Model selection (`tlflow select`): candidates, search space, trials; None: not set up."
+    )
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
 
@@ -543,6 +693,7 @@ class PipelineConfig(_Section):
         allowed roots change what may be read, not what is trained."""
         tree = self.to_dict()
         tree.pop("paths", None)
+        tree.pop("select", None)  # how a search looks for settings, not what a run trains
         blob = json.dumps(tree, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 

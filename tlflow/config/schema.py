@@ -447,7 +447,7 @@ class FinetuneConfig(_Section):
 
     epochs: float = Field(1.0, gt=0, description="Passes over the training split (fractions allowed).")
     min_steps: int = Field(
-        200, ge=0,
+        150, ge=0,
         description="Fewest optimizer steps: when `epochs` over a small training split give fewer, the epochs are "
         "raised to the smallest whole number that reaches this (said in the log, metric `train_epochs`). "
         "0: exactly `epochs`.",

@@ -53,11 +53,13 @@ test-fast: install data
 # Benchmarks (scripts, not tests, under 45 min): results in bench/results/*.json, table in README.md.
 bench: install data
 	$(BIN)/pip install --quiet -e ".[test,bench]"
+	test -f /usr/lib/x86_64-linux-gnu/libjemalloc.so.2 || (apt-get update -qq && apt-get install -y -qq libjemalloc2)  # the allocator every benchmark runs under
 	$(BIN)/python bench/pretrain_throughput.py
 	$(BIN)/python bench/finetune_throughput.py
 	$(BIN)/python bench/step_speedups.py
 	$(BIN)/python bench/mfu.py
 	$(BIN)/python bench/orchestration_tax.py
+	$(BIN)/python bench/scaling.py
 	$(BIN)/tlflow run $(CONFIG)  # the champion the inference benchmark measures (nothing retrained if unchanged)
 	$(BIN)/python bench/inference_throughput.py
 	$(BIN)/python bench/report.py

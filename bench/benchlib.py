@@ -93,3 +93,108 @@ def median(values):
     return statistics.median(values)
 
 
+
+
+# ---------------------------------------------------------------------------------------------
+# Frozen settings, appended results, environment, ratio intervals
+# ---------------------------------------------------------------------------------------------
+
+SETTINGS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "settings")
+ALLOCATOR_ENV = ("LD_PRELOAD", "GLIBC_TUNABLES", "MALLOC_CONF", "MALLOC_ARENA_MAX", "MALLOC_TRIM_THRESHOLD_",
+                 "MALLOC_MMAP_THRESHOLD_", "TCMALLOC_RELEASE_RATE", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def load_settings(name: str) -> tuple[dict, str]:
+    """The committed settings of a benchmark (`bench/settings/<name>.json`) and their sha256, so a
+    result names exactly what it ran with."""
+    import hashlib
+    import json
+
+    path = os.path.join(SETTINGS_DIR, f"{name}.json")
+    with open(path, "rb") as f:
+        raw = f.read()
+    return json.loads(raw), hashlib.sha256(raw).hexdigest()
+
+
+def append_job(path, job: dict) -> int:
+    """Append one job's result to the JSON list at `path` (an older single-job file becomes the
+    list's first entry); never overwrites an earlier job. Returns the number of jobs now kept."""
+    import json
+    from pathlib import Path
+
+    path = Path(path)
+    jobs: list = []
+    if path.is_file():
+        old = json.loads(path.read_text(encoding="utf-8"))
+        jobs = old if isinstance(old, list) else [old]
+    jobs.append(job)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(jobs, indent=2) + "\n", encoding="utf-8")
+    return len(jobs)
+
+
+def environment() -> dict:
+    """What a result depends on besides the code: the machine, torch's threads, allocator settings
+    and the load average when it is called (call at the start and at the end of a job)."""
+    info = {"machine": machine(), "loadavg": list(os.getloadavg()),
+            "allocator_env": {k: os.environ[k] for k in ALLOCATOR_ENV if k in os.environ}}
+    try:
+        import torch
+
+        info["torch_threads"] = torch.get_num_threads()
+    except ImportError:
+        pass
+    return info
+
+
+def ratio_interval(ratios, confidence: float = 0.95) -> dict:
+    """Per-pair ratios summarised as their geometric mean with a Student-t interval on the log
+    ratios (pairs are independent repeats), plus median and range."""
+    import math
+
+    from scipy import stats
+
+    logs = [math.log(r) for r in ratios]
+    n = len(logs)
+    out = {"n": n, "median": statistics.median(ratios), "min": min(ratios), "max": max(ratios),
+           "geomean": math.exp(statistics.fmean(logs)), "confidence": confidence}
+    if n >= 2:
+        half = stats.t.ppf(0.5 + confidence / 2, n - 1) * statistics.stdev(logs) / math.sqrt(n)
+        out["low"], out["high"] = math.exp(statistics.fmean(logs) - half), math.exp(statistics.fmean(logs) + half)
+    return out
+
+
+def allocator_loaded() -> str:
+    """The malloc implementation mapped into this process: "jemalloc" or "tcmalloc" (preloaded
+    or linked), else "glibc"."""
+    with open("/proc/self/maps", encoding="ascii", errors="replace") as f:
+        maps = f.read()
+    for name in ("jemalloc", "tcmalloc"):
+        if f"lib{name}" in maps:
+            return name
+    return "glibc"
+
+
+def git_file_state(path) -> dict:
+    """The last commit that touched `path` and whether the working copy differs from it (a settings
+    file is frozen only when `committed` is true)."""
+    cwd = os.path.dirname(os.path.abspath(path))
+    run = lambda *a: subprocess.run(["git", *a], cwd=cwd, capture_output=True, text=True)  # noqa: E731
+    commit = run("log", "-1", "--format=%H", "--", os.path.abspath(path)).stdout.strip() or None
+    dirty = bool(run("status", "--porcelain", "--", os.path.abspath(path)).stdout.strip())
+    return {"git_commit": commit, "committed": commit is not None and not dirty}
+
+
+def run_with_environment(env: dict[str, str]) -> None:
+    """Make this process run with the environment variables `env` (a benchmark's frozen allocator
+    and thread settings): when any differs, re-execute the same command with them set (an
+    `LD_PRELOAD` allocator only takes effect at process start). Call first thing in `main`."""
+    import sys
+
+    missing = {k: v for k, v in env.items() if os.environ.get(k) != v}
+    if not missing:
+        return
+    for key, value in missing.items():
+        if key == "LD_PRELOAD" and not os.path.exists(value):
+            raise SystemExit(f"frozen setting environment.LD_PRELOAD: {value} does not exist on this machine")
+    os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **missing})

@@ -1,26 +1,32 @@
-"""Orchestration and tracking tax of the default pipeline (`make demo`: `training_pipeline` on
-configs/sst2.yaml), and the cost of running it again on unchanged inputs.
+"""Orchestration and tracking tax of the demo pipeline, end to end: `tlflow run` against a plain
+Python script of the same stages (`bench/plain_pipeline.py`), and the cost of MLflow logging in
+the fine-tuning loop. Settings: `bench/settings/tax.json` (frozen; sha256 in the result).
 
-Each measured run is a fresh Python process that does what `tlflow run` does (including starting
-Prefect's temporary server while the libraries import, `flows.ephemeral`) working in a throw-away project
-folder (`data/` linked, `data.dvc` copied, its own MLflow store, caches and Prefect home). Inside
-the process the stage functions (the Prefect tasks' own functions: check-unchanged, validate,
-tokenize, fine-tune, evaluate, register-and-promote) are timed; the tax is the flow call's wall
-time minus the time inside them, i.e. what Prefect (flow and task runs, state changes, logs,
-artifacts) and the pipeline's own MLflow run bookkeeping (lineage tags, run, params) add.
-Imports are timed separately and not counted. MLflow logging during training is the time spent
-in the fine-tune stage's per-step logging callback, against the training time.
+End to end (`pairs` alternating pairs, the order flipping each pair): both contenders run as fresh
+processes, timed from the parent around the subprocess (process start, imports, Prefect's
+temporary server, every stage, the tracking work inside the stage bodies, exit), on the same config
+(`config` with `overrides`: the demo with fewer training rows so that three pairs fit the
+benchmark budget; at 4,800 rows one epoch is 150 steps, the demo's `min_steps`, so no epoch is
+added), each in a new project folder (`data/` linked, cold tokenization and checkpoint caches):
+* `tlflow run`: Prefect flow and task runs with their temporary local server, MLflow on SQLite in
+  the project folder (created by the run, as on a fresh checkout; no champion yet, so the gate
+  re-scores none), model logging, registration and promotion. The Prefect home is shared by the
+  job's runs and initialised once before the first pair (not timed), so the first pair does not
+  pay Prefect's database creation;
+* plain: `bench/plain_pipeline.py`, the same library stage functions without Prefect and MLflow
+  (the model is saved with save_pretrained instead of being logged and registered).
+The tax is the per-pair ratio of wall times (tlflow / plain) with a t interval on the log ratios
+(`benchlib.ratio_interval`). After each `tlflow run` the same command runs once more on the
+unchanged project (`second`: the pipeline reports the registered version and trains nothing).
 
-Modes, alternating, `--repeats` times each:
-* embedded: no Prefect server configured (Prefect's temporary local server), MLflow on SQLite,
-  cold caches (a new project folder), as `make demo` on a fresh checkout;
-* second: the same project again, data, config and code unchanged (tokenization cache, and the
-  pipeline reports the registered version instead of training);
-* server: against running Prefect and MLflow servers (`tlflow servers up` in a project folder of
-  their own), cold caches; these runs share the servers' registry, so they train with
-  `force=True` like a first run.
+MLflow logging (`logging_pairs` pairs in one process, the order flipping each pair): the
+fine-tune stage's library call `train_task_model` on `logging_rows` training rows (one epoch) with
+the stage's per-step MLflow callback (`tasks.finetune._log_async`, then the flush the stage does)
+and with a callback that drops the metrics (`plain_pipeline.keep_metrics`: the loop computes the
+same validation and gap metrics, nothing is sent), inside one MLflow run on SQLite; fresh
+checkpoint folder each time.
 
-    .venv/bin/python bench/orchestration_tax.py [--repeats R --config configs/sst2.yaml]
+    .venv/bin/python bench/orchestration_tax.py
 """
 
 from __future__ import annotations
@@ -31,73 +37,27 @@ import json
 import os
 import shlex
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from benchlib import machine, median, wait_for_quiet
+from benchlib import (
+    allocator_loaded,
+    append_job,
+    environment,
+    git_file_state,
+    load_settings,
+    median,
+    ratio_interval,
+    run_with_environment,
+    wait_for_quiet,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "orchestration_tax.json"
-STAGES = ("find_unchanged", "validate_data", "tokenize_data", "finetune_model", "evaluate_model",
-          "register_and_promote")
-
-
-def child(config: str, overrides: list[str], force: bool, result_file: Path) -> None:
-    """One pipeline run in this process; writes its timings to `result_file`."""
-    began = time.perf_counter()
-    from tlflow.runtime import apply_defaults
-
-    os.environ.setdefault("PREFECT_HOME", str(Path(".prefect").resolve()))
-    apply_defaults()
-    from flows.ephemeral import start_early
-
-    server = start_early()  # as `tlflow run` does: the temporary server starts while the rest imports
-    import mlflow
-
-    import tasks.finetune
-    from flows.training import training_pipeline
-    from tasks import evaluate, register, tokenize, validate
-    from tlflow.config import load_config
-
-    imported = time.perf_counter()
-    spent: dict[str, float] = {}
-
-    def timed(name, fn):
-        def run(*args, **kwargs):
-            start = time.perf_counter()
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                spent[name] = spent.get(name, 0.0) + time.perf_counter() - start
-        return run
-
-    tasks_by_name = {"find_unchanged": register.find_unchanged, "validate_data": validate.validate_data,
-                     "tokenize_data": tokenize.tokenize_data, "finetune_model": tasks.finetune.finetune_model,
-                     "evaluate_model": evaluate.evaluate_model, "register_and_promote": register.register_and_promote}
-    for name, stage in tasks_by_name.items():
-        stage.fn = timed(name, stage.fn)
-    tasks.finetune._log_async = timed("mlflow_step_logging", tasks.finetune._log_async)
-
-    cfg = load_config(ROOT / config, overrides)
-    start = time.perf_counter()
-    server.wait()  # what of the server's start the imports did not hide counts as tax
-    outcome = training_pipeline(cfg, force=force)
-    wall = time.perf_counter() - start
-    metrics = mlflow.MlflowClient().get_run(outcome.run_id).data.metrics
-    record = {
-        "wall_s": wall, "import_s": imported - began, "process_s": time.perf_counter() - began,
-        "stages_s": {k: spent.get(k, 0.0) for k in STAGES}, "stage_sum_s": sum(spent.get(k, 0.0) for k in STAGES),
-        "mlflow_step_logging_s": spent.get("mlflow_step_logging", 0.0),
-        "train_seconds": metrics.get("train_seconds") if not outcome.reused else None,
-        "reused": outcome.reused, "version": outcome.version,
-        "test_accuracy": metrics.get("test_accuracy"),
-    }
-    record["tax_s"] = record["wall_s"] - record["stage_sum_s"]
-    result_file.write_text(json.dumps(record), encoding="utf-8")
+TLFLOW = ROOT / ".venv" / "bin" / "tlflow"
 
 
 def new_project(parent: Path, name: str) -> Path:
@@ -108,109 +68,176 @@ def new_project(parent: Path, name: str) -> Path:
     return project
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def timed_process(command: list[str], cwd: Path, env: dict[str, str]) -> float:
+    """Wall time of `command` as a fresh process; its output goes to `cwd/output.log` (shown on failure)."""
+    log = cwd / "output.log"
+    start = time.perf_counter()
+    with log.open("ab") as out:
+        done = subprocess.run(command, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
+    wall = time.perf_counter() - start
+    if done.returncode:
+        tail = log.read_text(encoding="utf-8", errors="replace")[-4000:]
+        raise RuntimeError(f"{shlex.join(command)} failed with exit code {done.returncode}:\n{tail}")
+    return wall
 
 
-def run_child(project: Path, config: str, overrides: list[str], env: dict[str, str], force: bool) -> dict:
-    result = project / f"result-{time.monotonic_ns()}.json"
-    command = [sys.executable, __file__, "--child", "--config", config, "--result", str(result)]
-    command += [f"--set={o}" for o in overrides] + (["--force"] if force else [])
-    subprocess.run(command, cwd=project, env=env, check=True)
-    return json.loads(result.read_text(encoding="utf-8"))
+# ---------------------------------------------------------------------------------------------
+# MLflow logging cost (child process)
+# ---------------------------------------------------------------------------------------------
+
+
+def logging_child(settings: dict, result_file: Path) -> None:
+    """Fine-tuning with and without the stage's MLflow callback, alternating, in this process."""
+    from tlflow.runtime import apply_defaults
+
+    apply_defaults()
+    import mlflow
+    from plain_pipeline import keep_metrics
+
+    from tasks.finetune import _log_async
+    from tlflow import paths
+    from tlflow.config import load_config
+    from tlflow.data.cache import load_tokenized, tokenize_cached
+    from tlflow.data.spec import without_meta
+    from tlflow.data.validation.stage import check_data
+    from tlflow.modeling.models import load_tokenizer
+    from tlflow.task_types.base import TaskSettings
+    from tlflow.task_types.registry import task_type_for
+    from tlflow.training.finetuning import train_task_model
+
+    cfg = load_config(ROOT / settings["config"], [*settings["overrides"], f"data.max_train_rows={settings['logging_rows']}"])
+    cfg = cfg.model_copy(update={"finetune": cfg.finetune.model_copy(update={"epochs": 1})})
+    task_type = task_type_for(cfg)
+    loaded, report, _ = check_data(cfg, task_type.dataset_spec(), task_type.data_checks(),
+                                   text_fields=task_type.text_fields)
+    tokenizer = load_tokenizer(cfg.model.base)
+    settings_ = TaskSettings.from_config(cfg)
+    built = tokenize_cached(lambda: task_type.train_features(without_meta(loaded.splits["train"]), loaded.label_names,
+                                                             tokenizer, settings_), paths.TOKENIZED_DIR, "logging")
+    features = load_tokenized(built.path)["train"].to_dict()
+    runs: dict[str, list[dict]] = {"with_logging": [], "without_logging": []}
+    mlflow.set_experiment("logging-cost")
+    with mlflow.start_run():
+        for pair in range(settings["logging_pairs"]):
+            order = ("with_logging", "without_logging") if pair % 2 == 0 else ("without_logging", "with_logging")
+            for mode in order:
+                wait_for_quiet(settings["max_wait_s"], settings["max_load_cpus"])
+                with tempfile.TemporaryDirectory(prefix="ckpt-") as ckpt:
+                    start = time.perf_counter()
+                    _, result = train_task_model(cfg, features, loaded.splits["validation"], loaded.label_names,
+                                                 tokenizer, cfg.model.base, Path(ckpt),
+                                                 _log_async if mode == "with_logging" else keep_metrics,
+                                                 progress=False, train_rows=loaded.splits["train"])
+                    if mode == "with_logging":
+                        mlflow.flush_async_logging()
+                    wall = time.perf_counter() - start
+                runs[mode].append({"pair": pair, "wall_s": wall, "train_seconds": result.seconds,
+                                   "steps": result.steps})
+                print(f"  logging pair {pair + 1}: {mode:16s} {wall:6.1f} s ({result.steps} steps)", flush=True)
+    result_file.write_text(json.dumps(runs), encoding="utf-8")
+
+
+# ---------------------------------------------------------------------------------------------
+# Main
+# ---------------------------------------------------------------------------------------------
 
 
 def main() -> None:
+    settings, settings_sha = load_settings("tax")
+    run_with_environment(settings.get("environment", {}))  # the frozen allocator and threads, children included
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--config", default="configs/sst2.yaml")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], help="config override key=value")
+    parser.add_argument("--pairs", type=int, help="end-to-end pairs; smoke runs only")
+    parser.add_argument("--logging-pairs", type=int, help="logging pairs; smoke runs only")
+    parser.add_argument("--logging-rows", type=int, help="training rows of the logging pairs; smoke runs only")
+    parser.add_argument("--set", dest="overrides", action="append", help="config override key=value; smoke runs only")
     parser.add_argument("--output", type=Path, default=RESULTS)
-    parser.add_argument("--force", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--logging-child", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.child:
-        child(args.config, args.overrides, args.force, args.result)
+    overridden = {k: v for k, v in (("pairs", args.pairs), ("logging_pairs", args.logging_pairs),
+                                    ("logging_rows", args.logging_rows),
+                                    ("overrides", args.overrides and settings["overrides"] + args.overrides))
+                  if v is not None}
+    settings.update(overridden)
+    if args.logging_child:
+        logging_child(settings, args.logging_child)
         return
-    from flows.ops import servers
 
+    started = time.perf_counter()
+    env_before = environment()
+    config = str(ROOT / settings["config"])
+    sets = [f"--set={o}" for o in settings["overrides"]]
     base_env = {k: v for k, v in os.environ.items()
                 if not k.startswith(("PREFECT_API_URL", "MLFLOW_TRACKING_URI", "PREFECT_HOME"))}
-    base_env["TQDM_DISABLE"] = "1"  # no progress bars from the children in the log
-    runs: dict[str, list[dict]] = {"embedded": [], "second": [], "server": []}
-    started = time.perf_counter()
+    base_env.update(TQDM_DISABLE="1", HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", PYTHONPATH=str(ROOT))
+    runs: dict[str, list[dict]] = {"tlflow_run": [], "plain": [], "second": []}
     with tempfile.TemporaryDirectory(prefix="tlflow-tax-") as tmp:
         tmp = Path(tmp)
-        server_home = new_project(tmp, "servers")
-        ports = free_port(), free_port()
-        here = Path.cwd()
-        os.chdir(server_home)
-        server_env = {**base_env, "PREFECT_HOME": str(server_home / ".prefect")}
-        os.environ["PREFECT_HOME"] = server_env["PREFECT_HOME"]
-        try:
-            up = servers.up(*ports)
-        finally:
-            os.chdir(here)
-        prefect_url, mlflow_url = (s.url for s in up)
-        server_env.update({"PREFECT_API_URL": f"{prefect_url}/api", "MLFLOW_TRACKING_URI": mlflow_url})
-        try:
-            for repeat in range(args.repeats):
-                project = new_project(tmp, f"embedded-{repeat}")
-                env = {**base_env, "MLFLOW_TRACKING_URI": f"sqlite:///{project / 'mlflow' / 'mlflow.db'}",
-                       "PREFECT_HOME": str(tmp / "prefect-home")}
-                for mode, where, mode_env in (("embedded", project, env), ("second", project, env),
-                                              ("server", new_project(tmp, f"server-{repeat}"), server_env)):
-                    wait_for_quiet(120, 0.2)
-                    # Server runs share one registry: they train anyway (force), as a first run does.
-                    r = run_child(where, args.config, args.overrides, mode_env, force=mode == "server")
-                    runs[mode].append(r)
-                    print(f"[{repeat + 1}/{args.repeats}] {mode:8s} wall {r['wall_s']:6.1f} s, stages "
-                          f"{r['stage_sum_s']:6.1f} s, tax {r['tax_s']:5.2f} s ({100 * r['tax_s'] / r['wall_s']:.1f} %)"
-                          + ("" if r["reused"] else f", step logging {r['mlflow_step_logging_s']:.3f} s of "
-                             f"{r['train_seconds']:.1f} s training"), flush=True)
-        finally:
-            os.chdir(server_home)
-            try:
-                servers.down()
-            finally:
-                os.chdir(here)
+        prefect_env = {**base_env, "PREFECT_HOME": str(tmp / "prefect-home")}
+        warm = time.perf_counter()  # Prefect's database, once (not timed in the pairs)
+        subprocess.run([sys.executable, "-c", "from tlflow.runtime import apply_defaults; apply_defaults(); "
+                        "from prefect import flow; flow(name='warm-up')(lambda: None)()"],
+                       cwd=tmp, env=prefect_env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        prefect_init_s = time.perf_counter() - warm
+        for pair in range(settings["pairs"]):
+            order = ("tlflow_run", "plain") if pair % 2 == 0 else ("plain", "tlflow_run")
+            for mode in order:
+                project = new_project(tmp, f"{mode}-{pair}")
+                waited, load_before = wait_for_quiet(settings["max_wait_s"], settings["max_load_cpus"])
+                if mode == "tlflow_run":
+                    command = [str(TLFLOW), "run", config, *sets]
+                else:
+                    command = [sys.executable, str(ROOT / "bench" / "plain_pipeline.py"), config, *sets,
+                               "--output", str(project / "plain-output")]
+                wall = timed_process(command, project, prefect_env)
+                runs[mode].append({"pair": pair, "wall_s": wall, "waited_for_quiet_s": waited,
+                                   "outside_load_before": load_before, "loadavg_after": os.getloadavg()[0]})
+                print(f"[{pair + 1}/{settings['pairs']}] {mode:10s} {wall:6.1f} s", flush=True)
+                if mode == "tlflow_run" and settings["second_run"]:
+                    wall = timed_process(command, project, prefect_env)
+                    runs["second"].append({"pair": pair, "wall_s": wall})
+                    print(f"[{pair + 1}/{settings['pairs']}] second     {wall:6.1f} s (unchanged inputs)", flush=True)
+                shutil.rmtree(project)
+        logging_project = new_project(tmp, "logging")
+        result = logging_project / "logging.json"
+        command = [sys.executable, str(Path(__file__).resolve()), "--logging-child", str(result)]
+        command += [f"--set={o}" for o in (args.overrides or [])]
+        command += [f"--logging-pairs={args.logging_pairs}"] if args.logging_pairs else []
+        command += [f"--logging-rows={args.logging_rows}"] if args.logging_rows else []
+        subprocess.run(command, cwd=logging_project, check=True,
+                       env={**prefect_env, "MLFLOW_TRACKING_URI": f"sqlite:///{logging_project / 'mlflow.db'}"})
+        logging_runs = json.loads(result.read_text(encoding="utf-8"))
 
-    def share(rs, part, whole):
-        return median([r[part] / r[whole] for r in rs])
-
+    tax = [t["wall_s"] / p["wall_s"] for t, p in zip(runs["tlflow_run"], runs["plain"])]
+    logging = [w["wall_s"] / o["wall_s"] for w, o in zip(logging_runs["with_logging"], logging_runs["without_logging"])]
     summary = {
-        mode: {"median_wall_s": median([r["wall_s"] for r in rs]),
-               "median_stage_sum_s": median([r["stage_sum_s"] for r in rs]),
-               "median_tax_s": median([r["tax_s"] for r in rs]),
-               "median_tax_share": share(rs, "tax_s", "wall_s")}
-        for mode, rs in runs.items()
+        "end_to_end_ratio": ratio_interval(tax),
+        "end_to_end_tax_share": {k: v - 1 for k, v in ratio_interval(tax).items() if k in ("median", "geomean",
+                                                                                             "low", "high")},
+        "tlflow_run_median_s": median([r["wall_s"] for r in runs["tlflow_run"]]),
+        "plain_median_s": median([r["wall_s"] for r in runs["plain"]]),
+        "second_run_median_s": median([r["wall_s"] for r in runs["second"]]) if runs["second"] else None,
+        "logging_ratio": ratio_interval(logging),
     }
-    trained = runs["embedded"] + runs["server"]
-    summary["mlflow_step_logging_share_of_training"] = median(
-        [r["mlflow_step_logging_s"] / r["train_seconds"] for r in trained])
-    summary["second_run_share_of_first"] = median(
-        [s["wall_s"] / f["wall_s"] for f, s in zip(runs["embedded"], runs["second"])])
-    summary["second_run_process_share_of_first"] = median(
-        [s["process_s"] / f["process_s"] for f, s in zip(runs["embedded"], runs["second"])])
-    record = {
-        "date": dt.date.today().isoformat(),
+    summary["goal_met"] = summary["end_to_end_tax_share"]["geomean"] <= 0.05
+    job = {
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "command": " ".join([".venv/bin/python", "bench/orchestration_tax.py", *map(shlex.quote, sys.argv[1:])]),
-        "machine": machine(), "settings": {"repeats": args.repeats, "config": args.config, "overrides": args.overrides},
-        "runs": runs, "summary": summary, "wall_s": time.perf_counter() - started,
+        "environment_before": env_before, "environment_after": environment(), "machine": env_before["machine"],
+        "settings_file": "bench/settings/tax.json", "settings_sha256": settings_sha,
+        "settings_git": git_file_state(ROOT / "bench" / "settings" / "tax.json"), "allocator": allocator_loaded(),
+        "settings_overridden": overridden, "settings": settings, "prefect_init_s": prefect_init_s,
+        "runs": runs, "logging_runs": logging_runs, "summary": summary,
+        "goal": "tlflow run / plain script of the same stages <= 1.05 end to end (orchestration + tracking tax <= 5 %)",
+        "wall_s": time.perf_counter() - started,
     }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(record, indent=2), encoding="utf-8")
-    print("\n| run | wall s | inside stages s | tax s | tax share |\n|---|---|---|---|---|")
-    for mode in runs:
-        s = summary[mode]
-        print(f"| {mode} | {s['median_wall_s']:.1f} | {s['median_stage_sum_s']:.1f} | {s['median_tax_s']:.2f} "
-              f"| {100 * s['median_tax_share']:.1f} % |")
-    print(f"MLflow step logging: {100 * summary['mlflow_step_logging_share_of_training']:.2f} % of training time; "
-          f"second run: {100 * summary['second_run_share_of_first']:.1f} % of the first run's wall time "
-          f"({100 * summary['second_run_process_share_of_first']:.1f} % with process start and imports)")
+    jobs = append_job(args.output, job)
+    e, lg = summary["end_to_end_ratio"], summary["logging_ratio"]
+    print(f"\ntlflow run {summary['tlflow_run_median_s']:.1f} s vs plain {summary['plain_median_s']:.1f} s (medians): "
+          f"ratio {e['geomean']:.3f} [{e.get('low', float('nan')):.3f}, {e.get('high', float('nan')):.3f}] over "
+          f"{e['n']} pairs; goal <= 1.05 {'met' if summary['goal_met'] else 'NOT met'}")
+    print(f"fine-tuning with / without MLflow logging: {lg['geomean']:.3f} [{lg.get('low', float('nan')):.3f}, "
+          f"{lg.get('high', float('nan')):.3f}] over {lg['n']} pairs")
+    print(f"total {job['wall_s']:.0f} s; appended job {jobs} to {args.output}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,55 @@
+"""bench/stats.py: paired speed ratios with intervals and TOST equivalence of paired accuracies."""
+
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+from stats import paired_ratios, ratio_summary, tost_paired  # noqa: E402
+
+pytestmark = [pytest.mark.unit]
+
+
+def test_ratio_interval_covers_the_true_ratio_and_narrows_with_pairs():
+    rng = np.random.default_rng(0)
+    base = rng.uniform(50, 80, size=40)
+    ours = base * 1.25 * np.exp(rng.normal(0, 0.05, size=40))
+    few, many = (ratio_summary(paired_ratios(list(ours[:n]), list(base[:n]))) for n in (5, 40))
+    for s in (few, many):
+        assert s["low"] < 1.25 < s["high"]
+    assert many["high"] - many["low"] < few["high"] - few["low"]
+    assert math.isclose(many["geomean"], math.exp(np.mean(np.log(ours / base))))
+
+
+def test_job_bootstrap_widens_when_jobs_disagree():
+    ratios = [1.1, 1.12, 1.11, 1.09, 1.4, 1.42, 1.39, 1.41]
+    same = ratio_summary(ratios, ["a"] * 4 + ["b"] * 4)
+    assert same["jobs"] == 2
+    assert same["job_high"] - same["job_low"] > 0.1  # the two jobs' levels differ by ~0.3
+    assert "job_low" not in ratio_summary(ratios, ["a"] * 8)
+
+
+def test_paired_ratios_reject_mismatched_or_non_positive_values():
+    with pytest.raises(ValueError, match="as many"):
+        paired_ratios([1.0, 2.0], [1.0])
+    with pytest.raises(ValueError, match="positive"):
+        paired_ratios([1.0], [0.0])
+
+
+def test_tost_shows_equivalence_of_close_accuracies_only():
+    rng = np.random.default_rng(1)
+    b = 85 + rng.normal(0, 0.6, size=10)
+    close = tost_paired(list(b + rng.normal(0.05, 0.15, size=10)), list(b), margin=0.5)
+    assert close["equivalent"] and -0.5 < close["low"] < close["high"] < 0.5
+    shifted = tost_paired(list(b + 0.8 + rng.normal(0, 0.15, size=10)), list(b), margin=0.5)
+    assert not shifted["equivalent"] and shifted["low"] > 0.5
+    noisy = tost_paired(list(b + rng.normal(0, 2.0, size=10)), list(b), margin=0.5)
+    assert not noisy["equivalent"] and noisy["high"] - noisy["low"] > 1.0  # the interval is still reported
+
+
+def test_tost_needs_two_pairs():
+    with pytest.raises(ValueError, match="at least 2"):
+        tost_paired([85.0], [85.0], margin=0.5)

@@ -23,6 +23,7 @@ from tlflow.config import PipelineConfig
 from tlflow.data.readers import LoadedData
 from tlflow.registry import tracking
 from tlflow.registry.abandoned_runs import owner_tags
+from tlflow.registry.descriptions import experiment_description
 from tlflow.selection import study as studies
 from tlflow.selection.candidates import resolve_candidate
 from tlflow.selection.report import CandidateRow
@@ -59,7 +60,7 @@ def _train(cfg: PipelineConfig, loaded: LoadedData, data_md5: str, parent_run_id
            tags: dict[str, str], score: TrialScore) -> tuple[str, dict[str, float]]:
     """Tokenize (shared cache) and fine-tune `cfg` in a child run; its run id and metrics."""
     tracking.configure()
-    run = mlflow.start_run(experiment_id=tracking.ensure_experiment(cfg.name), run_name=run_name,
+    run = mlflow.start_run(experiment_id=tracking.ensure_experiment(cfg.name, experiment_description(cfg.name)), run_name=run_name,
                            parent_run_id=parent_run_id, tags={**tags, **owner_tags()})  # closed if its process dies
     if score.trial is not None:
         score.trial.set_user_attr(studies.RUN_ID, run.info.run_id)

@@ -12,8 +12,10 @@ from prefect.runtime import flow_run
 from prefect.utilities.urls import url_for
 
 from tlflow.config import PipelineConfig
+from tlflow.errors import TlflowError
 from tlflow.registry import tracking
 from tlflow.registry.abandoned_runs import close_abandoned_runs, owner_tags
+from tlflow.registry.descriptions import NOTE_TAG, experiment_description, run_description
 from tlflow.registry.lineage import Lineage
 
 
@@ -26,12 +28,13 @@ def lineage_tags(cfg: PipelineConfig) -> dict[str, str]:
 @contextmanager
 def pipeline_run(cfg: PipelineConfig, tags: dict[str, str], stage: str | None = None) -> Iterator[mlflow.ActiveRun]:
     """Open the MLflow run of this flow run: experiment = config name, params = flattened config,
-    lineage tags, the owning process. Tasks called inside log to it; an exception marks it FAILED.
+    lineage tags, the owning process. Tasks called inside log to it; an exception marks it FAILED;
+    a top-level run that ends well gets its description (`tlflow.registry.descriptions`).
     Opened while another run is active (a stage inside a pipeline), it is a nested child run named
     `stage`; a top-level run, as it starts, marks the runs of dead processes in its experiment
     KILLED (`tlflow.registry.abandoned_runs`)."""
     tracking.configure()
-    experiment_id = tracking.ensure_experiment(cfg.name)
+    experiment_id = tracking.ensure_experiment(cfg.name, experiment_description(cfg.name))
     nested = mlflow.active_run() is not None
     name = (stage if nested and stage else flow_run.name) or stage
     with mlflow.start_run(experiment_id=experiment_id, run_name=name, tags={**tags, **owner_tags()},
@@ -44,8 +47,24 @@ def pipeline_run(cfg: PipelineConfig, tags: dict[str, str], stage: str | None = 
             mlflow.set_tag("prefect_flow_run_url", url)
         try:
             yield run
+            if not nested:  # the description of a run that ended well (a failure's note is its own)
+                mlflow.set_tag(NOTE_TAG, run_description(cfg, tags.get("data_md5", "unknown"), flow_run.flow_name))
+        except Exception as err:  # the run ends FAILED, saying why in its description
+            reason = failure_line(err)
+            mlflow.set_tags({FAILURE_TAG: reason, NOTE_TAG: f"FAILED: {reason}"})
+            raise
         finally:
             mlflow.flush_async_logging()
+
+
+#: Tag of a FAILED run: the one line of the error that stopped it (also its description).
+FAILURE_TAG = "failure"
+
+
+def failure_line(err: BaseException) -> str:
+    """The first line of `err` (a user-facing error's own words; others prefixed with their type)."""
+    line = (str(err).splitlines() or [""])[0]
+    return (line if isinstance(err, TlflowError) else f"{type(err).__name__}: {line}")[:5000]
 
 
 #: Where `prefect server start --port 4200` (the command `tlflow` prints) shows a temporary server's runs.

@@ -4,6 +4,8 @@ these folders. Nothing here touches the disk; each folder is made by the code th
 - `.cache/tlflow/`: derived, re-creatable files (tokenized features, checkpoints, pretraining
   artefacts, validation reports, local server state); safe to delete.
 - `mlflow/`: the embedded MLflow store (`mlflow.db` and `artifacts/`) when MLFLOW_TRACKING_URI is unset.
+- `monitoring/windows/`: the prediction windows that drift monitoring reads (`tlflow.monitoring.window`),
+  one folder per model; not re-creatable, but only monitoring reads them.
 - `.prefect/`: the Prefect home of `tlflow` commands and `tlflow servers up` (PREFECT_HOME default).
 """
 
@@ -34,6 +36,9 @@ SERVERS_DIR = CACHE_DIR / "servers"
 MLFLOW_STORE_DIR = Path("mlflow")
 MLFLOW_DB = MLFLOW_STORE_DIR / "mlflow.db"
 MLFLOW_ARTIFACTS_DIR = MLFLOW_STORE_DIR / "artifacts"
+
+#: Prediction windows (descriptors of each prediction), one folder per model (`monitoring.windows_dir`).
+WINDOWS_DIR = Path("monitoring") / "windows"
 
 #: PREFECT_HOME of the command line and the local Prefect server, unless set.
 PREFECT_HOME = Path(".prefect")

@@ -150,3 +150,26 @@ def predict(
     with _running_flows(server, consequence=None, lost=None):
         path = batch_predict(name, str(input_file), str(output_file), alias)
     typer.echo(f"predictions written to {path}")
+
+
+def monitor(
+    config: ConfigArg = None,
+    set_: SetOpt = None,
+    window: Annotated[Path | None, typer.Option("--window", help="Prediction window folder or file (default: the "
+                                                                  "model's folder under monitoring.windows_dir).")] = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Run the `monitoring` flow: drift of the champion's latest predictions against its training
+    rows; retraining is triggered when the drift score exceeds monitoring.threshold."""
+    cfg = pipeline_config(config, set_)
+    if window is not None and not window.exists():
+        fail(f"{window}: no such prediction window", 2)
+    prepare_env(verbose)
+    server = start_early()
+    from flows.monitoring import monitoring_pipeline
+
+    with _running_flows(server, consequence=None):
+        check = monitoring_pipeline(cfg, str(window) if window else None)
+    typer.echo(check.summary())
+    if check.result is not None:
+        typer.echo(check.result.table())

@@ -52,6 +52,8 @@ def test_deployment_runs_on_a_worker_and_registers_in_the_mlflow_server(project,
 
         # The repository's prefect.yaml deploys as users deploy it (its pool first).
         assert _prefect("work-pool", "create", "tlflow-process", "--type", "process", env=env).returncode == 0
+        limited = _prefect("work-pool", "set-concurrency-limit", "tlflow-process", "1", env=env)  # as documented
+        assert limited.returncode == 0, limited.stdout + limited.stderr
         deployed = subprocess.run([str(Path(sys.executable).parent / "prefect"), "--no-prompt", "deploy", "--all"],
                                   env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
         assert deployed.returncode == 0, deployed.stdout[-3000:] + deployed.stderr[-3000:]
@@ -59,11 +61,19 @@ def test_deployment_runs_on_a_worker_and_registers_in_the_mlflow_server(project,
             "from prefect.client.orchestration import get_client\n"
             "with get_client(sync_client=True) as c:\n"
             "    for d in c.read_deployments():\n"
-            "        print(d.name, [s.schedule.cron for s in d.schedules if hasattr(s.schedule, 'cron')])\n"
+            "        options = d.concurrency_options.collision_strategy.value if d.concurrency_options else None\n"
+            "        limit = d.global_concurrency_limit.limit if d.global_concurrency_limit else None\n"
+            "        print(d.name, limit, options,"
+            " *[s.schedule.cron for s in d.schedules if hasattr(s.schedule, 'cron')], sep='|')\n"
         )], env=env, capture_output=True, text=True, timeout=120).stdout.splitlines()
-        nightly = {line.split()[0] for line in names if "'0 2 * * *'" in line}
-        assert {f"retrain-{c}" for c in ("sst2", "emotion", "ag-news", "mrpc", "conll2003", "squad")} <= nightly
-        assert {"training", "pretraining", "transfer-report"} <= {line.split()[0] for line in names}
+        served = {line.split("|")[0]: line.split("|")[1:] for line in names}
+        # The nightly retrainings arrive staggered, one run per deployment at a time (queued).
+        crons = {f"retrain-{c}": served[f"retrain-{c}"] for c in ("sst2", "emotion", "ag-news", "mrpc", "conll2003",
+                                                                  "squad")}
+        assert crons["retrain-sst2"] == ["1", "ENQUEUE", "0 2 * * *"], crons
+        assert len({fields[2] for fields in crons.values()}) == len(crons), crons
+        assert all(fields[:2] == ["1", "ENQUEUE"] for fields in crons.values()), crons
+        assert {"training", "pretraining", "transfer-report"} <= set(served)
         cfg = tiny_config(name="served-by-worker")
         deploy = subprocess.run([sys.executable, "-c", (
             "import json, sys\n"

@@ -18,6 +18,8 @@ from tlflow.data.readers import load_labelled_data
 from tlflow.data.split_definition import split_digest
 from tlflow.data.validation.stage import DataValidationError
 from tlflow.registry import tracking
+from tlflow.registry.descriptions import KIND_TAG, NOTE_TAG
+from tlflow.registry.ledger import LEDGER_EXPERIMENT
 from tlflow.task_types.registry import get_task_type
 
 pytestmark = [pytest.mark.needs_data, pytest.mark.flow]
@@ -67,6 +69,8 @@ def test_pipeline_registers_promotes_and_records_lineage(project, prefect_server
     assert run.data.metrics["test_accuracy"] == pytest.approx(99 / 200, abs=1e-6)
     assert run.data.metrics["test_macro_f1"] == pytest.approx(0.331104, abs=1e-6)
     assert len(client.get_metric_history(first.run_id, "train_loss")) >= 3
+    # 13 steps, validated 4 times by default (every 4 steps and at the end): a curve, not a point.
+    assert [m.step for m in client.get_metric_history(first.run_id, "val_accuracy")] == [4, 8, 12, 13]
     assert {i.dataset.digest for i in run.inputs.dataset_inputs} == {  # one per split: data version, definition
         split_digest(cfg.data, split, cfg.task.type, expected_md5) for split in ("train", "validation", "test")}
     artifacts = {a.path for a in client.list_artifacts(first.run_id, "evaluation")}
@@ -75,6 +79,17 @@ def test_pipeline_registers_promotes_and_records_lineage(project, prefect_server
 
     version = client.get_model_version(cfg.name, "1")
     assert version.tags["data_md5"] == expected_md5
+    # What the MLflow UI shows as descriptions: the experiment, the run, the registered model, the ledger.
+    experiment_tags = client.get_experiment(run.info.experiment_id).tags
+    assert f"Pipeline runs of config `{cfg.name}`" in experiment_tags[NOTE_TAG]
+    assert experiment_tags[KIND_TAG] == "custom_model_development"  # the UI opens it on its Runs tab
+    assert run.data.tags[NOTE_TAG].startswith(f"**{cfg.name}** (`training_pipeline`): text-classification on train ")
+    assert f"(data version `{expected_md5[:8]}`)" in run.data.tags[NOTE_TAG]
+    assert "`champion` is the version to serve" in client.get_registered_model(cfg.name).description
+    ledger = client.get_experiment_by_name(LEDGER_EXPERIMENT)
+    assert ledger.tags[NOTE_TAG].startswith("Promotion ledger of every registered model")
+    entry = client.search_runs([ledger.experiment_id], f"tags.model = '{cfg.name}'")[0]
+    assert entry.data.tags[NOTE_TAG].startswith("**promoted** v1: ")
     assert float(version.tags["test_accuracy"]) == pytest.approx(run.data.metrics["test_accuracy"], abs=1e-6)
 
     # The registered model loads back through MLflow and predicts label names.

@@ -55,6 +55,19 @@ def test_clear_improvement_is_promoted_with_its_interval():
     assert decision.champion_score == pytest.approx(0.70) and decision.new_score == pytest.approx(0.90)
 
 
+def test_a_gain_on_every_class_is_not_called_a_drop():
+    champion = scores(Y, predictions(Y, 120))  # 0.70
+    new = scores(Y, predictions(Y, 40, rng_seed=1))  # 0.90, both classes better
+    for name in ("max_class_drop", "max_slice_drop"):
+        detail = check(decide(new, champion, "3", SETTINGS), name).detail
+        assert "drop," in detail or "no slice" in detail, detail
+        assert "largest" not in detail, detail
+    class_check = check(decide(new, champion, "3", SETTINGS), "max_class_drop")
+    assert class_check.detail.startswith("no F1 drop, smallest gain ")
+    worse = check(decide(champion, new, "3", SETTINGS), "max_class_drop")
+    assert worse.detail.startswith("largest F1 drop ")
+
+
 def test_improvement_below_min_delta_is_rejected():
     champion = scores(Y, predictions(Y, 120))
     new = scores(Y, predictions(Y, 40, rng_seed=1))

@@ -49,6 +49,21 @@ def test_eval_callback_results_are_logged_with_val_prefix(tmp_path):
     assert logged["val_accuracy"] == 0.5
 
 
+@pytest.mark.parametrize(("epochs", "early_stopping", "steps"), [
+    (1, None, [2, 4, 6, 8]),  # 8 steps, one epoch: 4 validations, the last at the end
+    (3, None, [6, 12, 18, 24]),  # 3 epochs: 4 validations a run (more often than once per epoch)
+    (6, None, [8, 16, 24, 32, 40, 48]),  # 6 epochs: at least once per epoch
+    (3, {"patience": 5, "metric": "accuracy"}, [8, 16, 24]),  # early stopping counts epochs: once per epoch
+])
+def test_by_default_a_run_is_validated_four_times_and_at_least_once_per_epoch(tmp_path, epochs, early_stopping,
+                                                                               steps):
+    validated = []
+    finetune(tiny_model(), FEATURES, cfg(epochs=epochs, early_stopping=early_stopping, checkpoint_every_steps=100),
+             0, tmp_path, evaluate=lambda m: {"accuracy": 0.5},
+             log_metrics=lambda m, s: validated.append(s) if "val_accuracy" in m else None, progress=False)
+    assert validated == steps
+
+
 def test_validation_time_is_not_training_time(tmp_path):
     def slow_eval(model):
         time.sleep(0.3)

@@ -25,6 +25,11 @@ class ConfigError(TlflowError, ValueError):
     exit_code = 2
 
 
+#: Largest batch a config may ask for: beyond it no accelerator's memory holds a batch of even the
+#: shortest sequences, and the number is a typo (an absurd value would otherwise fail deep in training).
+MAX_BATCH_SIZE = 65_536
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
@@ -183,6 +188,11 @@ class DataConfig(_Section):
         repeated = sorted({n for n in names if names.count(n) > 1})
         if repeated:
             raise ValueError(f"label names must be distinct: {', '.join(repr(n) for n in repeated)} appears more than once")
+        if any(not n.strip() for n in names):
+            raise ValueError(f"label names must not be blank: {names!r}")
+        if len(names) == 1:
+            raise ValueError(f"one label name ({names[0]!r}): a classifier needs at least 2 (or none: taken from the "
+                             "training split)")
         return names
 
     @model_validator(mode="after")
@@ -195,6 +205,9 @@ class DataConfig(_Section):
             raise ValueError("no data: give `files` (train/test[/validation]), `file` or `class_files`")
         if self.files and ("train" not in self.files or "test" not in self.files):
             raise ValueError("`files` needs at least 'train' and 'test'")
+        if self.label_names and (undeclared := sorted(set(self.label_map.values()) - set(self.label_names))):
+            raise ValueError(f"label_map maps to {', '.join(map(repr, undeclared))}, not in label_names "
+                             f"{self.label_names}")
         if self.format == "text" and not self.separator:
             raise ValueError("format 'text' needs a `separator`")
         if self.format == "regex" and not self.pattern:
@@ -361,7 +374,7 @@ class PretrainConfig(_Section):
     whole_word_masking: bool = Field(False, description="Mask all sub-words of a selected word together.")
     short_seq_prob: float = Field(0.1, ge=0, le=1, description="Share of NSP examples with a shorter target length.")
     max_steps: int = Field(1000, ge=1, description="Optimizer steps of pretraining.")
-    batch_size: int = Field(32, ge=1, description="Examples per step.")
+    batch_size: int = Field(32, ge=1, le=MAX_BATCH_SIZE, description="Examples per step.")
     learning_rate: float = Field(5e-4, gt=0, description="Peak AdamW learning rate.")
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay.")
     warmup_ratio: float = Field(0.06, ge=0, lt=1, description="Share of steps with linear warm-up.")
@@ -413,7 +426,7 @@ class DifferentialPrivacyConfig(_Section):
         "prv: privacy random variables, tighter)."
     )
     physical_batch_size: int = Field(
-        32, ge=1,
+        32, ge=1, le=MAX_BATCH_SIZE,
         description="Most examples per forward/backward pass inside one sampled batch (memory only: per-example "
         "gradients are clipped and summed over the whole batch before the noise, whatever this is).",
     )
@@ -452,13 +465,17 @@ class FinetuneConfig(_Section):
         "raised to the smallest whole number that reaches this (said in the log, metric `train_epochs`). "
         "0: exactly `epochs`.",
     )
-    batch_size: int = Field(32, ge=1, description="Examples per optimizer step.")
+    batch_size: int = Field(32, ge=1, le=MAX_BATCH_SIZE, description="Examples per optimizer step.")
     learning_rate: float = Field(5e-5, gt=0, description="Peak AdamW learning rate.")
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay (not on biases and LayerNorm).")
     warmup_ratio: float = Field(0.1, ge=0, lt=1, description="Share of steps with linear warm-up.")
     max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
     group_by_length: bool = Field(True, description="Batch texts of similar length (less padding).")
-    eval_every_steps: int = Field(0, ge=0, description="Validate every N steps (0: once per epoch).")
+    eval_every_steps: int = Field(
+        0, ge=0,
+        description="Validate every N steps (0: 4 times a run and at least once per epoch; with early_stopping "
+        "once per epoch).",
+    )
     log_every_steps: int = Field(20, ge=1, description="Log train_loss every N steps.")
     checkpoint_every_steps: int = Field(100, ge=1, description="Save a resumable checkpoint every N steps.")
     seed: int = Field(42, description="Seed of initialisation, shuffling and dropout.")
@@ -510,7 +527,7 @@ class FinetuneConfig(_Section):
 class EvaluateConfig(_Section):
     """Held-out evaluation."""
 
-    batch_size: int = Field(64, ge=1, description="Examples per inference batch.")
+    batch_size: int = Field(64, ge=1, le=MAX_BATCH_SIZE, description="Examples per inference batch.")
     misclassified_examples: int = Field(20, ge=0, description="Rows in the table of misclassified examples.")
     slices: list[str] = Field(
         default_factory=list,
@@ -604,6 +621,25 @@ class PromoteConfig(_Section):
     )
 
 
+class MonitoringConfig(_Section):
+    """Drift monitoring of the champion's predictions (the `monitoring` flow, `tlflow monitor`)."""
+
+    threshold: float = Field(
+        0.5, gt=0, le=1,
+        description="Retraining is triggered when the drift score (share of drifted descriptors: text length, UNK "
+        "share, non-ASCII share, predicted label, [CLS] embedding) exceeds it.",
+    )
+    window: int = Field(1000, ge=2, description="The latest predictions of the champion compared with its training rows.")
+    min_rows: int = Field(100, ge=2, description="With fewer predictions in the window nothing is judged.")
+    reference_rows: int = Field(1000, ge=2, description="Training rows (a seeded sample) described as the reference.")
+    windows_dir: str = Field(str(paths.WINDOWS_DIR), description="Folder of the prediction windows (one per model).")
+    cooldown_hours: float = Field(
+        24, ge=0, description="After drift triggered a retraining, drift of the same champion does not trigger again "
+        "for this long."
+    )
+    seed: int = Field(42, description="Seed of the reference sample.")
+
+
 class PathsConfig(_Section):
     """What the config may read (`tlflow.config.confinement`): every data file and folder lies under a
     data root; a local `model.base` folder under a data root, a model root, the pipeline's cache or the
@@ -657,6 +693,7 @@ class PipelineConfig(_Section):
     fairness: FairnessConfig = Field(default_factory=FairnessConfig, description="Fairness audits.")
     promote: PromoteConfig = Field(default_factory=PromoteConfig, description="Registration and promotion.")
     paths: PathsConfig = Field(default_factory=PathsConfig, description="Folders the config may read from.")
+    monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig, description="Drift monitoring.")
     select: SelectConfig | None = Field(
         None, description="Model selection (`tlflow select`): candidates, search space, trials; None: not set up."
     )
@@ -694,6 +731,7 @@ class PipelineConfig(_Section):
         tree = self.to_dict()
         tree.pop("paths", None)
         tree.pop("select", None)  # how a search looks for settings, not what a run trains
+        tree.pop("monitoring", None)  # when to retrain, not what is trained
         blob = json.dumps(tree, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 

@@ -314,11 +314,16 @@ def _drop_overlap(train: pd.DataFrame, others: list[pd.DataFrame], columns: Sequ
     return train[~leaked].reset_index(drop=True), int(leaked.sum())
 
 
-def _label_names(cfg: DataConfig, train: pd.DataFrame, spec: DatasetSpec) -> list[str]:
-    """Declared label names, or those the spec infers from the training split (none without labels)."""
+def _label_names(cfg: DataConfig, train: pd.DataFrame, spec: DatasetSpec, origin: str) -> list[str]:
+    """Declared label names, or those the spec infers from the training split (none without labels);
+    DataError naming the training file(s) `origin` when fewer than two are found there."""
     if cfg.label_names or spec.infer_labels is None:
         return list(cfg.label_names)
-    return spec.infer_labels(train)
+    names = spec.infer_labels(train)
+    if len(names) < 2:
+        raise DataError(f"{origin}: the training split holds {len(names)} distinct label(s) {names}: a classifier "
+                        "needs at least 2 (data.label_names is empty, so labels are taken from the training rows)")
+    return names
 
 
 def load_labelled_data(cfg: DataConfig, spec: DatasetSpec, meta_columns: Sequence[str] = ()) -> LoadedData:
@@ -366,7 +371,7 @@ def load_labelled_data(cfg: DataConfig, spec: DatasetSpec, meta_columns: Sequenc
     features = datasets.Features({**spec.features, **meta_features(meta_columns)})
     sampled = any(len(frames[split]) != len(whole[split]) for split in SPLITS)
     return LoadedData(
-        splits=_dataset_dict(frames, features), label_names=_label_names(cfg, whole["train"], spec),
+        splits=_dataset_dict(frames, features), label_names=_label_names(cfg, whole["train"], spec, origin["train"]),
         dropped_overlap=dropped, files=cfg.paths(), invalid=invalid,
         whole=_dataset_dict(whole, features) if sampled else None,
     )

@@ -19,11 +19,11 @@ import time
 from mlflow import MlflowClient
 from mlflow.entities import RunStatus
 
+from tlflow.registry.descriptions import NOTE_TAG  # the run's description in the MLflow UI
 from tlflow.registry.lock import Holder, _pid_namespace, holder_alive
 
 PROCESS_TAG = "process"  # "host:pid" of the process that owns the run
 PROCESS_NS_TAG = "process_pid_ns"
-NOTE_TAG = "mlflow.note.content"  # the run's description in the MLflow UI
 KILLED_TAG = "killed_note"
 
 

@@ -191,6 +191,12 @@ def counterfactual_checks(scores: Scores, max_gap: float | None) -> list[Check]:
     )]
 
 
+def _worst_change(metric: str, drop: float) -> str:
+    """How to name the least favourable change of `metric` among classes or slices: a drop only
+    when it is one (a positive `drop`); when every one held or gained, the smallest gain."""
+    return f"largest {metric} drop" if drop > 0 else f"no {metric} drop, smallest gain"
+
+
 def slice_drop_check(new: Scores, champion: Scores, metric: str, max_drop: float, min_size: int) -> Check:
     """No slice with at least `min_size` examples loses more than `max_drop` of `metric`; the
     slices are the new model's (`new.slices`), the champion is scored on the same rows."""
@@ -204,7 +210,8 @@ def slice_drop_check(new: Scores, champion: Scores, metric: str, max_drop: float
     worst = max(drops, key=drops.get)
     return Check(
         CHECK_SLICE_DROP, drops[worst] <= max_drop,
-        f"largest {metric} drop of {len(gated)} slices (>= {min_size} examples) {worst} (n={len(gated[worst])}): "
+        f"{_worst_change(metric, drops[worst])} of {len(gated)} slices (>= {min_size} examples) {worst} "
+        f"(n={len(gated[worst])}): "
         f"{champion.rows_value(gated[worst], metric):.4f} -> {new.rows_value(gated[worst], metric):.4f} "
         f"({-drops[worst]:+.4f}, allowed -{max_drop:g})",
     )
@@ -317,7 +324,8 @@ def decide(
         CHECK_CLASS_DROP,
         worst is None or drops[worst] <= settings.max_class_drop,
         "no per-class scores" if worst is None else
-        f"largest F1 drop {worst}: {champion.class_f1[worst]:.4f} -> {new.class_f1.get(worst, 0.0):.4f} "
+        f"{_worst_change('F1', drops[worst])} {worst}: {champion.class_f1[worst]:.4f} -> "
+        f"{new.class_f1.get(worst, 0.0):.4f} "
         f"({-drops[worst]:+.4f}, allowed -{settings.max_class_drop:g})",
     ))
     checks.append(slice_drop_check(new, champion, metric, settings.max_slice_drop, settings.min_slice_size))

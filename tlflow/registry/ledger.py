@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 
 from mlflow import MlflowClient
 
+from tlflow.registry.descriptions import LEDGER_DESCRIPTION, NOTE_TAG, ledger_run_description
 from tlflow.registry.lineage import Lineage
 from tlflow.registry.tracking import CHAMPION, ensure_experiment
 
@@ -112,7 +113,7 @@ def append(
         raise ValueError(f"unknown ledger action '{action}' (one of {', '.join(ACTIONS)})")
     previous = entries(client, model)
     sequence = previous[-1].sequence + 1 if previous else 1
-    experiment_id = ensure_experiment(LEDGER_EXPERIMENT)
+    experiment_id = ensure_experiment(LEDGER_EXPERIMENT, LEDGER_DESCRIPTION)
     tags = {
         "model": model, "sequence": str(sequence), "action": action, "version": version,
         "champion_before": champion_before or "", "champion_after": champion_after or "",
@@ -120,6 +121,7 @@ def append(
         **{name: getattr(lineage, name) for name in LINEAGE_FIELDS},
         "decision": json.dumps(decision, default=str)[:4900],
         **({"aliases": json.dumps(aliases)} if aliases is not None else {}),
+        NOTE_TAG: ledger_run_description(action, version, reason)[:4900],
     }
     run = client.create_run(experiment_id, start_time=int(time.time() * 1000), tags=tags,
                             run_name=f"{model} #{sequence} {action} v{version}")

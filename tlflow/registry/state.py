@@ -21,6 +21,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from tlflow.registry import tracking
+from tlflow.registry.descriptions import model_description
 
 #: The version tag that says whether a registration finished; its values.
 REGISTRATION_TAG = "registration"
@@ -109,13 +110,20 @@ class Intent:
 
 
 def write_intent(client: MlflowClient, name: str, intent: Intent) -> None:
-    """Record that a transaction begins on `name` (creating the registered model on first use)."""
-    if not exists(client, name):
+    """Record that a transaction begins on `name` (creating the registered model on first use, with
+    its description; one created without is given it)."""
+    try:
+        described = bool(client.get_registered_model(name).description)
+    except MlflowException:
         try:
-            client.create_registered_model(name)
+            client.create_registered_model(name, description=model_description(name))
+            described = True
         except MlflowException as err:
             if err.error_code != "RESOURCE_ALREADY_EXISTS":
                 raise
+            described = False
+    if not described:
+        client.update_registered_model(name, description=model_description(name))
     client.set_registered_model_tag(name, INTENT_TAG, json.dumps(asdict(intent)))
 
 

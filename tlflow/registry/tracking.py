@@ -139,17 +139,25 @@ def _first_line(err: Exception) -> str:
     return str(err).splitlines()[0][:200] if str(err) else type(err).__name__
 
 
-def ensure_experiment(name: str) -> str:
-    """Experiment id of `name`, created on first use (artifacts under mlflow/artifacts when embedded)."""
+def ensure_experiment(name: str, description: str | None = None) -> str:
+    """Experiment id of `name`, created on first use (artifacts under mlflow/artifacts when embedded),
+    of the MLflow UI's "Machine learning" type; `description` (`tlflow.registry.descriptions`) is
+    given to it when it has none yet (as is the type)."""
+    from tlflow.registry.descriptions import KIND, KIND_TAG, NOTE_TAG
+
+    wanted = {KIND_TAG: KIND, **({NOTE_TAG: description} if description else {})}
     experiment = mlflow.get_experiment_by_name(name)
-    if experiment is not None:
-        return experiment.experiment_id
-    root = artifact_root()
-    location = root.resolve().as_uri() if root is not None else None
-    try:
-        return mlflow.create_experiment(name, artifact_location=location)
-    except MlflowException:  # created concurrently by another run
-        return mlflow.get_experiment_by_name(name).experiment_id
+    if experiment is None:
+        root = artifact_root()
+        location = root.resolve().as_uri() if root is not None else None
+        try:
+            return mlflow.create_experiment(name, artifact_location=location, tags=wanted)
+        except MlflowException:  # created concurrently by another run
+            experiment = mlflow.get_experiment_by_name(name)
+    for key, value in wanted.items():
+        if not (experiment.tags or {}).get(key):
+            MlflowClient().set_experiment_tag(experiment.experiment_id, key, value)
+    return experiment.experiment_id
 
 
 def data_version(dvc_file: str | Path = "data.dvc") -> str:

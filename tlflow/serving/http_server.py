@@ -17,6 +17,9 @@ the same routes and formats as `mlflow models serve`) behind a thin ASGI layer t
 - stops a request at `--timeout-s`: 504, and its prediction thread stops at the model's next module
   call (`tlflow.serving.cancellation`), where MLflow's own timeout leaves it running;
 - serves no `/docs` or `/openapi.json` (FastAPI's defaults) unless `--docs`.
+- with `TLFLOW_SERVE_RECORD` set (a folder, or 1 for the version's `monitoring.windows_dir`),
+  appends each answered request's descriptors to the model's prediction window
+  (`tlflow.monitoring.window`); off by default.
 
 The model is this installation's `TaskModel` over the version's files, its stored code checked
 against the digest recorded at logging time and never run (`tlflow.serving.model_loading`).
@@ -202,10 +205,11 @@ def scoring_app(model_uri: str, limits: ServeLimits | None = None, docs: bool = 
     installed `TaskModel`, stored code checked and never run), bounded by `limits`."""
     from mlflow.pyfunc import scoring_server
 
+    from tlflow.monitoring.recording import ENV_SERVE_RECORD, serve_recorder
     from tlflow.serving.model_loading import load_served_model
 
     limits = limits or ServeLimits()
-    model = load_served_model(model_uri)
+    model = load_served_model(model_uri, serve_recorder(model_uri, os.environ.get(ENV_SERVE_RECORD)))
     stop_on_cancel(model.unwrap_python_model().model)
     # MLflow's own timeout (504, thread left running) must never fire before ours
     os.environ["MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT"] = str(int(limits.timeout_s) + 60)

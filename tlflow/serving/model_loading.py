@@ -11,8 +11,10 @@ installed `TaskModel` from them. The stored code is never imported or executed.
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import mlflow
 import pandas as pd
@@ -27,13 +29,22 @@ from tlflow.training.speedups import apply_inference_speedups
 
 
 class _InstalledPyfunc:
-    """The `model_impl` of a `PyFuncModel` whose `predict` is the installed `TaskModel`'s."""
+    """The `model_impl` of a `PyFuncModel` whose `predict` is the installed `TaskModel`'s; with a
+    `recorder` (`tlflow.monitoring.window.PredictionRecorder`), each answered batch is also
+    appended to the prediction window (a failure to record is logged, never the request's)."""
 
-    def __init__(self, model: TaskModel):
+    def __init__(self, model: TaskModel, recorder: Any = None):
         self.python_model = model  # what `PyFuncModel.unwrap_python_model` returns
+        self.recorder = recorder
 
     def predict(self, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
-        return self.python_model.predict(None, model_input, params)
+        predictions = self.python_model.predict(None, model_input, params)
+        if self.recorder is not None:
+            try:
+                self.recorder.record(self.python_model, model_input, predictions)
+            except Exception as err:  # noqa: BLE001 - monitoring must not fail a prediction
+                logging.getLogger(__name__).warning("prediction window not written: %s", err)
+        return predictions
 
 
 def _inside(root: Path, relative: str) -> Path:
@@ -75,8 +86,9 @@ def load_task_model(model_uri: str, settings: TaskSettings | None = None) -> Tas
     return _load(model_uri, settings)[0]
 
 
-def load_served_model(model_uri: str) -> PyFuncModel:
+def load_served_model(model_uri: str, recorder: Any = None) -> PyFuncModel:
     """The model at `model_uri` as an MLflow `PyFuncModel` (signature enforcement, params schema:
-    what MLflow's scoring app and `predict` expect) around the installed `TaskModel`."""
+    what MLflow's scoring app and `predict` expect) around the installed `TaskModel`; with a
+    `recorder`, its predictions are appended to the prediction window."""
     model, meta = _load(model_uri, None)
-    return PyFuncModel(model_meta=meta, model_impl=_InstalledPyfunc(model))
+    return PyFuncModel(model_meta=meta, model_impl=_InstalledPyfunc(model, recorder))

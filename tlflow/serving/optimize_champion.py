@@ -29,6 +29,7 @@ from mlflow import MlflowClient
 from tlflow.data.readers import load_labelled_data
 from tlflow.registry import registration, tracking
 from tlflow.registry.champion import load_version
+from tlflow.registry.descriptions import experiment_description
 from tlflow.registry.lineage import Lineage
 from tlflow.registry.registration import VARIANT_TAG, RegistryError
 from tlflow.registry.transaction import OnStep
@@ -105,7 +106,7 @@ def optimize_champion(
         baseline, candidates = measured[FP32], [measured[v] for v in variants]
         choice = choose(baseline, candidates, metric, max_drop, min_speedup)
 
-        experiment_id = tracking.ensure_experiment(f"{name}-optimize")
+        experiment_id = tracking.ensure_experiment(f"{name}-optimize", experiment_description(f"{name}-optimize"))
         with mlflow.start_run(experiment_id=experiment_id, run_name=f"optimize v{source}",
                               nested=mlflow.active_run() is not None) as run:
             mlflow.log_params({"source_model": name, "source_version": source, "variants": ",".join(variants),

@@ -32,7 +32,18 @@ class DataValidationError(TlflowError, RuntimeError):
     def __init__(self, report: ValidationReport, report_path: Path):
         self.report = report
         self.report_path = report_path
-        super().__init__(f"{report.summary()}\nHTML report: {report_path}")
+        headline, *details = report.summary().splitlines()
+        super().__init__("\n".join([headline + _first_offence(report), *details, f"HTML report: {report_path}"]))
+
+
+def _first_offence(report: ValidationReport) -> str:
+    """Where the failed checks point first: `, first at FILE:ROW (CHECK)` (FILE alone when no check
+    names a row; `` when none names a file), so that the error's first line says where to look."""
+    examples = [(check, ex) for check in report.failures() for ex in check.examples if ex.get("file")]
+    for check, example in sorted(examples, key=lambda pair: pair[1].get("row") is None):
+        row = f":{example['row']}" if example.get("row") is not None else ""
+        return f", first at {example['file']}{row} ({check.check})"
+    return ""
 
 
 def check_data(

@@ -109,7 +109,6 @@ CONFIG_FAULTS = [
     config_case("label-names-blank", "data.label_names", {"data": {"label_names": ["neg", " "]}}),
     config_case("label-names-single", "data.label_names", {"data": {"label_names": ["pos"]}}),
     config_case("label-names-numbers", "data.label_names", {"data": {"label_names": [0, 1]}}),
-    config_case("label-map-to-undeclared", "label_map", {"data": {"label_map": {"1": "positive"}}}),
     config_case("label-names-duplicated", "data.label_names", {"data": {"label_names": ["neg", "pos", "neg"]}}),
     config_case("label-names-a-string", "data.label_names", {"data": {"label_names": "neg,pos"}}),
     config_case("epochs-inf", "finetune.epochs", {"finetune": {"epochs": float("inf")}}),

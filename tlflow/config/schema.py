@@ -205,9 +205,6 @@ class DataConfig(_Section):
             raise ValueError("no data: give `files` (train/test[/validation]), `file` or `class_files`")
         if self.files and ("train" not in self.files or "test" not in self.files):
             raise ValueError("`files` needs at least 'train' and 'test'")
-        if self.label_names and (undeclared := sorted(set(self.label_map.values()) - set(self.label_names))):
-            raise ValueError(f"label_map maps to {', '.join(map(repr, undeclared))}, not in label_names "
-                             f"{self.label_names}")
         if self.format == "text" and not self.separator:
             raise ValueError("format 'text' needs a `separator`")
         if self.format == "regex" and not self.pattern:

@@ -154,8 +154,10 @@ def _try_acquire(client: MlflowClient, name: str) -> bool:
         )
         return True
     except MlflowException as err:
-        # SQLite answers a concurrent writer with "database is locked": just another try later.
-        if err.error_code != "RESOURCE_ALREADY_EXISTS" and "locked" not in str(err):
+        # SQLite answers a concurrent writer with "database is locked", and MLflow's check for an existing
+        # model can find the lock released between its insert and its look-up (RESOURCE_DOES_NOT_EXIST):
+        # both just mean another try later.
+        if err.error_code not in ("RESOURCE_ALREADY_EXISTS", "RESOURCE_DOES_NOT_EXIST") and "locked" not in str(err):
             raise
         return False
 

@@ -4,14 +4,10 @@ earlier job of a results file."""
 
 import json
 import random
-import sys
-from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
-from benchlib import append_job  # noqa: E402
-from scaling import perturb, write_train  # noqa: E402
+from benchlib import append_job
+from scaling import perturb, write_train
 
 pytestmark = [pytest.mark.unit]
 

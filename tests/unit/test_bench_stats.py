@@ -1,14 +1,10 @@
 """bench/stats.py: paired speed ratios with intervals and TOST equivalence of paired accuracies."""
 
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
-from stats import paired_ratios, ratio_summary, tost_paired  # noqa: E402
+from stats import paired_ratios, ratio_summary, tost_paired
 
 pytestmark = [pytest.mark.unit]
 

@@ -2,19 +2,15 @@
 [CLS]-only last layer's skipped positions not at all, attention once (whether it runs as matmuls
 or as SDPA's CPU kernel), checked against the products written out by hand for a small BERT."""
 
-import sys
-from pathlib import Path
 
 import pytest
 import torch
+from mfu import CPU_SDPA_FLOPS, Step, median_interval
 from torch.utils.flop_counter import FlopCounterMode
 from transformers import BertConfig, BertForSequenceClassification
 
 from tlflow.training.settings import LoopSettings
 from tlflow.training.speedups import SPEEDUPS, training_speedups
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
-from mfu import CPU_SDPA_FLOPS, Step, median_interval  # noqa: E402
 
 pytestmark = [pytest.mark.unit]
 

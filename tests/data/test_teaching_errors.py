@@ -187,5 +187,5 @@ def test_validate_prints_rows_drops_and_nothing_twice(tmp_path, monkeypatch):
     assert "class balance" not in result.output  # a task without labels has none to print, not three times 'no labels'
     assert len(lines) == len(set(lines))
     assert "rows: train 5, validation 3, test 3" in lines  # 11 questions, split by context (seeded)
-    assert "dropped: 1 invalid rows (data.invalid_rows: drop; blank question 1), first: qa.csv:7 (blank question)" in lines
+    assert "dropped: 1 invalid row (data.invalid_rows: drop; blank question 1), first: qa.csv:7 (blank question)" in lines
     assert any(line.startswith("data version ") and "data_tracked=false" in line for line in lines)

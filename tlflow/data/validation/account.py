@@ -52,10 +52,10 @@ class DataAccount:
         out = [f"rows: {', '.join(parts)}"]
         drops = []
         if self.dropped_overlap:
-            drops.append(f"{self.dropped_overlap:,} train rows also in validation/test (data.drop_train_overlap)")
+            drops.append(f"{_rows(self.dropped_overlap, 'train row')} also in validation/test (data.drop_train_overlap)")
         if self.dropped_invalid:
             reasons = ", ".join(f"{reason} {n:,}" for reason, n in self.invalid_reasons.items())
-            drops.append(f"{self.dropped_invalid:,} invalid rows (data.invalid_rows: drop; {reasons}), first: "
+            drops.append(f"{_rows(self.dropped_invalid, 'invalid row')} (data.invalid_rows: drop; {reasons}), first: "
                          + "; ".join(self.invalid_examples))
         if drops:
             out.append("dropped: " + "; ".join(drops))
@@ -79,3 +79,8 @@ def _examples(rows: list[InvalidRow]) -> list[str]:
         firsts.setdefault(row.reason, row)
     chosen = list(firsts.values()) + [r for r in rows if r not in firsts.values()]
     return [r.describe() for r in chosen[:INVALID_EXAMPLES]]
+
+
+def _rows(n: int, noun: str) -> str:
+    """`1 invalid row`, `1,200 invalid rows`."""
+    return f"{n:,} {noun}" + ("" if n == 1 else "s")

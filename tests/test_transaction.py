@@ -5,6 +5,7 @@ completed or rolled back by the next one, following the ledger; a registered ver
 installed code, never with the code stored beside it. (Kills and exceptions at every step of every
 action: tests/test_recovery.py.)"""
 
+import json
 from pathlib import Path
 
 import mlflow
@@ -130,6 +131,20 @@ def test_an_append_that_fails_after_writing_its_entry_completes_the_decision(sto
     assert [(e.action, e.version) for e in ledger.entries(client, NAME)] == [
         ("promoted", "1"), ("promoted", "2"), ("recovered", "2")]
     assert state.read_intent(client, NAME) is None and _lock_released(client)
+
+
+def test_a_decision_too_long_for_a_tag_reads_back_whole_from_its_artifact(store):
+    """A decision above the tag limit (many checks with long details) is kept whole in
+    decision.json and read back from there; a short one stays in its tag."""
+    client, _ = store
+    long = {"checks": [{"name": f"floor_{i}", "passed": True, "detail": "x" * 300} for i in range(30)]}
+    short = {"checks": [{"name": "bootstrap", "passed": False, "detail": "interval [-0.01, +0.02]"}]}
+    assert len(json.dumps(long)) > ledger.DECISION_TAG_LIMIT
+    for decision in (long, short):
+        ledger.append(client, NAME, "rejected", "1", None, None, "tester", "test", LINEAGE, decision)
+    first, second = ledger.entries(client, NAME)
+    assert (first.decision, second.decision) == (long, short)
+    assert json.loads(client.get_run(second.run_id).data.tags["decision"]) == short
 
 
 def test_an_alias_move_is_undone_when_its_ledger_entry_fails(store):

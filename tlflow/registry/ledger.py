@@ -23,10 +23,13 @@ which no longer exists is followed by a `recovered` entry that lists it as remov
 from __future__ import annotations
 
 import json
+import tempfile
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
 
 from tlflow.registry.descriptions import LEDGER_DESCRIPTION, NOTE_TAG, ledger_run_description
 from tlflow.registry.lineage import Lineage
@@ -88,7 +91,7 @@ def entries(client: MlflowClient, model: str) -> list[LedgerEntry]:
             version=t["version"], champion_before=t.get("champion_before") or None,
             champion_after=t.get("champion_after") or None, actor=t.get("actor", ""), reason=t.get("reason", ""),
             data_md5=t.get("data_md5", ""), git_commit=t.get("git_commit", ""),
-            prefect_flow_run_id=t.get("prefect_flow_run_id", ""), decision=json.loads(t.get("decision", "{}")),
+            prefect_flow_run_id=t.get("prefect_flow_run_id", ""), decision=_read_decision(client, run),
             run_id=run.info.run_id, aliases=json.loads(t.get("aliases", "{}")),
         ))
     return sorted(out, key=lambda e: e.sequence)
@@ -119,7 +122,7 @@ def append(
         "champion_before": champion_before or "", "champion_after": champion_after or "",
         "actor": actor, "reason": reason[:4900],
         **{name: getattr(lineage, name) for name in LINEAGE_FIELDS},
-        "decision": json.dumps(decision, default=str)[:4900],
+        "decision": _decision_tag(decision),
         **({"aliases": json.dumps(aliases)} if aliases is not None else {}),
         NOTE_TAG: ledger_run_description(action, version, reason)[:4900],
     }
@@ -128,6 +131,32 @@ def append(
     client.log_text(run.info.run_id, json.dumps(decision, indent=2, default=str), "decision.json")
     client.set_terminated(run.info.run_id)
     return entries(client, model)[-1]
+
+
+#: Longest `decision` tag; a longer decision is only in the entry's decision.json (MLflow's SQL
+#: stores cap tag values, and a cut JSON would not parse).
+DECISION_TAG_LIMIT = 4900
+#: The `decision` tag of an entry whose decision is too long for a tag.
+_IN_ARTIFACT = {"in_artifact": "decision.json"}
+
+
+def _decision_tag(decision: dict) -> str:
+    text = json.dumps(decision, default=str)
+    return text if len(text) <= DECISION_TAG_LIMIT else json.dumps(_IN_ARTIFACT)
+
+
+def _read_decision(client: MlflowClient, run) -> dict:
+    """The entry's decision: its tag, or its decision.json when the tag says it is there (an entry
+    whose upload was interrupted reads as no decision, as an entry without one)."""
+    decision = json.loads(run.data.tags.get("decision", "{}"))
+    if decision != _IN_ARTIFACT:
+        return decision
+    with tempfile.TemporaryDirectory() as folder:
+        try:
+            path = client.download_artifacts(run.info.run_id, "decision.json", folder)
+        except MlflowException:
+            return {}
+        return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
 def aliases_after(history: list[LedgerEntry], names: tuple[str, ...]) -> dict[str, str | None]:

@@ -266,9 +266,9 @@ def run_ours(data: dict, cfg: PretrainConfig, abort_load: float | None = None) -
     losses: list[tuple[int, float]] = []
 
     def log(metrics, step):
-        if "train_loss" in metrics:
-            losses.append((step, metrics["train_loss"]))
-        if step == cfg.max_steps and "train_loss" in metrics:
+        if "train/loss" in metrics:
+            losses.append((step, metrics["train/loss"]))
+        if step == cfg.max_steps and "train/loss" in metrics:
             marks["end"] = time.perf_counter()  # after the last optimizer step, before the checkpoint
             marks["other_load"] = marks["meter"].other_load()
             marks["threads"] = torch.get_num_threads()

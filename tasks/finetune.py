@@ -44,10 +44,11 @@ def _and_then(also: MetricsCallback | None) -> MetricsCallback:
 def finetune_model(
     cfg: PipelineConfig, tokenized: Path, loaded: LoadedData, encoder: str, on_metrics: MetricsCallback | None = None
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """Fine-tune `encoder` on the tokenized train split, logging train loss and validation metrics
-    to MLflow as they happen (with `finetune.privacy`: DP-SGD, `dp_epsilon` per epoch and `dp_*` tags). Checkpoints are keyed by the tokenized data, encoder and training
+    """Fine-tune `encoder` on the tokenized train split, logging train loss (`train/*`) and validation
+    metrics (`val_*`) to MLflow as they happen (with `finetune.privacy`: DP-SGD, `train/dp_epsilon` per
+    epoch and `dp_*` tags). Checkpoints are keyed by the tokenized data, encoder and training
     settings, so re-running the same config after a kill resumes where it stopped. A small training
-    split gets more epochs to reach `finetune.min_steps` (said in the log, metric `train_epochs`); a
+    split gets more epochs to reach `finetune.min_steps` (said in the log, metric `train/epochs`); a
     validation curve that never rose above its first point is a warning. `on_metrics` also
     receives every logged metric (after MLflow)."""
     logger = get_run_logger()
@@ -68,7 +69,7 @@ def finetune_model(
             cfg, tokenized, loaded.splits["validation"], loaded.label_names, encoder, checkpoints,
             run_id=mlflow.active_run().info.run_id, tracking_uri=mlflow.get_tracking_uri(),
         )
-        mlflow.log_metrics({"finetune_processes": cfg.finetune.processes})
+        mlflow.log_metrics({"train/processes": cfg.finetune.processes})
     else:
         with training_progress(cfg, "fine-tune"):  # log lines and a progress artifact in the Prefect UI
             model, result = train_task_model(
@@ -77,13 +78,13 @@ def finetune_model(
             )
     mlflow.log_metrics(
         {
-            "train_seconds": result.seconds,
-            "train_checkpoint_seconds": result.checkpoint_seconds,
-            "train_samples_per_s": result.samples_per_second,
-            "train_tokens_per_s": result.tokens / result.seconds if result.seconds else 0.0,
-            "train_steps": result.steps,
-            "resumed_from_step": result.resumed_from,
-            "train_epochs": budget.epochs,
+            "train/seconds": result.seconds,
+            "train/checkpoint_seconds": result.checkpoint_seconds,
+            "train/samples_per_s": result.samples_per_second,
+            "train/tokens_per_s": result.tokens / result.seconds if result.seconds else 0.0,
+            "train/steps": result.steps,
+            "train/resumed_from_step": result.resumed_from,
+            "train/epochs": budget.epochs,
         }
     )
     metric = cfg.task.primary_metric

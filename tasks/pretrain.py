@@ -61,7 +61,7 @@ def load_pretraining_corpus(cfg: PipelineConfig, task_texts: list[str] | None) -
     docs = load_corpus(cfg.pretrain.corpus, task_texts, seed=cfg.pretrain.seed)
     minimum = 2 if cfg.pretrain.nsp else 1  # NotNext partners come from another document
     train, heldout = split_heldout(docs, cfg.pretrain.corpus.heldout_fraction, cfg.pretrain.seed, minimum)
-    mlflow.log_metrics({"corpus_documents": len(docs), "corpus_heldout_documents": len(heldout)})
+    mlflow.log_metrics({"data/corpus_documents": len(docs), "data/corpus_heldout_documents": len(heldout)})
     get_run_logger().info("corpus: %d documents (%d held out)", len(docs), len(heldout))
     return Corpus(train, heldout)
 
@@ -140,10 +140,10 @@ def pretrain_encoder(cfg: PipelineConfig, tokenizer_source: str, examples_path: 
     tokens_per_s = result.tokens / result.seconds if result.seconds else 0.0
     mlflow.log_metrics({
         **{f"heldout_{k}": v for k, v in heldout.items()},
-        "pretrain_tokens_per_s": tokens_per_s, "pretrain_seconds": result.seconds,
-        "pretrain_checkpoint_seconds": result.checkpoint_seconds,
-        "pretrain_steps": result.steps, "pretrain_resumed_from_step": result.resumed_from,
-        "pretrain_examples": len(examples["train"]),
+        "pretrain/tokens_per_s": tokens_per_s, "pretrain/seconds": result.seconds,
+        "pretrain/checkpoint_seconds": result.checkpoint_seconds,
+        "pretrain/steps": result.steps, "pretrain/resumed_from_step": result.resumed_from,
+        "pretrain/examples": len(examples["train"]),
     })
     encoder_dir = CACHE_DIR / "encoders" / cfg.name / key
     save_encoder(model, tokenizer, encoder_dir)

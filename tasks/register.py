@@ -143,7 +143,7 @@ def register_and_promote(
 
         def score_champion(version: str):
             champion = registration.version_scores(client, cfg, version, loaded)
-            mlflow.log_metric(f"champion_test_{cfg.task.primary_metric}", champion.value(cfg.task.primary_metric))
+            mlflow.log_metric(f"gate/champion_test_{cfg.task.primary_metric}", champion.value(cfg.task.primary_metric))
             return champion
 
         with lock_notices(logger.warning):  # who holds the promotion lock, while this run waits

@@ -27,11 +27,11 @@ def collect_variant(cfg: PipelineConfig, variant: str, outcome: RegistrationOutc
     children = client.search_runs(
         [run.info.experiment_id], f"tags.mlflow.parentRunId = '{outcome.run_id}'"
     )
-    pretrain_seconds = sum(c.data.metrics.get("pretrain_seconds", 0.0) for c in children)
+    pretrain_seconds = sum(c.data.metrics.get("pretrain/seconds", 0.0) for c in children)
     return VariantResult(
         variant=variant,
         score=run.data.metrics[f"test_{cfg.task.primary_metric}"],
-        finetune_seconds=run.data.metrics.get("train_seconds", 0.0),
+        finetune_seconds=run.data.metrics.get("train/seconds", 0.0),
         pretrain_seconds=pretrain_seconds,
         run_id=outcome.run_id,
     )

@@ -107,8 +107,8 @@ def run_trial(cfg: PipelineConfig, ref: studies.StudyRef, slot: int, loaded: Loa
         except Exception as err:  # recorded on the trial; Optuna marks it failed (pruned for TrialPruned)
             trial.set_user_attr(studies.ERROR, str(err).splitlines()[0] if str(err) else type(err).__name__)
             raise
-        for key, value in {studies.RUN_ID: run_id, studies.SECONDS: metrics.get("train_seconds"),
-                           studies.STEPS: metrics.get("train_steps")}.items():
+        for key, value in {studies.RUN_ID: run_id, studies.SECONDS: metrics.get("train/seconds"),
+                           studies.STEPS: metrics.get("train/steps")}.items():
             trial.set_user_attr(key, value)
         if score.score is None:
             raise ValueError(f"no validation {ref.metric} was logged (is there a validation split?)")

@@ -72,8 +72,8 @@ def publish_selection(cfg: PipelineConfig, ref: studies.StudyRef, probes: list[C
     mlflow.log_table({k: [r.get(k) for r in rows] for k in dict.fromkeys(k for r in rows for k in r)},
                      artifact_file="selection/trials.json")
     states = [r["state"] for r in rows]
-    mlflow.log_metrics({f"best_val_{ref.metric}": best.value, "trials_complete": states.count("complete"),
-                        "trials_pruned": states.count("pruned"), "trials_failed": states.count("fail")})
+    mlflow.log_metrics({f"best_val_{ref.metric}": best.value, "trials/complete": states.count("complete"),
+                        "trials/pruned": states.count("pruned"), "trials/failed": states.count("fail")})
     mlflow.set_tags({"selection_winner_trial": str(best.number), "selection_winner_candidate": best.params[CANDIDATE]})
     create_markdown_artifact(
         f"## Model selection: {cfg.name}\n\nStudy `{ref.name}`: winner trial {best.number} "

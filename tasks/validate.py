@@ -58,9 +58,10 @@ def validate_data(cfg: PipelineConfig, data_md5: str) -> LoadedData:
         summary = Path(tmp) / "report.json"
         summary.write_text(json.dumps(report.to_dict(), indent=2), encoding="utf-8")
         mlflow.log_artifact(str(summary), "validation")
-    counts = {f"rows_{split}": len(ds) for split, ds in loaded.splits.items()}
-    mlflow.log_metrics({**counts, "rows_dropped_overlap": loaded.dropped_overlap, "rows_dropped_invalid": len(loaded.invalid),
-                        "validation_failed_checks": len(report.failures())})
+    counts = {f"data/rows_{split}": len(ds) for split, ds in loaded.splits.items()}
+    mlflow.log_metrics({**counts, "data/rows_dropped_overlap": loaded.dropped_overlap,
+                        "data/rows_dropped_invalid": len(loaded.invalid),
+                        "data/validation_failed_checks": len(report.failures())})
     mlflow.set_tag("validation", "passed" if report.success else "failed")
     if not report.success:
         create_markdown_artifact(

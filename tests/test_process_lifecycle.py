@@ -180,9 +180,9 @@ def test_killed_and_cut_off_runs_leave_nothing_and_the_next_run_resumes_on_a_bus
     assert dead.data.tags[PROCESS_TAG].endswith(f":{killed.pid}")
     assert f"found by run {cut.info.run_id}" in dead.data.tags[KILLED_TAG]
     assert dead.data.tags[KILLED_TAG] in dead.data.tags[NOTE_TAG]
-    assert cut.data.metrics["resumed_from_step"] >= 5  # from a checkpoint of the killed run
+    assert cut.data.metrics["train/resumed_from_step"] >= 5  # from a checkpoint of the killed run
     if len(found) == 3:  # trained on from a later checkpoint, the cut-off run's
-        assert found[2].data.metrics["resumed_from_step"] > cut.data.metrics["resumed_from_step"]
+        assert found[2].data.metrics["train/resumed_from_step"] > cut.data.metrics["train/resumed_from_step"]
     assert [str(v.version) for v in client.search_model_versions("name = 'lifecycle'")] == ["1"]
 
 

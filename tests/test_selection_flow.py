@@ -159,8 +159,8 @@ def test_selection_resumes_prunes_and_registers_the_winner(project, selection_co
     assert {a.path for a in client.list_artifacts(selection_run.info.run_id, "selection")} >= {
         "selection/trials.md", "selection/trials.json", "selection/candidates.md", "selection/history.png",
         "selection/candidates.png"}
-    assert selection_run.data.metrics["trials_pruned"] >= 1
+    assert selection_run.data.metrics["trials/pruned"] >= 1
     trial_run = client.get_run(winner.user_attrs["mlflow_run_id"])
-    assert "gap_accuracy" in trial_run.data.metrics and "train_accuracy" in trial_run.data.metrics
+    assert "gap/accuracy" in trial_run.data.metrics and "gap/train_accuracy" in trial_run.data.metrics
     assert "linear probe val_accuracy" in output and set(summary_candidates(output)) == set(winner_candidates(trials))
     assert "sel v1 became champion" in output

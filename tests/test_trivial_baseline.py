@@ -90,7 +90,7 @@ def test_a_small_split_gets_more_epochs_and_a_model_that_learned_nothing_stays_c
     tracking.configure()
     client = MlflowClient()
     run = client.get_run(outcome.run_id)
-    assert run.data.metrics["train_epochs"] == 3 and run.data.metrics["train_steps"] == 39
+    assert run.data.metrics["train/epochs"] == 3 and run.data.metrics["train/steps"] == 39
     assert run.data.params["finetune.epochs"] == "1.0" and run.data.params["finetune.min_steps"] == "30"
     assert fingerprint.load_fingerprint(outcome.run_id).rows == 400
 

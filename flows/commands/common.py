@@ -103,10 +103,10 @@ def print_outcome(cfg: PipelineConfig, outcome) -> None:
     typer.echo(outcome.summary())
     if outcome.reused:
         training = "nothing trained in this run"
-    elif m.get("resumed_from_step", 0) >= m.get("train_steps", 1):
-        training = f"training already complete at step {m['train_steps']:.0f}, checkpoint reused"
+    elif m.get("train/resumed_from_step", 0) >= m.get("train/steps", 1):
+        training = f"training already complete at step {m['train/steps']:.0f}, checkpoint reused"
     else:
-        training = f"train {m['train_seconds']:.0f}s, {m['train_samples_per_s']:.0f} samples/s"
+        training = f"train {m['train/seconds']:.0f}s, {m['train/samples_per_s']:.0f} samples/s"
     typer.echo(f"MLflow run {outcome.run_id} ({training})")
     print_ui_commands()
 

@@ -23,7 +23,7 @@ def test_two_processes_match_one(project, prefect_server, tiny_config):
     assert ddp.version == "1" and ddp.decision.promoted
     m_ddp = runs[0].data.metrics
     m_one = client.get_run(single.run_id).data.metrics
-    assert m_ddp["finetune_processes"] == 2 and m_ddp["train_steps"] == m_one["train_steps"]
-    assert len(client.get_metric_history(ddp.run_id, "train_loss")) >= 3  # rank 0 logged as it trained
+    assert m_ddp["train/processes"] == 2 and m_ddp["train/steps"] == m_one["train/steps"]
+    assert len(client.get_metric_history(ddp.run_id, "train/loss")) >= 3  # rank 0 logged as it trained
     assert min(m_ddp["test_accuracy"], m_one["test_accuracy"]) > 0.55  # both learnt something
     assert abs(m_ddp["test_accuracy"] - m_one["test_accuracy"]) <= 0.05, (m_ddp["test_accuracy"], m_one["test_accuracy"])

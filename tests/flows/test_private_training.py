@@ -23,7 +23,7 @@ def test_private_pipeline_tags_run_and_version_with_the_epsilon_spent(project, p
     assert 0 < float(tags["dp_epsilon"]) <= 6.0 and tags["dp_target_epsilon"] == "6"
     assert tags["dp_max_grad_norm"] == "0.8" and float(tags["dp_noise_multiplier"]) > 0
     assert tags["dp_delta"] == f"{1 / (10 * 200):.3g}" and tags["dp_sampling"] == "poisson"
-    history = client.get_metric_history(outcome.run_id, "dp_epsilon")
+    history = client.get_metric_history(outcome.run_id, "train/dp_epsilon")
     assert [m.step for m in history] == [1] and history[0].value == pytest.approx(float(tags["dp_epsilon"]), abs=1e-4)
     version = client.get_model_version(cfg.name, outcome.version)
     assert {k: v for k, v in version.tags.items() if k.startswith("dp_")} == {

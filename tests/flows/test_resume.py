@@ -55,6 +55,6 @@ def test_killed_run_resumes_from_last_checkpoint(project):
     tracking.configure()
     client = MlflowClient()
     run = client.search_runs([tracking.ensure_experiment("resume")], "attributes.status = 'FINISHED'")[0]
-    assert run.data.metrics["resumed_from_step"] >= saved >= 40
-    assert run.data.metrics["train_steps"] == 376  # 2 epochs of ceil(6000 / 32) steps, not fewer
+    assert run.data.metrics["train/resumed_from_step"] >= saved >= 40
+    assert run.data.metrics["train/steps"] == 376  # 2 epochs of ceil(6000 / 32) steps, not fewer
     assert [str(v.version) for v in client.search_model_versions("name = 'resume'")] == ["1"]

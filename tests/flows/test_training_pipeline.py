@@ -24,6 +24,16 @@ from tlflow.task_types.registry import get_task_type
 
 pytestmark = [pytest.mark.needs_data, pytest.mark.flow]
 
+#: Metric names of a model's or its data's quality, unprefixed: the MLflow UI charts them in its main
+#: "Model metrics" section (`pii_rows_<split>`: the share of rows with personal data). Every other
+#: metric is bookkeeping and carries a section prefix (`train/`, `data/`, `gap/`, `gate/`, ...),
+#: which the UI charts as a section of its own.
+QUALITY_PREFIXES = ("test_", "val_", "best_val_", "zeroshot_", "eec_", "pii_")
+
+
+def _unsectioned_bookkeeping(metrics: dict[str, float]) -> list[str]:
+    return sorted(k for k in metrics if "/" not in k and not k.startswith(QUALITY_PREFIXES))
+
 
 def _client() -> MlflowClient:
     tracking.configure()
@@ -57,18 +67,18 @@ def test_pipeline_registers_promotes_and_records_lineage(project, prefect_server
     assert run.data.tags["config_hash"] == cfg.hash()
     assert run.data.tags["prefect_flow_run_id"] not in ("", "none")
     assert run.data.params["finetune.batch_size"] == "32"
-    for metric in ("test_accuracy", "test_macro_f1", "val_accuracy", "train_loss", "test_f1_positive"):
+    for metric in ("test_accuracy", "test_macro_f1", "val_accuracy", "train/loss", "test_f1_positive"):
         assert metric in run.data.metrics, metric
     # Golden (seeded): one epoch on 400 rows leaves the tiny random BERT answering one label for
     # every row, the minority label of the 200-row test sample (99 rows: the majority share is
     # 0.505), so accuracy 99/200 and the macro-F1 of a constant answer. A change here means the
     # data sample, the model or the training loop changed, not noise.
     test_labels = load_labelled_data(cfg.data, get_task_type(cfg.task.type).dataset_spec()).splits["test"]["label"]
-    assert run.data.metrics["rows_test"] == len(test_labels) == 200
+    assert run.data.metrics["data/rows_test"] == len(test_labels) == 200
     assert max(Counter(test_labels).values()) == 101
     assert run.data.metrics["test_accuracy"] == pytest.approx(99 / 200, abs=1e-6)
     assert run.data.metrics["test_macro_f1"] == pytest.approx(0.331104, abs=1e-6)
-    assert len(client.get_metric_history(first.run_id, "train_loss")) >= 3
+    assert len(client.get_metric_history(first.run_id, "train/loss")) >= 3
     # 13 steps, validated 4 times by default (every 4 steps and at the end): a curve, not a point.
     assert [m.step for m in client.get_metric_history(first.run_id, "val_accuracy")] == [4, 8, 12, 13]
     assert {i.dataset.digest for i in run.inputs.dataset_inputs} == {  # one per split: data version, definition
@@ -115,6 +125,11 @@ def test_pipeline_registers_promotes_and_records_lineage(project, prefect_server
     champion = str(client.get_model_version_by_alias(cfg.name, "champion").version)
     assert champion == ("2" if d.promoted else "1")
     assert not d.promoted or d.new_score > d.champion_score
+    # Bookkeeping charts in sections, apart from the quality metrics (the champion's score: `gate/`).
+    second_metrics = client.get_run(second.run_id).data.metrics
+    assert second_metrics["gate/champion_test_accuracy"] == pytest.approx(d.champion_score, abs=1e-6)
+    assert {"train/steps", "train/learning_rate", "data/rows_train"} <= set(second_metrics)
+    assert _unsectioned_bookkeeping(run.data.metrics) == [] == _unsectioned_bookkeeping(second_metrics)
     assert client.get_model_version(cfg.name, "2").tags["decision"] == d.alias
 
     # `tlflow models` lists both versions with the alias on the right one.
@@ -151,4 +166,4 @@ def test_broken_dataset_stops_before_training_and_registers_nothing(project, pre
     runs = client.search_runs([tracking.ensure_experiment("broken")])
     assert len(runs) == 1 and runs[0].info.status == "FAILED"
     assert runs[0].data.tags["validation"] == "failed"
-    assert "train_loss" not in runs[0].data.metrics
+    assert "train/loss" not in runs[0].data.metrics

@@ -57,7 +57,7 @@ def test_transfer_report_compares_four_starting_points(project, prefect_server, 
     assert scratch_run.data.tags["encoder_version"] == str(scratch_encoder.version)
     pretrain_child = client.search_runs([scratch_run.info.experiment_id],
                                         f"tags.mlflow.parentRunId = '{scratch_run.info.run_id}'")[0]
-    for metric in ("heldout_perplexity", "heldout_mlm_accuracy", "heldout_nsp_accuracy", "mlm_loss", "pretrain_tokens_per_s"):
+    for metric in ("heldout_perplexity", "heldout_mlm_accuracy", "heldout_nsp_accuracy", "train/mlm_loss", "pretrain/tokens_per_s"):
         assert metric in pretrain_child.data.metrics, metric
 
     report_run = client.get_run(scratch_run.data.tags["mlflow.parentRunId"])

@@ -72,7 +72,7 @@ def test_stops_after_patience_and_restores_the_best_weights(tmp_path):
 
     assert result.steps == 12 and curve.calls == 6  # no evaluation after the stop, none at the end
     assert result.val_metrics == {"accuracy": 0.7}
-    assert result.early_stopping["early_stopping_best_step"] == 8 and result.early_stopping["early_stopped"] == 1
+    assert result.early_stopping["train/early_stopping_best_step"] == 8 and result.early_stopping["train/early_stopped"] == 1
     assert torch.equal(model.linear.weight, curve.weights[8])
     assert not torch.equal(curve.weights[8], curve.weights[12])  # training went on after the best
     assert (12, result.early_stopping) in curve.logged
@@ -118,4 +118,4 @@ def test_dropout_override_reaches_the_model_config():
 
 def test_gap_is_train_minus_validation():
     assert gap_metrics({"accuracy": 0.9, "f1": 0.8}, {"accuracy": 0.7}) == pytest.approx(
-        {"train_accuracy": 0.9, "train_f1": 0.8, "gap_accuracy": 0.2})
+        {"gap/train_accuracy": 0.9, "gap/train_f1": 0.8, "gap/accuracy": 0.2})

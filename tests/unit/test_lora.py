@@ -137,7 +137,7 @@ def test_lora_with_speedups_trains_like_without(tmp_path):
         add_lora(model, LORA)
         logged = []
         finetune(model, CLASSIFY, cfg(speedups=speedups), 0, tmp_path / name,
-                 log_metrics=lambda m, s, logged=logged: logged.append(m["train_loss"]) if "train_loss" in m else None,
+                 log_metrics=lambda m, s, logged=logged: logged.append(m["train/loss"]) if "train/loss" in m else None,
                  progress=False)
         losses[name] = logged
     torch.testing.assert_close(torch.tensor(losses["on"]), torch.tensor(losses["off"]), atol=1e-5, rtol=1e-4)

@@ -56,7 +56,7 @@ def test_dp_training_spends_what_the_opacus_accountant_says(tmp_path):
     accountant.history = [(plan.noise_multiplier, rate, steps)]
     assert result.privacy.epsilon_spent == pytest.approx(accountant.get_epsilon(delta=1e-3))
     assert 3.9 < result.privacy.epsilon_spent <= 4.0
-    epsilons = [(s, m["dp_epsilon"]) for s, m in logged if "dp_epsilon" in m]
+    epsilons = [(s, m["train/dp_epsilon"]) for s, m in logged if "train/dp_epsilon" in m]
     assert [s for s, _ in epsilons] == [1, 2, 3]  # MLflow step: the epoch
     assert epsilons[0][1] < epsilons[1][1] < epsilons[2][1] == result.privacy.epsilon_spent
     tags = result.privacy.tags()
@@ -129,7 +129,7 @@ def test_resume_after_a_crash_keeps_the_accountant_and_the_weights(tmp_path):
     full = finetune(reference, FEATURES, cfg(epochs=2), 0, tmp_path / "ref", progress=False)
 
     def crash_at_step_13(metrics, step):
-        if step == 13 and "train_loss" in metrics:
+        if step == 13 and "train/loss" in metrics:
             raise Crash()
 
     crashed = tiny_model()
@@ -147,7 +147,7 @@ def test_resume_after_a_crash_keeps_the_accountant_and_the_weights(tmp_path):
                       log_metrics=lambda m, s: logged.append((s, m)), progress=False)
     assert result.resumed_from == 10 and result.steps == 16
     assert result.privacy.epsilon_spent == full.privacy.epsilon_spent
-    assert [s for s, m in logged if "dp_epsilon" in m] == [2]  # epoch 1 ended before the crash
+    assert [s for s, m in logged if "train/dp_epsilon" in m] == [2]  # epoch 1 ended before the crash
     for (name, a), b in zip(reference.state_dict().items(), resumed.state_dict().values()):
         torch.testing.assert_close(b, a, atol=1e-6, rtol=1e-5, msg=name)
 

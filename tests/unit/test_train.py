@@ -36,7 +36,7 @@ def cfg(**kw):
 def test_loss_falls_and_metrics_are_reported(tmp_path):
     logged = []
     result = finetune(tiny_model(), FEATURES, cfg(epochs=6), 0, tmp_path, log_metrics=lambda m, s: logged.append((s, m)), progress=False)
-    losses = [m["train_loss"] for _, m in logged if "train_loss" in m]
+    losses = [m["train/loss"] for _, m in logged if "train/loss" in m]
     assert result.steps == result.total_steps == 48
     assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5 - 0.2
     assert result.samples == 6 * 64 and result.tokens > 0
@@ -127,7 +127,7 @@ def _losses_and_model(tmp_path, speedups, dropout: bool):
     logged = []
     finetune(model, FEATURES, cfg(speedups=speedups), 0, tmp_path, log_metrics=lambda m, s: logged.append(m),
              progress=False)
-    return [m["train_loss"] for m in logged if "train_loss" in m], model
+    return [m["train/loss"] for m in logged if "train/loss" in m], model
 
 
 def test_speedups_off_trains_like_speedups_on(tmp_path):

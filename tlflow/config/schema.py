@@ -459,7 +459,7 @@ class FinetuneConfig(_Section):
     min_steps: int = Field(
         150, ge=0,
         description="Fewest optimizer steps: when `epochs` over a small training split give fewer, the epochs are "
-        "raised to the smallest whole number that reaches this (said in the log, metric `train_epochs`). "
+        "raised to the smallest whole number that reaches this (said in the log, metric `train/epochs`). "
         "0: exactly `epochs`.",
     )
     batch_size: int = Field(32, ge=1, le=MAX_BATCH_SIZE, description="Examples per optimizer step.")
@@ -473,7 +473,7 @@ class FinetuneConfig(_Section):
         description="Validate every N steps (0: 4 times a run and at least once per epoch; with early_stopping "
         "once per epoch).",
     )
-    log_every_steps: int = Field(20, ge=1, description="Log train_loss every N steps.")
+    log_every_steps: int = Field(20, ge=1, description="Log train/loss every N steps.")
     checkpoint_every_steps: int = Field(100, ge=1, description="Save a resumable checkpoint every N steps.")
     seed: int = Field(42, description="Seed of initialisation, shuffling and dropout.")
     threads: int = Field(0, ge=0, description="Torch intra-op threads (0: one per physical core).")
@@ -503,7 +503,7 @@ class FinetuneConfig(_Section):
     gap_rows: int = Field(
         256, ge=0,
         description="Training rows (a seeded subset, at most as many as validation has) scored at every evaluation: "
-        "logged as train_<metric> and gap_<metric> (train minus validation, the overfitting gap); 0: not measured.",
+        "logged as gap/train_<metric> and gap/<metric> (train minus validation, the overfitting gap); 0: not measured.",
     )
 
     @model_validator(mode="after")

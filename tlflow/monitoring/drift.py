@@ -57,9 +57,10 @@ class DriftResult:
         return "\n".join(lines)
 
     def metrics(self) -> dict[str, float]:
-        """Numbers for MLflow: the score, and each column's statistic and 0/1 drift flag."""
+        """Numbers for MLflow: the score, and each column's statistic and 0/1 drift flag (the check's
+        result, unprefixed); the window sizes in section `data/`."""
         out = {"drift_score": self.score, "drifted_columns": float(len(self.drifted)),
-               "reference_rows": float(self.reference_rows), "current_rows": float(self.current_rows)}
+               "data/reference_rows": float(self.reference_rows), "data/current_rows": float(self.current_rows)}
         for c in self.columns:
             out[f"drift_{c.column}_statistic"] = c.value
             out[f"drift_{c.column}_detected"] = float(c.drifted)

@@ -118,7 +118,7 @@ def make_collator(examples: Dataset, tokenizer: PreTrainedTokenizerBase, cfg: Pr
 
 
 def output_metrics(output) -> dict[str, float]:
-    """Per-step MLM/NSP numbers for the training log."""
+    """Per-step MLM/NSP numbers for the training log (the loop logs them as `train/<name>`)."""
     metrics = {
         "mlm_loss": float(output.mlm_loss.detach()),
         "mlm_accuracy": int(output.mlm_correct) / max(1, int(output.mlm_total)),

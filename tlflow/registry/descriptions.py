@@ -44,8 +44,10 @@ def experiment_description(name: str) -> str:
             return text.format(model=name.removesuffix(suffix))
     return (f"Pipeline runs of config `{name}` (`tlflow run`, `tlflow retrain`, the `retrain-*` deployments): "
             "validation, tokenization, fine-tuning, evaluation and the promotion decision, one run per flow run. "
-            "Metrics: `test_*` on the frozen test split, `val_*` during fine-tuning, `train_*` for the training "
-            f"loop. The model each run registers is registered model `{name}`.")
+            "Model metrics (unprefixed): `test_*` on the frozen test split (and its slices), `val_*` during "
+            "fine-tuning, `zeroshot_*` for the base model, `eec_*` for fairness, `pii_*` for personal data found. "
+            "Bookkeeping charts in its own sections: `train/` (loss, learning rate, steps, throughput), `data/` "
+            "(row counts), `gap/` (train - validation), `gate/`, `pretrain/`. The model each run registers is registered model `{name}`.")
 
 
 def model_description(name: str) -> str:

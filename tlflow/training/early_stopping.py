@@ -107,7 +107,8 @@ class EarlyStopping:
                 shutil.rmtree(path, ignore_errors=True)
 
     def summary(self) -> dict[str, float]:
-        """Metrics for the run: the step whose weights were kept, whether training stopped early,
-        and that evaluation's metrics as `best_val_<metric>`."""
-        return {"early_stopping_best_step": float(self.best_step), "early_stopped": float(self.stopped),
+        """Metrics for the run: the step whose weights were kept and whether training stopped early
+        (`train/early_stopping_best_step`, `train/early_stopped`), and that evaluation's metrics as
+        `best_val_<metric>`."""
+        return {"train/early_stopping_best_step": float(self.best_step), "train/early_stopped": float(self.stopped),
                 **{f"best_val_{k}": v for k, v in self.best_metrics.items()}}

@@ -38,7 +38,7 @@ def train_task_model(
     plain Hugging Face model either way (`tlflow.training.methods`).
 
     With `train_rows` (the canonical training split) and `finetune.gap_rows`, every evaluation also
-    scores a subset of them and logs `train_<metric>` and `gap_<metric>` (`overfitting_gap`).
+    scores a subset of them and logs `gap/train_<metric>` and `gap/<metric>` (`overfitting_gap`).
     `finetune.early_stopping` watches the task's primary metric unless it names another."""
     task = task_type_for(cfg)
     settings = TaskSettings.from_config(cfg)

@@ -35,6 +35,9 @@ from tlflow.training.settings import LoopSettings, set_threads
 from tlflow.training.speedups import training_speedups
 
 MetricsCallback = Callable[[dict[str, float], int], None]
+#: Section of the training loop's MLflow metrics (`train/loss`, `train/learning_rate`, ...): in the
+#: MLflow UI they chart apart from the quality metrics (`val_*`, `test_*`), which stay unprefixed.
+TRAIN_SECTION = "train/"
 EvalCallback = Callable[[PreTrainedModel], dict[str, float]]
 BatchBuilder = Callable[[list[int], int], dict[str, torch.Tensor]]
 OutputMetrics = Callable[[Any], dict[str, float]]
@@ -115,7 +118,7 @@ class _RunHooks:
         progress.tokens += tokens
         self.window_n += 1
         extra = self.output_metrics(output) if self.output_metrics else {}
-        for key, value in {"train_loss": float(output.loss.detach()), **extra}.items():
+        for key, value in {"loss": float(output.loss.detach()), **extra}.items():
             self.window[key] = self.window.get(key, 0.0) + value
         self.bar.update(1)
         step, total = progress.step, settings.total_steps
@@ -133,8 +136,9 @@ class _RunHooks:
 
     def on_log(self) -> None:
         means = {k: v / self.window_n for k, v in self.window.items()}
-        self.last_loss = means["train_loss"]
-        self.log({**means, "learning_rate": self.scheduler.get_last_lr()[0]}, self.progress.step)
+        self.last_loss = means["loss"]
+        self.log({**{TRAIN_SECTION + k: v for k, v in means.items()},
+                  f"{TRAIN_SECTION}learning_rate": self.scheduler.get_last_lr()[0]}, self.progress.step)
         self.bar.set_postfix(loss=f"{self.last_loss:.4f}")
         self.window, self.window_n = {}, 0
         if self.report is not None:
@@ -203,8 +207,8 @@ def train_loop(
         checkpoint_dir: folder of this run's checkpoints (keyed by config and data by the caller).
         evaluate: returns validation metrics (unprefixed); called every `eval_every_steps` and at
             the end, logged with a `val_` prefix.
-        log_metrics: receives `{"train_loss": …, "learning_rate": …}` (plus the window means of
-            `output_metrics`) every `log_every_steps`, and the validation metrics.
+        log_metrics: receives `{"train/loss": …, "train/learning_rate": …}` (plus the window means
+            of `output_metrics` as `train/<name>`) every `log_every_steps`, and the validation metrics.
         output_metrics: extra per-step numbers taken from the model output (e.g. MLM accuracy).
         shard: (rank, world size) for data-parallel training (`model` wrapped in
             DistributedDataParallel): every rank walks the same batches and trains on its slice

@@ -1,7 +1,8 @@
 """The train/validation gap: the validation metrics measured on training rows as well, at every evaluation.
 
 A model that scores much better on rows it trained on than on validation rows is overfitting; the
-gap `train_<metric> - val_<metric>` logged beside the curves shows when it starts. The training
+gap `gap/<metric>` (training rows' `gap/train_<metric>` minus `val_<metric>`) logged beside the curves
+shows when it starts. The training
 rows are a seeded subset no larger than the validation split, so measuring the gap costs at most
 one more validation pass.
 """
@@ -21,7 +22,8 @@ def gap_rows(train: Dataset | None, validation: Dataset | None, limit: int, seed
 
 
 def gap_metrics(train: dict[str, float], val: dict[str, float]) -> dict[str, float]:
-    """`train_<metric>` and `gap_<metric>` (train minus validation) of every metric both have."""
-    out = {f"train_{k}": v for k, v in train.items()}
-    out.update({f"gap_{k}": v - val[k] for k, v in train.items() if k in val})
+    """`gap/train_<metric>` and `gap/<metric>` (train minus validation) of every metric both have
+    (MLflow section `gap`)."""
+    out = {f"gap/train_{k}": v for k, v in train.items()}
+    out.update({f"gap/{k}": v - val[k] for k, v in train.items() if k in val})
     return out

@@ -45,7 +45,7 @@ from tlflow.config import ConfigError
 from tlflow.config.schema import DifferentialPrivacyConfig
 
 #: The tags (run and model version) and the per-epoch metric that report a private training.
-EPSILON_METRIC = "dp_epsilon"
+EPSILON_METRIC = "train/dp_epsilon"  # the `dp_epsilon` tag holds the final value
 TAG_PREFIX = "dp_"
 
 
@@ -221,7 +221,7 @@ class PrivateTraining:
               total: int, scheduler: torch.optim.lr_scheduler.LRScheduler,
               log: Callable[[dict[str, float], int], None]) -> Iterator[tuple[Any, int, int]]:
         """Steps `start`..`total` (yields the output, examples and tokens of each); logs the
-        accountant's epsilon as `dp_epsilon` at every epoch's end (MLflow step: the epoch)."""
+        accountant's epsilon as `train/dp_epsilon` at every epoch's end (MLflow step: the epoch)."""
         steps_per_epoch = math.ceil(len(lengths) / self.plan.expected_batch_size)  # as LoopSettings counts
         for step in range(start, total):
             batch = poisson_batch(len(lengths), self.plan.sample_rate, seed, step)

@@ -153,7 +153,7 @@ def register_and_promote(
                 Lineage.from_tags({"pii_counts": client.get_run(run_id).data.tags.get("pii_counts", ""), **tags}),
                 actor=f"flow training_pipeline run {run_id}",
                 describe=lambda v, d: decision_markdown(cfg, v, d, evaluation, run_id, model_uri),
-                tags={**{f"test_{k}": f"{evaluation.metrics[k]:.6f}" for k in evaluation.headline},
+                tags={f"test_{cfg.task.primary_metric}": f"{evaluation.metrics[cfg.task.primary_metric]:.6f}",
                       **privacy_tags(mlflow.get_run(run_id).data.tags), **selection_tags(tags)},
             )
         outcome.version, outcome.decision = result.version, result.decision

@@ -121,7 +121,9 @@ def test_a_champion_trained_on_the_new_test_rows_is_compared_on_the_others_or_re
     assert "paired resamples of 150 examples" in next(c for c in decision.checks if c.name == "bootstrap").detail
     entry = ledger.entries(client, NAME)[-1]
     assert entry.version == "2" and "was not trained on" in entry.reason and entry.decision["notes"]
-    assert client.get_model_version(NAME, "2").tags["check.champion_train_overlap"].startswith("passed: 150 of 300")
+    logged = {c["name"]: c for c in entry.decision["checks"]}["champion_train_overlap"]
+    assert logged["passed"] and logged["detail"].startswith("150 of 300")
+    assert client.get_model_version(NAME, "2").tags["checks"] == registration.checks_summary(decision)
 
     assert registration.aliases(client, NAME)["champion"] == "1"
     strict = _config(second, "promote.on_champion_train_overlap=fail")

@@ -2,6 +2,7 @@
 leaves the registry as it was; a registration killed half-way is cleaned up by the next one; two
 processes promoting at the same moment are serialised by the registry lock."""
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -20,7 +21,7 @@ from tlflow.config import load_config
 from tlflow.modeling.models import load_tokenizer
 from tlflow.registry import ledger, registration, tracking, transaction
 from tlflow.registry.gate import Scores
-from tlflow.registry.lineage import Lineage
+from tlflow.registry.lineage import FIELDS, Lineage
 from tlflow.registry.lock import lock_name
 from tlflow.serving import log_task_model
 from tlflow.task_types.base import TaskSettings
@@ -87,6 +88,37 @@ def test_a_registration_killed_after_the_alias_move_is_undone_by_the_next(store)
     assert outcome.decision.champion_version == "1"  # judged against the real champion
     assert aliases["champion"] == outcome.version and entries == 3  # promoted, recovered (orphan removed), promoted
     assert ledger.entries(client, "safe")[1].decision["removed"] == [str(orphan.version)]
+
+
+#: The tags of a version registered by the training flow (no DP, not from a model selection): its
+#: lineage, its primary test metric, the decision and the registration state. The rest of the
+#: scores and every check with its numbers are in the description and the ledger.
+VERSION_TAGS = {*FIELDS, "test_accuracy", "primary_metric", "decision", "decision_reason", registration.CHECKS_TAG,
+                "registration"}
+
+
+def test_a_version_carries_one_checks_summary_and_its_checks_are_in_the_ledger(store):
+    client, uri = store
+    cfg = check_config(load_config(None, ["name=safe"]))
+    lineage = Lineage(**{name: f"{name}-value" for name in FIELDS})  # every lineage tag set, as the flow sets them
+    metrics = {"test_accuracy": "0.5"}
+    for n_wrong in (60, 100):  # v1 champion, v2 worse than it: rejected
+        outcome = registration.register_and_promote(client, cfg, uri, scores(n_wrong), lambda v: scores(60), lineage,
+                                                    "test", lambda v, d: "", tags=metrics)
+    decision = outcome.decision
+    failed = [c.name for c in decision.checks if not c.passed]
+    assert not decision.promoted and "bootstrap" in failed and len(decision.checks) == 4
+    tags = client.get_model_version("safe", "2").tags
+    assert set(tags) == VERSION_TAGS and len(tags) == 18  # no `check.<name>` tags, no champion_* tags
+    assert tags["checks"] == f"{4 - len(failed)} passed, {len(failed)} failed: {', '.join(failed)}"
+    assert client.get_model_version("safe", "1").tags["checks"] == "1 passed"
+    found = client.search_model_versions("name = 'safe' and tags.checks LIKE '%failed%'")
+    assert [str(v.version) for v in found] == ["2"]
+    # Every check with its numbers: in the ledger entry's decision (tag and decision.json).
+    entry = ledger.entries(client, "safe")[-1]
+    logged = json.loads(mlflow.artifacts.load_text(f"runs:/{entry.run_id}/decision.json"))
+    expected = [{"name": c.name, "passed": c.passed, "detail": c.detail} for c in decision.checks]
+    assert entry.version == "2" and entry.decision["checks"] == logged["checks"] == expected
 
 
 RACER = textwrap.dedent("""

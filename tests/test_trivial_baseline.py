@@ -98,8 +98,10 @@ def test_a_small_split_gets_more_epochs_and_a_model_that_learned_nothing_stays_c
     assert not decision.promoted and registration.aliases(client, "budget")["champion"] is None
     assert decision.reason.startswith("trivial_baseline failed: accuracy") and "vs majority class" in decision.reason
     assert "warning: F1 0 for" in decision.reason
-    tags = client.get_model_version("budget", outcome.version).tags
-    assert tags["check.trivial_baseline"].startswith("failed: accuracy")
+    assert client.get_model_version("budget", outcome.version).tags["checks"] == "0 passed, 1 failed: trivial_baseline"
+    logged = ledger.entries(client, "budget")[-1].decision["checks"]
+    assert [(c["name"], c["passed"]) for c in logged] == [("trivial_baseline", False)]
+    assert logged[0]["detail"].startswith("accuracy")
     with get_client(sync_client=True) as prefect:
         logs = [log.message for log in prefect.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(
             any_=[run.data.tags["prefect_flow_run_id"]])))]

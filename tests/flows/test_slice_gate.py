@@ -10,7 +10,7 @@ import pytest
 from mlflow import MlflowClient
 
 from flows.training import training_pipeline
-from tlflow.registry import tracking
+from tlflow.registry import ledger, tracking
 
 pytestmark = [pytest.mark.flow]
 
@@ -72,7 +72,11 @@ def test_a_challenger_worse_on_a_slice_is_rejected(project, prefect_server, tiny
     tracking.configure()
     client = MlflowClient()
     mv = client.get_model_version("slices", challenger.version)
-    assert mv.tags["check.max_slice_drop"].startswith("failed: ") and "group=B" in mv.tags["check.max_slice_drop"]
+    assert mv.tags["checks"].endswith(", 1 failed: max_slice_drop")
+    assert f"| max_slice_drop | **failed** | {drop.detail} |" in mv.description  # the decision table, every number
+    entry = next(e for e in ledger.entries(client, "slices") if e.version == challenger.version)
+    assert {c["name"]: c for c in entry.decision["checks"]}["max_slice_drop"] == {
+        "name": "max_slice_drop", "passed": False, "detail": drop.detail}
     assert "### Evaluation slices" in mv.description and "| `group=B` | 40 |" in mv.description
     run = client.get_run(challenger.run_id)
     assert run.data.metrics["test_count__group:B"] == 40

@@ -173,14 +173,24 @@ def register_and_promote(
     return Outcome(done.version, decided[-1], done.entry.sequence)
 
 
+#: The version tag that sums the gate's checks up, e.g. "6 passed, 1 failed: bootstrap" (a registry
+#: search finds failed versions with `tags.checks LIKE '%failed%'`); every check with its numbers is
+#: in the version's description and in the ledger entry's `decision.json`.
+CHECKS_TAG = "checks"
+
+
+def checks_summary(decision: Decision) -> str:
+    """How many checks passed and failed, and which failed (each name once)."""
+    failed = [c.name for c in decision.checks if not c.passed]
+    summary = f"{len(decision.checks) - len(failed)} passed"
+    return f"{summary}, {len(failed)} failed: {', '.join(dict.fromkeys(failed))}" if failed else summary
+
+
 def decision_tags(decision: Decision) -> dict[str, str]:
-    tags = {"primary_metric": decision.metric, "decision": decision.alias, "decision_reason": decision.reason[:4900]}
-    for check in decision.checks:
-        tags[f"check.{check.name}"] = ("passed: " if check.passed else "failed: ") + check.detail[:4800]
-    if decision.champion_version is not None:
-        tags["champion_version"] = decision.champion_version
-        tags[f"champion_test_{decision.metric}"] = f"{decision.champion_score:.6f}"
-    return tags
+    """The decision as version tags: what `tlflow models` lists and a registry search filters on.
+    The champion it was compared with and each check's numbers are in the description and the ledger."""
+    return {"primary_metric": decision.metric, "decision": decision.alias, "decision_reason": decision.reason[:4900],
+            CHECKS_TAG: checks_summary(decision)}
 
 
 def promote_version(

@@ -13,7 +13,7 @@ from tasks.finetune import finetune_model
 from tasks.register import RegistrationOutcome, find_unchanged, register_and_promote
 from tasks.tokenize import tokenize_data
 from tasks.tracking import lineage_tags, pipeline_run, record_tags
-from tasks.validate import validate_data
+from tasks.validate import train_on_validation, validate_data
 from tlflow.config import PipelineConfig
 from tlflow.runtime import apply_defaults
 from tlflow.task_types.registry import check_config, check_inputs, task_type_for
@@ -26,7 +26,9 @@ def training_pipeline(config: PipelineConfig = PipelineConfig(), force: bool = F
     and promoted in MLflow. One MLflow run per flow run; one task per stage.
 
     When a registered version was trained on the same data, config and code, the flow reports it
-    and trains nothing (the run would repeat the same model and decision).
+    and trains nothing (the run would repeat the same model and decision). With
+    `data.train_on_validation` the validation rows join the training split once validated
+    (`train_on_validation`; a model selection's final run under `select.retrain_on`).
 
     Args:
         config: the whole pipeline configuration (a YAML file of configs/ loads into it).
@@ -42,6 +44,8 @@ def training_pipeline(config: PipelineConfig = PipelineConfig(), force: bool = F
         return unchanged
     with pipeline_run(config, tags):
         loaded = validate_data(config, tags["data_md5"])
+        if config.data.train_on_validation:
+            loaded = train_on_validation(loaded)
         encoder = config.model.base
         if config.pretrain.mode != "none":
             task_texts = None

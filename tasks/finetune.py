@@ -50,7 +50,8 @@ def finetune_model(
     settings, so re-running the same config after a kill resumes where it stopped. A small training
     split gets more epochs to reach `finetune.min_steps` (said in the log, metric `train/epochs`); a
     validation curve that never rose above its first point is a warning. `on_metrics` also
-    receives every logged metric (after MLflow)."""
+    receives every logged metric (after MLflow). Without a validation split
+    (`data.train_on_validation`) nothing is validated."""
     logger = get_run_logger()
     tokenizer = load_tokenizer(encoder)
     budget = epoch_budget(cfg.finetune, load_tokenized(tokenized)["train"].num_rows)
@@ -66,14 +67,14 @@ def finetune_model(
     if cfg.finetune.processes > 1:
         mlflow.flush_async_logging()
         model, result = train_distributed(
-            cfg, tokenized, loaded.splits["validation"], loaded.label_names, encoder, checkpoints,
+            cfg, tokenized, loaded.splits.get("validation"), loaded.label_names, encoder, checkpoints,
             run_id=mlflow.active_run().info.run_id, tracking_uri=mlflow.get_tracking_uri(),
         )
         mlflow.log_metrics({"train/processes": cfg.finetune.processes})
     else:
         with training_progress(cfg, "fine-tune"):  # log lines and a progress artifact in the Prefect UI
             model, result = train_task_model(
-                cfg, load_tokenized(tokenized)["train"].to_dict(), loaded.splits["validation"], loaded.label_names,
+                cfg, load_tokenized(tokenized)["train"].to_dict(), loaded.splits.get("validation"), loaded.label_names,
                 tokenizer, encoder, checkpoints, _and_then(on_metrics), train_rows=loaded.splits["train"],
             )
     mlflow.log_metrics(

@@ -74,3 +74,17 @@ def validate_data(cfg: PipelineConfig, data_md5: str) -> LoadedData:
     logger.info("validation passed: %s; %s", report.summary().splitlines()[0], "; ".join(report.data.lines()))
     return loaded
 
+
+def train_on_validation(loaded: LoadedData) -> LoadedData:
+    """`data.train_on_validation`: the validation rows join the training split (tokenized, trained
+    on and fingerprinted for the gate's overlap check); said in the log and as `data/rows_trained`."""
+    if "validation" not in loaded.splits:
+        get_run_logger().warning("data.train_on_validation: these data have no validation split; training on the "
+                                 "%d training rows", len(loaded.splits["train"]))
+        return loaded
+    merged = loaded.with_validation_in_train()
+    mlflow.log_metric("data/rows_trained", len(merged.splits["train"]))
+    get_run_logger().info("data.train_on_validation: training on %d rows (train %d + validation %d); no validation "
+                          "curve", len(merged.splits["train"]), len(loaded.splits["train"]),
+                          len(loaded.splits["validation"]))
+    return merged

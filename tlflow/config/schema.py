@@ -181,6 +181,12 @@ class DataConfig(_Section):
         description="Drop training rows whose text also appears in validation/test (reported); "
         "otherwise such leakage fails validation.",
     )
+    train_on_validation: bool = Field(
+        False,
+        description="Fine-tune on the training and validation splits together (after validation and sampling; "
+        "e.g. the final run of settings chosen on validation): no validation curve, no train/validation gap, "
+        "and no finetune.early_stopping; the test split is held out as always.",
+    )
 
     @field_validator("label_names")
     @classmethod
@@ -712,6 +718,13 @@ class PipelineConfig(_Section):
         if self.finetune.privacy is not None and self.pretrain.mode != "none" and "task" in self.pretrain.corpus.sources:
             raise ValueError("finetune.privacy: pretrain.corpus.sources has 'task', so the training texts would be "
                              "pretrained on without privacy; drop 'task' or set pretrain.mode: none")
+        return self
+
+    @model_validator(mode="after")
+    def _early_stopping_needs_validation(self) -> PipelineConfig:
+        if self.data.train_on_validation and self.finetune.early_stopping is not None:
+            raise ValueError("finetune.early_stopping watches the validation split, which data.train_on_validation "
+                             "trains on: drop one of them")
         return self
 
     def to_dict(self) -> dict[str, Any]:

@@ -89,6 +89,14 @@ class LoadedData:
         """The splits validation checks: the whole data, before sampling."""
         return self.whole if self.whole is not None else self.splits
 
+    def with_validation_in_train(self) -> LoadedData:
+        """These data with the validation rows appended to the training split and no validation split
+        (``data.train_on_validation``: what a final run trains on; `validated` is unchanged)."""
+        train = datasets.concatenate_datasets([self.splits["train"], self.splits["validation"]])
+        splits = datasets.DatasetDict({"train": train, "test": self.splits["test"]})
+        return LoadedData(splits, self.label_names, self.dropped_overlap, self.files, self.invalid,
+                          self.whole if self.whole is not None else self.splits)
+
 
 # --------------------------------------------------------------------------- reading one file
 

@@ -1,12 +1,13 @@
 """`model_selection`: which base model and settings? Trials on the validation split, then the winner
 through the normal path: validate -> study -> trials (Dask) -> linear probes -> report -> retrain,
-evaluate, register and promote (`training_pipeline`) with its selection lineage."""
+evaluate, register and promote (`training_pipeline`, on train or on train + validation:
+`select.retrain_on`) with its selection lineage."""
 
 from __future__ import annotations
 
 import time
 
-from prefect import flow
+from prefect import flow, get_run_logger
 from prefect_dask import DaskTaskRunner
 
 from flows.training import training_pipeline
@@ -19,7 +20,7 @@ from tlflow.config import PipelineConfig
 from tlflow.config.selection import SelectConfig
 from tlflow.runtime import apply_defaults
 from tlflow.selection.checks import check_selection
-from tlflow.selection.space import apply_params, search_config
+from tlflow.selection.space import retrain_config, search_config
 from tlflow.task_types.registry import check_config, check_inputs
 
 
@@ -38,9 +39,11 @@ def model_selection(config: PipelineConfig = PipelineConfig(select=SelectConfig(
     """Search `select.candidates` x `select.space` with Optuna (TPE, pruning at the loop's
     evaluations) on the validation split, resuming the study when it exists; each trial a Prefect
     task on the flow's Dask task runner and an MLflow child run of the selection run. Then the
-    linear probe of each candidate, the report, and the winner retrained on the training split and
-    sent through `training_pipeline` with tags `selection_study`, `selection_trial` and
-    `selection_candidate`. `run_selection` runs it on the cluster `select` names."""
+    linear probe of each candidate, the report, and the winner retrained with its settings on the
+    training split (or, `select.retrain_on: train_and_validation`, on training and validation
+    together: `data.train_on_validation`) and sent through `training_pipeline` (evaluated on test,
+    registered, promoted) with tags `selection_study`, `selection_trial`, `selection_candidate`,
+    `selection_run_id` and `selection_retrain_on`. `run_selection` runs it on the cluster `select` names."""
     apply_defaults()
     config = check_selection(check_inputs(check_config(config)))
     tags = lineage_tags(config)
@@ -59,7 +62,9 @@ def model_selection(config: PipelineConfig = PipelineConfig(select=SelectConfig(
                       for number, params in best_trials(ref)]
             probes = [p.result() for p in probes]
         summary = publish_selection(config, ref, probes)
-        outcome = training_pipeline(apply_params(config, summary.params), lineage=summary.lineage(parent))
+        get_run_logger().info("winner: trial %d (%s), retrained on %s", summary.trial, summary.params["candidate"],
+                              summary.retrain_on.replace("_and_", " + "))
+        outcome = training_pipeline(retrain_config(config, summary.params), lineage=summary.lineage(parent))
         return summary, outcome
 
 

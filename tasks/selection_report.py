@@ -37,11 +37,13 @@ class SelectionSummary:
     score: float
     rows: list[dict[str, Any]] = field(default_factory=list)
     candidates: list[CandidateRow] = field(default_factory=list)
+    retrain_on: str = "train"
 
     def lineage(self, selection_run_id: str) -> dict[str, str]:
         """The tags the winner's run and version carry (`tlflow.selection.lineage`)."""
         return {"selection_study": self.study, "selection_trial": str(self.trial),
-                "selection_candidate": str(self.params[CANDIDATE]), "selection_run_id": selection_run_id}
+                "selection_candidate": str(self.params[CANDIDATE]), "selection_run_id": selection_run_id,
+                "selection_retrain_on": self.retrain_on}
 
 
 @task(name="publish-selection", cache_policy=NO_CACHE, persist_result=False)
@@ -61,7 +63,8 @@ def publish_selection(cfg: PipelineConfig, ref: studies.StudyRef, probes: list[C
                                probe_of[c].probe_score if c in probe_of else None,
                                probe_of[c].probe_run_id if c in probe_of else None)
                   for c in ref.select.candidates]
-    summary = SelectionSummary(ref.name, ref.metric, best.number, dict(best.params), best.value, rows, candidates)
+    summary = SelectionSummary(ref.name, ref.metric, best.number, dict(best.params), best.value, rows, candidates,
+                               ref.select.retrain_on)
     trials_md, candidates_md = trials_markdown(rows, ref.metric), candidates_markdown(candidates, ref.metric)
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "trials.md").write_text(trials_md + "\n", encoding="utf-8")

@@ -1,5 +1,6 @@
 """The `select` section: one-line errors before any work (`tlflow select`), a trial's draws written
-into the config, and the winner (best validation score, the cheaper among equals)."""
+into the config, the winner (best validation score, the cheaper among equals), and its final run on
+train + validation (`select.retrain_on`)."""
 
 import optuna
 import pytest
@@ -8,10 +9,12 @@ from typer.testing import CliRunner
 from flows.cli import app
 from tlflow.config import ConfigError, load_config
 from tlflow.config.selection import SearchRange
+from tlflow.data.readers import load_labelled_data
+from tlflow.registry.fingerprint import Fingerprint
 from tlflow.selection import study as studies
 from tlflow.selection.checks import check_selection
-from tlflow.selection.space import apply_params, suggest
-from tlflow.task_types.registry import check_config
+from tlflow.selection.space import apply_params, retrain_config, search_config, suggest
+from tlflow.task_types.registry import check_config, task_type_for
 
 pytestmark = [pytest.mark.unit]
 runner = CliRunner()
@@ -26,6 +29,8 @@ def _cfg(*sets: str):
     (["select.metric=accuracy_top5"], "select.metric: 'accuracy_top5' is not a validation metric of sentence-pair"),
     (["select.space.dropout={low: 0.1, high: 1.5}"], "select.space.dropout: 1.5 is not a valid model.dropout"),
     (["select.candidates=[no/such/folder]"], "select.candidates: 'no/such/folder' is not a packaged base"),
+    (["select.retrain_on=train_and_validation", "finetune.early_stopping={patience: 2}"],
+     "select.retrain_on: train_and_validation leaves no validation split for finetune.early_stopping"),
 ])
 def test_bad_selection_is_one_line(sets, message):
     with pytest.raises(ConfigError, match="^" + message.replace(".", r"\.")):
@@ -70,3 +75,27 @@ def test_search_range_is_a_range_or_choices():
         SearchRange(low=0, high=1, log=True)
     with pytest.raises(ValueError, match="not both"):
         SearchRange(low=0, high=1, choices=[1])
+
+
+def test_retrain_on_train_and_validation_trains_on_both_and_fingerprints_both(project, tiny_config):
+    params = {"candidate": "minilm-l6", "epochs": 2.0}
+    assert not retrain_config(_cfg(), params).data.train_on_validation  # default: train only
+    cfg = tiny_config(**{"select.retrain_on": "train_and_validation"})
+    run = retrain_config(cfg, params)
+    assert run.select is None and run.data.train_on_validation and run.finetune.epochs == 2.0
+    assert run.hash() != retrain_config(tiny_config(), params).hash()  # not taken for the train-only model
+    assert not search_config(run).data.train_on_validation  # trials are always scored on validation
+    with pytest.raises(ConfigError, match="finetune.early_stopping watches the validation split"):
+        load_config("configs/sst2.yaml", ["data.train_on_validation=true", "finetune.early_stopping={patience: 2}"])
+
+    task_type = task_type_for(run)
+    loaded = load_labelled_data(run.data, task_type.dataset_spec())
+    merged = loaded.with_validation_in_train()
+    train, validation = loaded.splits["train"], loaded.splits["validation"]
+    assert set(merged.splits) == {"train", "test"} and merged.splits["test"] is loaded.splits["test"]
+    assert len(merged.splits["train"]) == len(train) + len(validation) == 400 + 200
+    assert merged.splits["train"][len(train):]["text"] == validation["text"]
+    assert merged.validated is loaded.validated  # what validation checked (before sampling) is unchanged
+    fingerprint = Fingerprint.of(merged.splits["train"], task_type.overlap_columns)  # what register logs
+    assert fingerprint.rows == 600 and len(fingerprint.rows_in(validation)) == len(validation)
+    assert len(Fingerprint.of(train, task_type.overlap_columns).rows_in(validation)) == 0

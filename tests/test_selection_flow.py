@@ -1,7 +1,8 @@
-"""`tlflow select` end to end on two tiny candidates and four trials on a local Dask cluster of two
-workers: the first run is killed once two trials have finished, the second resumes the study (no
-finished trial is run again), trials worse than the finished ones are pruned and marked so, and
-the winner is retrained and registered with its selection lineage.
+"""`tlflow select` end to end on two tiny candidates and four trials: the first run, on a local Dask
+cluster of two workers, is killed once two trials have finished; the second resumes the study (no
+finished trial is run again) on an existing Dask cluster the test started (`select.dask_address`),
+trials worse than the finished ones are pruned and marked so, and the winner is retrained on train
++ validation (`select.retrain_on`) and registered with its selection lineage.
 
 The data are a tiny synthetic sentiment set ('good' vs 'bad' among filler words) that a 2-layer
 BERT learns in a dozen steps, so a trial with a learning rate of 1e-9 to 3e-9 is surely worse. The
@@ -17,6 +18,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -26,6 +28,7 @@ from transformers import BertConfig, BertModel
 
 from tlflow.modeling.models import load_tokenizer
 from tlflow.registry import tracking
+from tlflow.registry.fingerprint import load_fingerprint
 
 pytestmark = [pytest.mark.flow, pytest.mark.slow]
 
@@ -75,7 +78,7 @@ def selection_config(project) -> Path:
         "promote": {"bootstrap_samples": 100},
         "paths": {"data_roots": ["data", "synthetic"], "model_roots": ["bases"]},
         "select": {"candidates": bases, "trials": 4, "seed": 23, "study_name": "sel-study", "pruner": "median",
-                   "pruner_startup_trials": 1, "workers": 2, "heartbeat_s": 2,
+                   "pruner_startup_trials": 1, "workers": 2, "heartbeat_s": 2, "retrain_on": "train_and_validation",
                    "space": {"learning_rate": {"choices": [3e-3, 1e-9, 2e-9, 3e-9]}}},
     }
     path = project / "select_tiny.yaml"
@@ -83,11 +86,29 @@ def selection_config(project) -> Path:
     return path
 
 
-def _tlflow_select(project: Path, config: Path) -> subprocess.Popen:
+def _tlflow_select(project: Path, config: Path, *sets: str) -> subprocess.Popen:
     env = {**os.environ, "PREFECT_HOME": str(project / ".prefect")}
     env.pop("PREFECT_API_URL", None)  # its own temporary server, as a user's shell would have
-    return subprocess.Popen([str(Path(sys.executable).parent / "tlflow"), "select", str(config)], cwd=project, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    command = [str(Path(sys.executable).parent / "tlflow"), "select", str(config), *(f"--set={s}" for s in sets)]
+    return subprocess.Popen(command, cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+
+
+def _external_cluster(project: Path, monkeypatch):
+    """A Dask cluster of two worker processes that is none of `tlflow select`'s own (as a shared one
+    would be), its workers in the project with the environment the command gets."""
+    from distributed import LocalCluster
+
+    monkeypatch.setenv("PREFECT_HOME", str(project / ".prefect"))
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)  # the command's server reaches the workers with each task
+    return LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+
+
+def _ran_on(cluster) -> Counter:
+    """Tasks the cluster's scheduler saw finish, by function (a Prefect task run's key is
+    `<function>-<token>`: run_trial, run_probe)."""
+    keys = {str(t.key) for t in cluster.scheduler.transition_log if t.finish == "memory"}
+    return Counter(key.rsplit("-", 1)[0] for key in keys)
 
 
 def _states(project: Path) -> list[str]:
@@ -111,7 +132,7 @@ def winner_candidates(trials) -> list[str]:
     return sorted({t.params["candidate"] for t in trials if t.state.name == "COMPLETE"})
 
 
-def test_selection_resumes_prunes_and_registers_the_winner(project, selection_config):
+def test_selection_resumes_prunes_and_registers_the_winner(project, selection_config, monkeypatch):
     first = _tlflow_select(project, selection_config)
     deadline = time.monotonic() + 420
     while _states(project).count("COMPLETE") < 2:
@@ -123,9 +144,14 @@ def test_selection_resumes_prunes_and_registers_the_winner(project, selection_co
     before = _states(project)
     time.sleep(5)  # two heartbeats (select.heartbeat_s 2): a trial the kill left RUNNING is stale now
 
-    second = _tlflow_select(project, selection_config)
-    output, _ = second.communicate(timeout=600)
-    assert second.returncode == 0, output
+    cluster = _external_cluster(project, monkeypatch)
+    try:
+        second = _tlflow_select(project, selection_config, f"select.dask_address={cluster.scheduler_address}")
+        output, _ = second.communicate(timeout=600)
+        assert second.returncode == 0, output
+        ran = _ran_on(cluster)
+    finally:
+        cluster.close()
 
     import optuna
 
@@ -164,3 +190,13 @@ def test_selection_resumes_prunes_and_registers_the_winner(project, selection_co
     assert "gap/accuracy" in trial_run.data.metrics and "gap/train_accuracy" in trial_run.data.metrics
     assert "linear probe val_accuracy" in output and set(summary_candidates(output)) == set(winner_candidates(trials))
     assert "sel v1 became champion" in output
+    # the resumed trials and the linear probes ran on the cluster of select.dask_address, nothing else did
+    resumed = 4 - before.count("COMPLETE") - before.count("PRUNED")
+    assert ran == {"run_trial": resumed, "run_probe": len(winner_candidates(trials))}, ran
+
+    # the winner's final run trained on train + validation (200 + 60 rows, all fingerprinted), unvalidated
+    final = client.get_run(versions[0].run_id)
+    assert tags["selection_retrain_on"] == final.data.tags["selection_retrain_on"] == "train_and_validation"
+    assert final.data.params["data.train_on_validation"] == "true" and final.data.metrics["data/rows_trained"] == 260
+    assert not any(k.startswith(("val_", "gap/")) for k in final.data.metrics) and "test_accuracy" in final.data.metrics
+    assert load_fingerprint(final.info.run_id).rows == 260

@@ -119,6 +119,12 @@ class SelectConfig(_Section):
     trial_threads: int = Field(
         0, ge=0, description="Torch threads of one trial; 0: the machine's cores shared by the workers (at least 1)."
     )
+    retrain_on: Literal["train", "train_and_validation"] = Field(
+        "train",
+        description="What the winner's final run trains on, with the winner's settings (its epochs): the training "
+        "split, or the training and validation splits together (data.train_on_validation: no validation curve; "
+        "refused with finetune.early_stopping). Evaluated on the test split either way.",
+    )
     linear_probe: bool = Field(
         True,
         description="Also train each candidate's frozen encoder with a task head only (finetune.method head) at "

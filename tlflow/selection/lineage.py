@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-#: Study name, trial number, candidate base and the selection's MLflow run.
-SELECTION_TAGS = ("selection_study", "selection_trial", "selection_candidate", "selection_run_id")
+#: Study name, trial number, candidate base, the selection's MLflow run and what the winner was retrained on.
+SELECTION_TAGS = ("selection_study", "selection_trial", "selection_candidate", "selection_run_id",
+                  "selection_retrain_on")
 
 
 def selection_tags(tags: Mapping[str, str]) -> dict[str, str]:

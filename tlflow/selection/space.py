@@ -50,10 +50,19 @@ def apply_params(cfg: PipelineConfig, params: dict[str, Any], **finetune: Any) -
     })
 
 
+def retrain_config(cfg: PipelineConfig, params: dict[str, Any]) -> PipelineConfig:
+    """What the winner's final run trains: `apply_params`, on the training and validation splits
+    together (`data.train_on_validation`) under `select.retrain_on: train_and_validation`."""
+    run = apply_params(cfg, params)
+    if cfg.select is not None and cfg.select.retrain_on == "train_and_validation":
+        run = run.model_copy(update={"data": run.data.model_copy(update={"train_on_validation": True})})
+    return run
+
+
 def search_config(cfg: PipelineConfig) -> PipelineConfig:
     """The config trials read their data with: `select.max_train_rows` training rows when set,
     exactly the epochs the search chose (no `finetune.min_steps` raise), and nothing registered."""
-    data = cfg.data
+    data = cfg.data.model_copy(update={"train_on_validation": False})  # trials are scored on validation
     if cfg.select is not None and cfg.select.max_train_rows:
         data = data.model_copy(update={"max_train_rows": cfg.select.max_train_rows})
     promote = cfg.promote.model_copy(update={"register_model": False})

@@ -56,7 +56,8 @@ def study_name(cfg: PipelineConfig, data_md5: str) -> str:
     if select.study_name:
         return select.study_name
     kept = select.model_dump(mode="json", exclude={"trials", "timeout_s", "dask_address", "workers", "trial_threads",
-                                                   "storage", "heartbeat_s", "linear_probe", "probe_learning_rate"})
+                                                   "storage", "heartbeat_s", "linear_probe", "probe_learning_rate",
+                                                   "retrain_on"})
     return f"{cfg.name}-select-{cache_key(config=cfg.hash(), select=kept, data=data_md5)[:10]}"
 
 

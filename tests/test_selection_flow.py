@@ -101,7 +101,7 @@ def _external_cluster(project: Path, monkeypatch):
 
     monkeypatch.setenv("PREFECT_HOME", str(project / ".prefect"))
     monkeypatch.delenv("PREFECT_API_URL", raising=False)  # the command's server reaches the workers with each task
-    return LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+    return LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0")
 
 
 def _ran_on(cluster) -> Counter:
@@ -163,8 +163,8 @@ def test_selection_resumes_prunes_and_registers_the_winner(project, selection_co
     assert states.count("COMPLETE") + states.count("PRUNED") == 4 and "RUNNING" not in states
     pruned = [t for t in trials if t.state.name == "PRUNED"]
     assert pruned and all(t.params["learning_rate"] < 1e-8 for t in pruned)
-    for t in trials:  # a trial the kill interrupted is failed, and its settings ran again
-        if t.state.name == "FAIL":
+    for t in trials:  # a trial the kill interrupted is failed, and its settings ran again; one killed
+        if t.state.name == "FAIL" and t.params:  # between asking and drawing has no settings to retry
             assert any(u.system_attrs.get("failed_trial") == t.number for u in trials), t.number
 
     tracking.configure()

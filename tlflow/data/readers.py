@@ -94,8 +94,7 @@ class LoadedData:
         (``data.train_on_validation``: what a final run trains on; `validated` is unchanged)."""
         train = datasets.concatenate_datasets([self.splits["train"], self.splits["validation"]])
         splits = datasets.DatasetDict({"train": train, "test": self.splits["test"]})
-        return LoadedData(splits, self.label_names, self.dropped_overlap, self.files, self.invalid,
-                          self.whole if self.whole is not None else self.splits)
+        return LoadedData(splits, self.label_names, self.dropped_overlap, self.files, self.invalid, self.validated)
 
 
 # --------------------------------------------------------------------------- reading one file

@@ -11,10 +11,10 @@ import pytest
 import torch
 from mlflow import MlflowClient
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 from transformers import BertConfig, BertForSequenceClassification
 
 from flows.training import training_pipeline
+from tests.prefect_reads import flow_run_logs
 from tlflow.config import load_config
 from tlflow.data.readers import load_labelled_data
 from tlflow.modeling.models import load_tokenizer
@@ -103,7 +103,6 @@ def test_a_small_split_gets_more_epochs_and_a_model_that_learned_nothing_stays_c
     assert [(c["name"], c["passed"]) for c in logged] == [("trivial_baseline", False)]
     assert logged[0]["detail"].startswith("accuracy")
     with get_client(sync_client=True) as prefect:
-        logs = [log.message for log in prefect.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(
-            any_=[run.data.tags["prefect_flow_run_id"]])))]
+        logs = flow_run_logs(prefect, run.data.tags["prefect_flow_run_id"])
     assert any("finetune.epochs raised from 1 to 3 (39 steps) to reach finetune.min_steps 30" in m for m in logs), logs
     assert any(m.startswith("validation accuracy never improved on its first value") for m in logs), logs

@@ -71,6 +71,16 @@ def test_regex_only_when_no_ner_type_is_asked_for():
     assert {f.span.entity_type for f in with_ner.findings} == {"PERSON", "PHONE_NUMBER"}
 
 
+def test_spacy_labels_that_are_not_personal_data_are_ignored_quietly(caplog):
+    # CARDINAL, ORDINAL, MONEY, ...: Presidio has no entity type for them and would log a warning
+    # for each one it meets (hundreds of lines in a run's logs).
+    caplog.set_level("WARNING", logger="presidio-analyzer")
+    df = frame(text=["the first three films cost $20 million", "Maria Lopez won twice in 1999"])
+    found = scan_one(df, get_task_type("text-classification").text_fields).findings
+    assert [f.span.entity_type for f in found] == ["PERSON"]
+    assert [r.getMessage() for r in caplog.records if r.name == "presidio-analyzer"] == []
+
+
 def test_merge_and_moved_offsets():
     spans = merge_spans([Span("URL", 10, 20, 0.5), Span("EMAIL_ADDRESS", 5, 20, 1.0), Span("IP_ADDRESS", 30, 38, 0.9)])
     assert spans == [Span("EMAIL_ADDRESS", 5, 20, 1.0), Span("IP_ADDRESS", 30, 38, 0.9)]

@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from flows.cli import app
 from flows.training import training_pipeline
+from tests.prefect_reads import every, flush_logs
 from tlflow.registry import tracking
 
 pytestmark = [pytest.mark.flow]
@@ -64,17 +65,6 @@ def _hits(blob: bytes, values) -> list[str]:
     return [v for v in values if v.encode() in blob]
 
 
-def _every(read, page: int = 200) -> list:
-    """Every object a Prefect client `read_*` call returns, page by page (one call returns at most
-    the server's default limit, and the test server is shared with the session's other tests)."""
-    out: list = []
-    while batch := read(limit=page, offset=len(out)):
-        out.extend(batch)
-        if len(batch) < page:
-            break
-    return out
-
-
 def test_redacted_run_leaks_no_planted_value(project, prefect_server, tiny_config):
     files = _write_data(project)
     cfg = tiny_config(**dict(s.split("=", 1) for s in _sets(files, "redact")), name="pii-redact")
@@ -96,10 +86,11 @@ def test_redacted_run_leaks_no_planted_value(project, prefect_server, tiny_confi
     assert b"<EMAIL_ADDRESS>" in artifacts and b"<PERSON>" in artifacts and files_seen > 10
     assert b"pii-redact" in (store / "mlflow.db").read_bytes()
 
+    flush_logs()
     with get_client(sync_client=True) as prefect:
-        params = json.dumps([r.parameters for r in _every(prefect.read_flow_runs)], default=str).encode()
-        logs = "\n".join(log.message for log in _every(prefect.read_logs)).encode()
-        arts = json.dumps([a.data for a in _every(prefect.read_artifacts)], default=str).encode()
+        params = json.dumps([r.parameters for r in every(prefect.read_flow_runs)], default=str).encode()
+        logs = "\n".join(log.message for log in every(prefect.read_logs)).encode()
+        arts = json.dumps([a.data for a in every(prefect.read_artifacts)], default=str).encode()
     assert b"pii-redact" in params and b"PII scan (redact)" in logs and b"EMAIL_ADDRESS" in arts
     for name, blob in (("prefect parameters", params), ("prefect logs", logs), ("prefect artifacts", arts)):
         if found := _hits(blob, values):

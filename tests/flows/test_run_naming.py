@@ -14,12 +14,11 @@ from prefect.client.schemas.filters import (
     ArtifactFilterKey,
     FlowRunFilter,
     FlowRunFilterName,
-    LogFilter,
-    LogFilterFlowRunId,
 )
 
 from flows.deployments import describe_run
 from flows.retraining import retraining_from_file
+from tests.prefect_reads import flow_run_logs
 from tlflow.data.version import data_version
 from tlflow.registry import tracking
 from tlflow.registry.links import model_version_url
@@ -66,8 +65,7 @@ def test_a_scheduled_retraining_names_tags_and_reports_its_runs(project, prefect
         progress = _artifacts(prefect, "named-fine-tune-progress")[-1]
         assert progress.type == "progress" and float(progress.data) == 100.0
         assert "fine-tune: step" in progress.description and "done" in progress.description
-        logs = [log.message for log in prefect.read_logs(log_filter=LogFilter(
-            flow_run_id=LogFilterFlowRunId(any_=[training.id])))]
+        logs = flow_run_logs(prefect, training.id)
         lines = [m for m in logs if m.startswith("fine-tune: step")]
         assert len(lines) >= 2 and "samples/s" in lines[0] and "ETA" in lines[0] and lines[-1].endswith("done")
 

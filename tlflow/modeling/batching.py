@@ -7,7 +7,8 @@ to a fixed max length.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import inspect
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -85,3 +86,41 @@ def collate(features: Mapping[str, Sequence], indices: Sequence[int], pad_id: in
         if key in features:
             batch[key] = torch.as_tensor([features[key][i] for i in indices], dtype=torch.long)
     return batch
+
+
+def keep_target_logits(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A causal-LM batch that asks the model only for the logits the loss reads.
+
+    Position t's logits predict token t + 1, so the loss reads positions from the one before the
+    first target token (in any row) to the end. Adds `logits_to_keep` (Hugging Face causal LMs
+    then apply the LM head to the last K positions only) and keeps the labels of the same
+    positions: the loss is the same, and the prompt's logits (most of a row; the LM head is a
+    vocabulary-sized matmul per position) are neither computed nor kept for the backward pass.
+    A batch without a target token is left as it is.
+    """
+    labels = batch["labels"]
+    targeted = (labels != IGNORE_INDEX).any(dim=0).nonzero()
+    if len(targeted) == 0:
+        return batch
+    keep = labels.size(1) - max(int(targeted[0]) - 1, 0)
+    return {**batch, "labels": labels[:, -keep:], "logits_to_keep": keep}
+
+
+def trims_logits(model: torch.nn.Module) -> bool:
+    """Whether `model` is a causal LM whose forward takes `logits_to_keep` (Hugging Face's do)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    can_generate = getattr(base, "can_generate", None)
+    return bool(can_generate and can_generate()) and "logits_to_keep" in inspect.signature(base.forward).parameters
+
+
+def training_collate(model: torch.nn.Module, features: Mapping[str, Sequence],
+                     pad_id: int) -> Callable[[Sequence[int], int], dict[str, torch.Tensor]]:
+    """`make_batch(indices, step)` of the training loop: `collate`, and for a causal LM the logits
+    of target positions only (`keep_target_logits`)."""
+    trim = trims_logits(model)
+
+    def make_batch(indices: Sequence[int], step: int) -> dict[str, torch.Tensor]:
+        batch = collate(features, indices, pad_id)
+        return keep_target_logits(batch) if trim and "labels" in batch else batch
+
+    return make_batch

@@ -31,7 +31,7 @@ from transformers import PreTrainedModel
 
 from tlflow.config import PipelineConfig
 from tlflow.data.atomic import atomic_dir
-from tlflow.modeling.batching import collate
+from tlflow.modeling.batching import training_collate
 from tlflow.modeling.models import build_task_model, load_tokenizer
 from tlflow.task_types.base import TaskSettings
 from tlflow.task_types.registry import task_type_for
@@ -111,7 +111,7 @@ def _train_rank(rank: int, world: int, checkpoint_dir: Path) -> None:
 
     input_ids = features["input_ids"]
     result = train_loop(
-        ddp, [len(x) for x in input_ids], lambda batch, step: collate(features, batch, tokenizer.pad_token_id),
+        ddp, [len(x) for x in input_ids], training_collate(model, features, tokenizer.pad_token_id),
         LoopSettings.for_finetune(cfg.finetune, len(input_ids)), checkpoint_dir,
         evaluate=validate if validation is not None else None,
         log_metrics=_mlflow_logger(job["run_id"], job["tracking_uri"]) if rank == 0 else None,

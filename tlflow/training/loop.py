@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel
 
 from tlflow.config import FinetuneConfig
-from tlflow.modeling.batching import collate, epoch_batches
+from tlflow.modeling.batching import epoch_batches, training_collate
 from tlflow.training.checkpoints import Progress, resume, write_checkpoint
 from tlflow.training.early_stopping import STATE_KEY, EarlyStopping
 from tlflow.training.label_smoothing import SmoothedLoss
@@ -299,7 +299,7 @@ def finetune(
     return train_loop(
         SmoothedLoss(model, cfg.label_smoothing) if cfg.label_smoothing else model,
         [len(x) for x in input_ids],
-        lambda batch, step: collate(features, batch, pad_id),
+        training_collate(model, features, pad_id),
         LoopSettings.for_finetune(cfg, len(input_ids)),
         checkpoint_dir,
         evaluate=evaluate,

@@ -29,7 +29,6 @@ import argparse
 import datetime as dt
 import gc
 import io
-import json
 import os
 import platform
 import shlex
@@ -40,7 +39,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import torch
-from benchlib import CpuMeter, machine, median, wait_for_quiet
+from benchlib import CpuMeter, append_job, machine, median, wait_for_quiet
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from transformers import AutoTokenizer
@@ -215,8 +214,7 @@ def main() -> None:
                  else None, "reason": choice.reason},
         "wall_s": time.perf_counter() - started,
     }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(record, indent=2), encoding="utf-8")
+    append_job(args.output, record)  # every job kept: the file is a list, the newest last
 
     print(f"\n{comparison_table(baseline, candidates, metric)}\n")
     print(f"| contender | samples/s (median) | {metric} | change | speedup | agrees with fp32 | size |")
@@ -227,7 +225,7 @@ def main() -> None:
               f"{s['speedup']:.2f}x | {agree} | {s['size_mib']:.1f} MiB |")
     verdict = "met" if choice.chosen else "not met"
     print(f"\ngoal (>= {GOAL_SPEEDUP:.0f}x samples/s within {100 * GOAL_DROP:.0f} pt): {verdict}: {choice.reason}")
-    print(f"wrote {args.output} ({record['wall_s']:.0f}s)")
+    print(f"appended to {args.output} ({record['wall_s']:.0f}s)")
 
 
 if __name__ == "__main__":

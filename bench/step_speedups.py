@@ -17,7 +17,7 @@ Each repeat trains a fresh pair for one epoch (seed 42 + r for both); reported p
 ratio of the two contenders' summed step times, and the median of the per-step ratios; and the
 medians over the repeats.
 
-    .venv/bin/python bench/step_speedups.py [--rows N --repeats R]
+    .venv/bin/python bench/step_speedups.py [--rows N --repeats R]     # each job appended to the results file
 """
 
 from __future__ import annotations
@@ -25,25 +25,28 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import gc
-import json
 import shlex
 import sys
 import time
 from contextlib import ExitStack
 from pathlib import Path
 
-import torch
-from benchlib import CpuMeter, machine, median, wait_for_quiet
-from finetune_throughput import ROOT, SEED, setup
+from benchlib import load_settings, run_with_environment
 
-from tlflow.modeling.batching import collate, epoch_batches
-from tlflow.modeling.models import build_task_model
-from tlflow.runtime import apply_defaults
-from tlflow.task_types.base import TaskSettings
-from tlflow.task_types.registry import get_task_type
-from tlflow.training.optimizer import backward_and_step, make_optimizer, make_scheduler
-from tlflow.training.settings import LoopSettings
-from tlflow.training.speedups import training_speedups
+if __name__ == "__main__":  # the fine-tuning benchmark's allocator and threads, from process start
+    run_with_environment(load_settings("finetune")[0].get("environment", {}))
+
+import torch  # noqa: E402
+from benchlib import CpuMeter, allocator_loaded, append_job, machine, median, wait_for_quiet  # noqa: E402
+from finetune_throughput import ROOT, prepare  # noqa: E402
+
+from tlflow.modeling.batching import collate, epoch_batches  # noqa: E402
+from tlflow.modeling.models import build_task_model  # noqa: E402
+from tlflow.runtime import apply_defaults  # noqa: E402
+from tlflow.task_types.registry import get_task_type  # noqa: E402
+from tlflow.training.optimizer import backward_and_step, make_optimizer, make_scheduler  # noqa: E402
+from tlflow.training.settings import LoopSettings  # noqa: E402
+from tlflow.training.speedups import training_speedups  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "step_speedups.json"
 CONTENDERS = ("with", "without")
@@ -83,18 +86,18 @@ def main() -> None:
     args = parser.parse_args()
     apply_defaults()
     torch.set_num_threads(2)
-    cfg, loaded, tokenizer = setup(args.rows, eval_every=0)
-    task, settings = get_task_type(cfg.task.type), TaskSettings.from_config(cfg)
-    features = task.train_features(loaded.splits["train"], loaded.label_names, tokenizer, settings)
+    frozen, _ = load_settings("finetune")
+    seed = frozen["first_seed"]
+    cfg, _, loaded, tokenizer, _, features = prepare({**frozen, "rows": args.rows, "dev_eval_every_steps": 0}, seed)
     runs = []
     started = time.perf_counter()
     for repeat in range(args.repeats):
         waited, _ = wait_for_quiet(120, 0.2)
         meter = CpuMeter()
-        times = one_epoch(cfg, features, loaded, tokenizer, SEED + repeat)
+        times = one_epoch(cfg, features, loaded, tokenizer, seed + repeat)
         outside = meter.other_load()
         sums = {name: sum(t) for name, t in times.items()}
-        run = {"seed": SEED + repeat, "steps": len(times["with"]), "seconds": sums,
+        run = {"seed": seed + repeat, "steps": len(times["with"]), "seconds": sums,
                "samples_per_s": {name: args.rows / s for name, s in sums.items()},
                "ratio_of_sums": sums["without"] / sums["with"],
                "median_step_ratio": median([b / a for a, b in zip(times["with"], times["without"])]),
@@ -112,13 +115,13 @@ def main() -> None:
         "command": " ".join([".venv/bin/python", "bench/step_speedups.py", *map(shlex.quote, sys.argv[1:])]),
         "machine": machine(),
         "versions": {"torch": torch.__version__, "transformers": __import__("transformers").__version__},
-        "settings": {"rows": args.rows, "repeats": args.repeats, "batch_size": 32, "threads": 2, "model": "minilm-l6"},
+        "settings": {"rows": args.rows, "repeats": args.repeats, "batch_size": cfg.finetune.batch_size,
+                     "threads": torch.get_num_threads(), "model": cfg.model.base, "allocator": allocator_loaded()},
         "runs": runs, "summary": summary, "wall_s": time.perf_counter() - started,
     }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(record, indent=2), encoding="utf-8")
+    kept = append_job(args.output, record)
     print(f"\nsteps with the speed-ups: {summary['median_ratio_of_sums']:.3f}x faster (ratio of summed step times, "
-          f"median of {args.repeats}); median per-step ratio {summary['median_step_ratio']:.3f}")
+          f"median of {args.repeats}); median per-step ratio {summary['median_step_ratio']:.3f}; job {kept} appended to {args.output}")
 
 
 if __name__ == "__main__":

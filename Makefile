@@ -44,7 +44,7 @@ run: install data
 test: install data
 	$(BIN)/ruff check tlflow tasks flows tests
 	$(BIN)/lint-imports
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n auto --dist loadfile
 
 # The quick tiers (unit, integration: no Prefect, nothing slow), under 2 minutes; `make test` runs every tier.
 test-fast: install data

@@ -2,17 +2,26 @@
 and one temporary Prefect server for the whole session (`prefect_test_harness`).
 
 Tiers (TIERS below, `--strict-markers`): every test module sets `pytestmark = [pytest.mark.<tier>]`;
-`make test-fast` runs `unit or integration`, `make test` runs everything."""
+`make test-fast` runs `unit or integration`, `make test` runs everything.
+
+`make test` runs the modules on one pytest-xdist worker per core (`-n auto --dist loadfile`: a
+module's tests, and its module-scoped fixtures, stay on one worker). Each worker then runs torch on
+one thread (unless OMP_NUM_THREADS says otherwise), and modules with a `slow` test are handed out
+first, so that the long ones do not end the run on one worker while the other waits."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
 import pytest
 
-from tlflow.config import PipelineConfig, load_config
-from tlflow.runtime import apply_defaults
+if os.environ.get("PYTEST_XDIST_WORKER"):  # set before torch is imported: it reads it once
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+from tlflow.config import PipelineConfig, load_config  # noqa: E402
+from tlflow.runtime import apply_defaults  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "data"
@@ -53,6 +62,8 @@ def pytest_collection_modifyitems(config, items):
             "every test needs one tier (`pytestmark = [pytest.mark.unit]`; see TIERS in tests/conftest.py):\n  "
             + "\n  ".join(lines[:20]) + (f"\n  ... and {len(lines) - 20} more" if len(lines) > 20 else "")
         )
+    slow_modules = {item.path for item in items if "slow" in item.keywords}
+    items.sort(key=lambda item: item.path not in slow_modules)  # stable: modules stay whole, in order
     if not (DATA / "README.md").is_file():
         skip = pytest.mark.skip(reason="data/ is missing: run `dvc pull` (make data)")
         for item in items:

@@ -10,6 +10,7 @@ from tlflow.registry import tracking
 pytestmark = [pytest.mark.needs_data, pytest.mark.flow]
 
 
+@pytest.mark.slow
 def test_two_processes_match_one(project, prefect_server, tiny_config):
     budget = {"finetune.epochs": "3", "data.max_train_rows": "800", "data.max_eval_rows": "600"}
     single = training_pipeline(tiny_config(name="single", **budget))

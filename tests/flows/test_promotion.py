@@ -34,6 +34,7 @@ def _cli(*args):
     return result.exit_code, result.output
 
 
+@pytest.mark.slow
 def test_gate_ledger_rollback_and_cli(project, prefect_server, tiny_config):
     first = _run(tiny_config, **BAD)
     assert first.decision.promoted and first.decision.reason.startswith("no champion yet")

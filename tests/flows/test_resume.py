@@ -36,6 +36,7 @@ def _checkpoints(project: Path) -> list[Path]:
     return sorted(project.glob(".cache/tlflow/checkpoints/resume/*/step-*"))
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_from_last_checkpoint(project):
     proc = _tlflow_run(project)
     deadline = time.monotonic() + 240

@@ -26,6 +26,7 @@ def tiny_base(project):
     return str(path)
 
 
+@pytest.mark.slow
 def test_transfer_report_compares_four_starting_points(project, prefect_server, tiny_config, tiny_base):
     cfg = tiny_config(**{
         "name": "tl", "model.init": "pretrained", "model.base": tiny_base, "paths.model_roots": f"[{tiny_base}]", "model.max_length": "48",

@@ -161,7 +161,7 @@ def pooled(path: Path, job: dict) -> dict:
         ratios = [r for j in same for r in j["paired_speedups"][name]]
         jobs = [j["job_id"] for j in same for _ in j["paired_speedups"][name]]
         summary = ratio_summary(ratios, jobs, s["ratio_confidence"])
-        drop = max(-j["summary"][name][f"{j['settings']['metric']}_change_pt"] for j in same)
+        drop = max(-j["summary"][name][f"{j['settings']['metric']}_change_pt"] for j in same) + 0.0  # no -0.0
         low = summary.get("job_low", summary.get("low"))
         summary.update(largest_drop_pt=drop, lower_end=low,
                        meets_goal=low is not None and low >= s["goal_speedup"] and drop <= 100 * s["goal_max_drop"])

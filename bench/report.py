@@ -130,7 +130,7 @@ def inference(r: dict) -> tuple[str, str, str, str]:
     for name, v in p["variants"].items():
         interval = (f" [{v['job_low']:.2f}, {v['job_high']:.2f}]" if "job_low" in v
                     else f" [{v['low']:.2f}, {v['high']:.2f}]" if "low" in v else "")
-        parts.append(f"{name} {v['geomean']:.2f}x{interval} (largest drop {v['largest_drop_pt']:.2f} pt)")
+        parts.append(f"{name} {v['geomean']:.2f}x{interval} (largest drop {v['largest_drop_pt'] + 0.0:.2f} pt)")
     n = next(iter(p["variants"].values()))["n"]
     return (what, "; ".join(parts) + f"; {n} paired repeats over {len(p['jobs'])} job(s)",
             ">= 2x (interval's lower end) within 1 pt", _met(p["goal_met_by"] is not None))

@@ -98,6 +98,7 @@ def logging_child(settings: dict, result_file: Path) -> None:
     from tlflow import paths
     from tlflow.config import load_config
     from tlflow.data.cache import load_tokenized, tokenize_cached
+    from tlflow.data.features import feature_columns
     from tlflow.data.spec import without_meta
     from tlflow.data.validation.stage import check_data
     from tlflow.modeling.models import load_tokenizer
@@ -112,9 +113,10 @@ def logging_child(settings: dict, result_file: Path) -> None:
                                    text_fields=task_type.text_fields)
     tokenizer = load_tokenizer(cfg.model.base)
     settings_ = TaskSettings.from_config(cfg)
-    built = tokenize_cached(lambda: task_type.train_features(without_meta(loaded.splits["train"]), loaded.label_names,
-                                                             tokenizer, settings_), paths.TOKENIZED_DIR, "logging")
-    features = load_tokenized(built.path)["train"].to_dict()
+    built = tokenize_cached(without_meta(loaded.splits["train"]),
+                            lambda rows: task_type.train_features(rows, loaded.label_names, tokenizer, settings_),
+                            paths.TOKENIZED_DIR, "logging")
+    features = feature_columns(load_tokenized(built.path)["train"])
     runs: dict[str, list[dict]] = {"with_logging": [], "without_logging": []}
     mlflow.set_experiment("logging-cost")
     with mlflow.start_run():

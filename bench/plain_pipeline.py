@@ -39,6 +39,7 @@ def run(config: str, overrides: list[str], output: Path) -> dict:
     from tlflow import paths
     from tlflow.config import load_config
     from tlflow.data.cache import cache_key, file_digest, load_tokenized, tokenize_cached
+    from tlflow.data.features import feature_columns
     from tlflow.data.spec import without_meta
     from tlflow.data.validation.stage import check_data
     from tlflow.data.version import data_version
@@ -80,8 +81,8 @@ def run(config: str, overrides: list[str], output: Path) -> dict:
         key = cache_key(data_md5=data_md5, files=file_digest(loaded.files), tokenizer=resolve_base(encoder),
                         vocab=len(tokenizer), task=settings.__dict__ | {"batch_size": None},
                         data=cfg.data.model_dump(mode="json"), labels=loaded.label_names)
-        return tokenize_cached(lambda: task_type.train_features(without_meta(loaded.splits["train"]),
-                                                                loaded.label_names, tokenizer, settings),
+        return tokenize_cached(without_meta(loaded.splits["train"]),
+                               lambda rows: task_type.train_features(rows, loaded.label_names, tokenizer, settings),
                                paths.TOKENIZED_DIR, key).path
 
     tokenized = stage("tokenize", tokenize)
@@ -92,7 +93,7 @@ def run(config: str, overrides: list[str], output: Path) -> dict:
         train_cfg = cfg.model_copy(update={"finetune": cfg.finetune.model_copy(update={"epochs": budget.epochs})})
         key = cache_key(tokenized=tokenized.name, encoder=encoder, model=train_cfg.model.model_dump(mode="json"),
                         finetune=train_cfg.finetune.model_dump(mode="json", exclude={"threads", "log_every_steps"}))
-        model, _ = train_task_model(train_cfg, load_tokenized(tokenized)["train"].to_dict(),
+        model, _ = train_task_model(train_cfg, feature_columns(load_tokenized(tokenized)["train"]),
                                     loaded.splits["validation"], loaded.label_names, tokenizer, encoder,
                                     paths.CHECKPOINTS_DIR / cfg.name / key, keep_metrics,
                                     train_rows=loaded.splits["train"])

@@ -13,6 +13,7 @@ from tasks.progress import training_progress
 from tlflow import paths
 from tlflow.config import PipelineConfig
 from tlflow.data.cache import cache_key, load_tokenized
+from tlflow.data.features import feature_columns
 from tlflow.data.readers import LoadedData
 from tlflow.modeling.models import load_tokenizer
 from tlflow.training.budget import epoch_budget, never_improved
@@ -74,7 +75,7 @@ def finetune_model(
     else:
         with training_progress(cfg, "fine-tune"):  # log lines and a progress artifact in the Prefect UI
             model, result = train_task_model(
-                cfg, load_tokenized(tokenized)["train"].to_dict(), loaded.splits.get("validation"), loaded.label_names,
+                cfg, feature_columns(load_tokenized(tokenized)["train"]), loaded.splits.get("validation"), loaded.label_names,
                 tokenizer, encoder, checkpoints, _and_then(on_metrics), train_rows=loaded.splits["train"],
             )
     mlflow.log_metrics(

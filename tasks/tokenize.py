@@ -38,8 +38,8 @@ def tokenize_data(cfg: PipelineConfig, loaded: LoadedData, tokenizer_source: str
     )
     task_type = task_type_for(cfg)
     result = tokenize_cached(
-        # metadata columns (evaluation slices) never reach the features
-        lambda: task_type.train_features(without_meta(loaded.splits["train"]), loaded.label_names, tokenizer, settings),
+        without_meta(loaded.splits["train"]),  # metadata columns (evaluation slices) never reach the features
+        lambda rows: task_type.train_features(rows, loaded.label_names, tokenizer, settings),
         CACHE_DIR, key,
     )
     mlflow.set_tag("tokenize_cache", "hit" if result.cache_hit else "miss")

@@ -31,6 +31,7 @@ from transformers import PreTrainedModel
 
 from tlflow.config import PipelineConfig
 from tlflow.data.atomic import atomic_dir
+from tlflow.data.features import example_lengths, feature_columns
 from tlflow.modeling.batching import training_collate
 from tlflow.modeling.models import build_task_model, load_tokenizer
 from tlflow.task_types.base import TaskSettings
@@ -97,7 +98,7 @@ def _train_rank(rank: int, world: int, checkpoint_dir: Path) -> None:
     job = json.loads((checkpoint_dir / JOB).read_text(encoding="utf-8"))
     cfg = PipelineConfig.model_validate(job["config"])
     label_names, encoder = job["label_names"], job["encoder"]
-    features = load_from_disk(job["features"])["train"].to_dict()
+    features = feature_columns(load_from_disk(job["features"])["train"])
     validation = load_from_disk(str(checkpoint_dir / VALIDATION)) if job["validation"] else None
     tokenizer = load_tokenizer(encoder)
     model = build_task_model(cfg.model.model_copy(update={"base": encoder}), task_type_for(cfg).model_head,
@@ -111,7 +112,7 @@ def _train_rank(rank: int, world: int, checkpoint_dir: Path) -> None:
 
     input_ids = features["input_ids"]
     result = train_loop(
-        ddp, [len(x) for x in input_ids], training_collate(model, features, tokenizer.pad_token_id),
+        ddp, example_lengths(input_ids), training_collate(model, features, tokenizer.pad_token_id),
         LoopSettings.for_finetune(cfg.finetune, len(input_ids)), checkpoint_dir,
         evaluate=validate if validation is not None else None,
         log_metrics=_mlflow_logger(job["run_id"], job["tracking_uri"]) if rank == 0 else None,

@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel
 
 from tlflow.config import FinetuneConfig
+from tlflow.data.features import example_lengths
 from tlflow.modeling.batching import epoch_batches, training_collate
 from tlflow.training.checkpoints import Progress, resume, write_checkpoint
 from tlflow.training.early_stopping import STATE_KEY, EarlyStopping
@@ -289,7 +290,8 @@ def finetune(
     Args:
         model: a model whose forward takes the tensors `collate` builds and returns `.loss`.
         features: column-wise examples: input_ids (unpadded) plus what the task trains on
-            (labels per example or per token, token_type_ids, start/end positions).
+            (labels per example or per token, token_type_ids, start/end positions); lists, or a
+            saved split's memory-mapped columns (`tlflow.data.features.feature_columns`).
         cfg: fine-tuning budget, optimizer settings and speed-ups; with `label_smoothing` the loss is
             smoothed (`tlflow.training.label_smoothing`), with `early_stopping` the run stops when
             validation stops improving and ends with the best evaluation's weights.
@@ -298,7 +300,7 @@ def finetune(
     input_ids = features["input_ids"]
     return train_loop(
         SmoothedLoss(model, cfg.label_smoothing) if cfg.label_smoothing else model,
-        [len(x) for x in input_ids],
+        example_lengths(input_ids),
         training_collate(model, features, pad_id),
         LoopSettings.for_finetune(cfg, len(input_ids)),
         checkpoint_dir,

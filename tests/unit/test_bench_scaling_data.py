@@ -50,3 +50,23 @@ def test_append_job_keeps_earlier_jobs(tmp_path):
     assert append_job(path, {"date": "new"}) == 2
     assert append_job(path, {"date": "newer"}) == 3
     assert [j["date"] for j in json.loads(path.read_text(encoding="utf-8"))] == ["old", "new", "newer"]
+
+
+def _run(rows, anon_peak, rss_peak, seconds=1.0):
+    stage = {"seconds": seconds * rows / 1e5, "rss_start_mb": 500.0, "peak_rss_mb": rss_peak, "peak_anon_mb": anon_peak}
+    from scaling import STAGES
+    return {"train_rows": rows, "stages": {name: dict(stage) for name in STAGES}}
+
+
+def test_memory_is_judged_flat_on_anonymous_memory_not_on_mapped_file_pages():
+    from scaling import summarise
+
+    # RSS grows 50 MB per 100k rows (mapped feature pages), anonymous memory 5 MB: flat
+    flat = summarise([_run(100_000, 600.0, 700.0), _run(1_000_000, 645.0, 1150.0)])
+    assert all(v["memory_flat"] for v in flat.values())
+    assert flat["tokenize"]["anon_growth_mb_per_100k_rows"] == pytest.approx(5.0)
+    assert flat["tokenize"]["memory_growth_mb_per_100k_rows"] == pytest.approx(50.0)
+    assert flat["read"]["linear"] and flat["read"]["time_exponent"] == pytest.approx(1.0)
+    # anonymous memory growing 30 MB per 100k rows is not flat
+    grows = summarise([_run(100_000, 600.0, 700.0), _run(1_000_000, 870.0, 970.0)])
+    assert not any(v["memory_flat"] for v in grows.values())

@@ -110,11 +110,13 @@ def orchestration(r: dict) -> tuple[str, str, str, str]:
 def scaling(r: dict) -> tuple[str, str, str, str]:
     s = r["summary"]
     sizes = sorted({int(n) for v in s.values() for n in v["seconds"]})
-    parts = [f"{stage} x{v['time_exponent']:.2f}, {v['memory_growth_mb_per_100k_rows']:+.0f} MB/100k rows"
-             for stage, v in s.items()]
+    anon = all(v.get("anon_growth_mb_per_100k_rows") is not None for v in s.values())
+    growth = "anon_growth_mb_per_100k_rows" if anon else "memory_growth_mb_per_100k_rows"
+    parts = [f"{stage} x{v['time_exponent']:.2f}, {v[growth]:+.0f} MB/100k rows" for stage, v in s.items()]
     ok = all(v.get("linear", True) and v["memory_flat"] for v in s.values())
     return (f"Scaling of the data stages, {', '.join(f'{n:,}' for n in sizes)} training rows (SST-2 resampled and "
-            "perturbed; fine-tune at a fixed step budget)", "time exponent / peak-RSS growth: " + "; ".join(parts),
+            "perturbed; fine-tune at a fixed step budget)",
+            f"time exponent / peak-{'anonymous-memory' if anon else 'RSS'} growth: " + "; ".join(parts),
             "time exponent <= 1.15, memory flat", _met(ok))
 
 
@@ -148,21 +150,27 @@ BENCHES = {
 
 
 def table() -> str:
-    lines = ["| benchmark | measured | goal | | date | command |", "|---|---|---|---|---|---|"]
-    machines = set()
+    rows, machines = [], []
     for name, row in BENCHES.items():
         r = _load(name)
         if isinstance(r, list):  # every job appended: the row shows the latest
             r = r[-1]
         if r is None:
-            lines.append(f"| `bench/{name}.py` | not run yet | | | | |")
+            rows.append((f"`bench/{name}.py`", "not run yet", "", "", "", "", ""))
             continue
         what, measured, goal, met = row(r)
         m = r.get("machine", {})
-        machines.add(f"{m.get('Model name', '?')}, {m.get('nproc', '?')} cores, {m.get('Hypervisor vendor', '')}")
-        lines.append(f"| {what} | {measured} | {goal} | {met} | {str(r['date'])[:10]} | `{r['command']}` |")
-    lines += ["", f"Machine: {'; '.join(sorted(machines))} (fp32, 2 threads). Details, per-run numbers and "
-              "what limits each ratio: `bench/README.md` and `bench/results/*.json`."]
+        machine = f"{m.get('Model name', '?')}, {m.get('nproc', '?')} cores, {m.get('Hypervisor vendor', '')}"
+        machines += [machine] if machine not in machines else []
+        rows.append((what, measured, goal, met, str(r["date"])[:10], machine, f"`{r['command']}`"))
+    several = len(machines) > 1  # then every row names its machine
+    head = ["benchmark", "measured", "goal", "", "date", *(["machine"] if several else []), "command"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(c for i, c in enumerate(cells) if several or i != 5) + " |" for cells in rows]
+    lines += ["", f"Machine: {'; '.join(machines)} (fp32, 2 threads); times from different machines do not compare. "
+              "Details, per-run numbers and what limits each ratio: `bench/README.md` and `bench/results/*.json`."
+              if several else f"Machine: {machines[0] if machines else '?'} (fp32, 2 threads). Details, per-run "
+              "numbers and what limits each ratio: `bench/README.md` and `bench/results/*.json`."]
     return "\n".join(lines)
 
 

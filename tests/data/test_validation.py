@@ -359,3 +359,62 @@ def test_real_sst2_dev_halves_pass():
     balance = report.class_balance
     assert sum(balance["train"].values()) + sum(balance["test"].values()) == len(raw) == 872
     assert balance["train"]["negative"] + balance["test"]["negative"] == 428
+
+
+# --- chunks ---------------------------------------------------------------------------------------
+
+
+def messy_frames() -> dict[str, pd.DataFrame]:
+    """Splits with a failure of every kind, spread over the rows (and so over the chunks)."""
+    train = [(f"film number {i} was {'fine' if i % 2 else 'dull'}", LABELS[i % 2]) for i in range(40)]
+    train[3] = ("   ", "positive")  # blank
+    train[11] = (None, "negative")  # null text
+    train[17] = ("x" * 3000, "negative")  # too long
+    train[23] = ("a film", "neutral")  # not declared
+    train[29] = ("another film", None)  # null label
+    train[36] = ("  ", "negative")  # blank again, in a later chunk
+    dev = [("film number 33 was fine", "positive"), ("a fresh text", "negative"),
+           ("FILM NUMBER 8 WAS DULL", "negative"), ("film number 33 was fine", "positive")]  # leaks, late and early
+    test = [(f"unseen sentence {i}", LABELS[i % 2]) for i in range(9)] + [("film number 2 was dull", "negative")]
+    return {"train": frame(train, "data/m/train.csv"), "validation": frame(dev, "data/m/dev.csv"),
+            "test": frame(test, "data/m/test.csv")}
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 3, 7, 16])
+def test_a_split_validated_in_chunks_gives_the_report_of_one_frame(chunk_rows):
+    labels = [*LABELS, "mixed"]  # declared, never in train: the distinct-values check fails
+    cfg = ValidateConfig(examples_per_failure=3, max_chars=2000, min_class_fraction=0.3)
+    whole = validate_splits(to_dd(messy_frames()), labels, cfg, CHECKS)
+    chunked = validate_splits(to_dd(messy_frames()), labels, cfg, CHECKS, chunk_rows=chunk_rows)
+    assert {c.check for c in whole.failures()} >= {CHECK_TEXT_NOT_BLANK, CHECK_TEXT_NOT_NULL, CHECK_TEXT_LENGTH,
+                                                   CHECK_LABEL_IN_SET, CHECK_LABEL_NOT_NULL, CHECK_LABELS_IN_TRAIN,
+                                                   CHECK_LEAKAGE, CHECK_CLASS_SHARE}
+    assert chunked.to_dict() == whole.to_dict()
+    leak = next(c for c in chunked.failures() if c.check == CHECK_LEAKAGE and c.split == "validation")
+    assert [ex["note"] for ex in leak.examples] == ["same text as train data/m/train.csv:35",
+                                                    "same text as train data/m/train.csv:10",
+                                                    "same text as train data/m/train.csv:35"]
+
+
+def test_a_share_check_over_chunks_judges_the_whole_split():
+    from tlflow.data.validation.checks import ProblemCheck, TaskChecks
+
+    def short(df, labels):
+        return ["short text" if isinstance(t, str) and len(t) < 6 else None for t in df["text"]]
+
+    checks = TaskChecks(labelled=True, problems=(
+        ProblemCheck("mostly long texts", "short_error", "text", ("text",), short, mostly=0.8),))
+    rows = [(f"a long enough text {i}", LABELS[i % 2]) for i in range(20)]
+    for i in (0, 1, 2):  # 3 of 20 (15 %: allowed), all in the first chunk of 5 (60 %)
+        rows[i] = ("tiny", LABELS[i % 2])
+    splits = to_dd({"train": frame(rows, "data/s/train.csv")})
+    cfg = ValidateConfig(min_class_fraction=0.0)
+    whole = validate_splits(splits, LABELS, cfg, checks)
+    chunked = validate_splits(splits, LABELS, cfg, checks, chunk_rows=5)
+    check = next(c for c in chunked.checks if c.check == "mostly long texts")
+    assert check.success and check.observed == "3 of 20 rows (15.0%)"
+    assert chunked.to_dict() == whole.to_dict()
+    rows[3] = rows[4] = ("tiny", "negative")  # 5 of 20: 25 %, over the 20 % allowed
+    splits = to_dd({"train": frame(rows, "data/s/train.csv")})
+    assert not next(c for c in validate_splits(splits, LABELS, cfg, checks, chunk_rows=5).checks
+                    if c.check == "mostly long texts").success

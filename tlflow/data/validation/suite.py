@@ -2,8 +2,9 @@
 
 ``validate_splits`` turns each split of the reader's ``DatasetDict`` (columns ``text``, ``label``,
 ``source_file``, ``source_row``) into a pandas frame with two derived columns, builds one GE
-``ExpectationSuite`` per split with ``build_suite`` and runs it with a single ``batch.validate`` call
-per split, in one ephemeral GE context per ``validate_splits`` call. The result is a
+``ExpectationSuite`` per split with ``build_suite`` and runs it with one ``batch.validate`` call per
+chunk of ``CHUNK_ROWS`` rows (a small split is one chunk; the chunks' results are merged), in one
+ephemeral GE context per ``validate_splits`` call. The result is a
 ``ValidationReport``: one ``CheckResult`` per expectation, offending rows named by file and line,
 and the class balance of every split.
 
@@ -297,52 +298,110 @@ def build_suite(
 # Validation
 
 
-def validate_splits(splits: Any, label_names: list[str], cfg: ValidateConfig, checks: TaskChecks) -> ValidationReport:
+#: Rows of a split validated at a time: at most one pandas frame of this many rows (with its derived
+#: columns) is in memory; a larger split is validated chunk by chunk and the results are merged.
+CHUNK_ROWS = 100_000
+
+
+def validate_splits(splits: Any, label_names: list[str], cfg: ValidateConfig, checks: TaskChecks,
+                    chunk_rows: int = CHUNK_ROWS) -> ValidationReport:
     """Run the suite (shared checks plus the task type's `checks`) on every split of ``splits`` (a
     ``datasets.DatasetDict`` or a mapping of split name to ``datasets.Dataset`` /
     ``pandas.DataFrame``) and collect the report. Never
-    raises on bad data: a missing column fails its check and the checks that need it are skipped."""
-    names = [s for s in SPLIT_ORDER if s in splits] + sorted(s for s in splits if s not in SPLIT_ORDER)
-    frames = {name: _prepare_frame(splits[name], name, checks, label_names) for name in names}
-    results: list[CheckResult] = []
-    class_balance = {name: _class_counts(df, label_names, checks) for name, df in frames.items()}
+    raises on bad data: a missing column fails its check and the checks that need it are skipped.
 
-    train = frames.get("train")
-    if train is None:
+    A split runs in chunks of `chunk_rows` rows (one pandas frame at a time): each check's counts,
+    examples and missing labels are merged over the chunks, so the report is the one a single
+    frame would give. For the leakage check the held-out splits' keys are collected first and the
+    training split is scanned for them, so no set of every training text is built."""
+    names = [s for s in SPLIT_ORDER if s in splits] + sorted(s for s in splits if s not in SPLIT_ORDER)
+    results: list[CheckResult] = []
+    if "train" not in splits:
         results.append(
             CheckResult("all", CHECK_TRAIN_PRESENT, "", False, f"splits: {', '.join(names) or 'none'}")
         )
-    train_keys: set[str] | None = None
+    held_out, kept_frames = {}, {}
+    for name in names:
+        if name != "train":
+            keys, kept_frames[name] = _keys_of(splits[name], name, checks, label_names, chunk_rows)
+            if keys is not None:
+                held_out[name] = keys
+    wanted = set().union(*held_out.values()) if "train" in splits else set()
     train_first_row: dict[str, tuple[str, int]] = {}
-    if train is not None and "text_key" in train.columns:
-        keys = train["text_key"].dropna()
-        train_keys = set(keys)
-        first = train.loc[keys.index].drop_duplicates("text_key")
-        train_first_row = dict(zip(first["text_key"], zip(first["source_file"], first["source_row"])))
+    train_has_keys = False
+    class_balance: dict[str, dict[str, int]] = {}
+    train_rows, train_files = 0, set()
 
     with quiet_gx() as context:
         source = context.data_sources.add_pandas("tlflow")
-        for name, df in frames.items():
+        for name in names:
             leak_candidates = None
-            if train_keys is not None and name != "train" and "text_key" in df.columns:
-                leak_candidates = train_keys.intersection(df["text_key"].dropna())
+            if name != "train" and train_has_keys and name in held_out:
+                leak_candidates = held_out[name] & train_first_row.keys()
             suite = build_suite(name, label_names, cfg, leak_candidates, checks)
-            results.extend(_run_suite(source, name, df, suite, cfg, train_first_row, checks))
+            batches = source.add_dataframe_asset(name).add_batch_definition_whole_dataframe("whole")
+            parts: list[list[_Part]] = []
+            counts: dict[str, int] = {}
+            frames = [kept_frames[name]] if kept_frames.get(name) is not None else _frames(
+                splits[name], name, checks, label_names, chunk_rows)
+            for df in frames:
+                if name == "train" and "text_key" in df.columns:
+                    train_has_keys = True
+                    for key, file, row in zip(df["text_key"], df["source_file"], df["source_row"]):
+                        if key in wanted and key not in train_first_row:
+                            train_first_row[key] = (file, row)
+                if name == "train":
+                    train_rows, train_files = train_rows + len(df), train_files | _file_set(df)
+                _add_counts(counts, _class_counts(df, label_names, checks))
+                parts.append(_run_chunk(batches, df, suite, cfg, train_first_row, checks))
+            class_balance[name] = counts
+            results.extend(_to_check(name, [p[i] for p in parts], cfg, checks) for i in range(len(parts[0])))
 
-    if train is not None and cfg.min_class_fraction > 0 and checks.labelled and "label" in train.columns:
-        results.append(_class_share_check(train, class_balance["train"], label_names, cfg))
+    if "train" in splits and cfg.min_class_fraction > 0 and checks.labelled and _has_labels(splits["train"]):
+        results.append(_class_share_check(train_rows, ", ".join(sorted(train_files)), class_balance["train"],
+                                          label_names, cfg))
 
     success = all(c.success for c in results)
     return ValidationReport(success=success, checks=results, class_balance=class_balance)
 
 
-def _prepare_frame(split: Any, name: str, checks: TaskChecks, label_names: list[str]) -> pd.DataFrame:
+def _frames(split: Any, name: str, checks: TaskChecks, label_names: list[str], chunk_rows: int) -> Iterator[pd.DataFrame]:
+    """The prepared frames of `split`, `chunk_rows` rows at a time (one empty frame for an empty split)."""
+    n = len(split)
+    for start in range(0, max(n, 1), chunk_rows):
+        stop = min(start + chunk_rows, n)
+        if isinstance(split, pd.DataFrame):
+            chunk = split.iloc[start:stop]
+        else:
+            chunk = split if (start, stop) == (0, n) else split.select(range(start, stop))
+        yield _prepare_frame(chunk, name, checks, label_names, first_row=start + 1)
+
+
+def _keys_of(split: Any, name: str, checks: TaskChecks, label_names: list[str],
+             chunk_rows: int) -> tuple[set[str] | None, pd.DataFrame | None]:
+    """The leakage keys of a held-out split (None: it has no ``text_key``), and its prepared frame
+    when it fits in one chunk (validated next without preparing it again)."""
+    keys: set[str] | None = None
+    frames = list(_frames(split, name, checks, label_names, chunk_rows)) if len(split) <= chunk_rows else None
+    for df in frames or _frames(split, name, checks, label_names, chunk_rows):
+        if "text_key" in df.columns:
+            keys = (keys or set()) | set(df["text_key"].dropna())
+    return keys, frames[0] if frames else None
+
+
+def _has_labels(split: Any) -> bool:
+    columns = split.columns if isinstance(split, pd.DataFrame) else split.column_names
+    return "label" in columns
+
+
+def _prepare_frame(split: Any, name: str, checks: TaskChecks, label_names: list[str],
+                   first_row: int = 1) -> pd.DataFrame:
     df = split.copy() if isinstance(split, pd.DataFrame) else split.to_pandas()
     df = df.reset_index(drop=True)
     if "source_file" not in df.columns:
         df["source_file"] = name
     if "source_row" not in df.columns:
-        df["source_row"] = range(1, len(df) + 1)
+        df["source_row"] = range(first_row, first_row + len(df))
     df[_POS] = range(len(df))
     if checks.text_column != "text" and checks.text_column in df.columns:
         df["text"] = df[checks.text_column]  # the text checks (not blank, length) apply to this column
@@ -381,6 +440,10 @@ def _class_counts(df: pd.DataFrame, label_names: list[str], checks: TaskChecks) 
     return out
 
 
+def _add_counts(total: dict[str, int], counts: dict[str, int]) -> None:
+    """Add one chunk's class counts to `total` (labels in the order they first appear)."""
+    for label, n in counts.items():
+        total[label] = total.get(label, 0) + n
 @contextmanager
 def quiet_gx() -> Iterator[Any]:
     """One ephemeral GE context with progress bars and analytics off, no GE logging or warnings
@@ -415,15 +478,32 @@ def quiet_gx() -> Iterator[Any]:
         set_context(previous)
 
 
-def _run_suite(
-    source: Any,
-    split: str,
+@dataclass
+class _Part:
+    """One check's outcome on one chunk of a split: what `_to_check` merges over the chunks."""
+
+    check: str
+    exp: Any
+    success: bool
+    error: str | None = None
+    observed: str = ""  # column checks: the same on every chunk
+    rows: int = 0  # row count / element count of the chunk
+    unexpected: int = 0
+    nonnull: int = 0
+    missing: list | None = None  # labels a distinct-values check found missing in this chunk
+    files: set = field(default_factory=set)
+    examples: list[dict] = field(default_factory=list)
+
+
+def _run_chunk(
+    batches: Any,
     df: pd.DataFrame,
     suite: gx.ExpectationSuite,
     cfg: ValidateConfig,
     train_first_row: dict[str, tuple[str, int]],
     checks: TaskChecks,
-) -> list[CheckResult]:
+) -> list[_Part]:
+    """The suite on one frame: one `_Part` per expectation, in suite order."""
     derived = _derived(checks)
     # Checks on a missing column are skipped (the column-exists check fails and says so) instead
     # of letting GE turn each into a metric-resolution error with a traceback.
@@ -435,15 +515,10 @@ def _run_suite(
             kept.append(exp)
         else:
             skipped[derived.get(column, column)] += 1
-    suite.expectations = kept
+    chunk_suite = gx.ExpectationSuite(name=suite.name, expectations=kept)
 
-    batch = (
-        source.add_dataframe_asset(split).add_batch_definition_whole_dataframe("whole").get_batch(
-            batch_parameters={"dataframe": df}
-        )
-    )
-    result = batch.validate(
-        suite,
+    result = batches.get_batch(batch_parameters={"dataframe": df}).validate(
+        chunk_suite,
         result_format={
             "result_format": "SUMMARY",
             "partial_unexpected_count": cfg.examples_per_failure,
@@ -452,59 +527,70 @@ def _run_suite(
         },
     )
     by_check = {r.expectation_config.meta["check"]: r for r in result.results}
-    out = []
-    for exp in suite.expectations:  # suite order; GE returns results in its own order
-        check = exp.meta["check"]
-        res = by_check[check]
-        out.append(_to_check(split, check, exp, res, df, cfg, skipped, train_first_row, checks))
-    return out
+    # suite order; GE returns results in its own order
+    return [_part(exp, by_check[exp.meta["check"]], df, cfg, skipped, train_first_row, checks) for exp in kept]
 
 
-def _to_check(
-    split: str,
-    check: str,
-    exp: Any,
-    res: Any,
-    df: pd.DataFrame,
-    cfg: ValidateConfig,
-    skipped: Counter,
-    train_first_row: dict[str, tuple[str, int]],
-    checks: TaskChecks,
-) -> CheckResult:
+def _part(exp: Any, res: Any, df: pd.DataFrame, cfg: ValidateConfig, skipped: Counter,
+          train_first_row: dict[str, tuple[str, int]], checks: TaskChecks) -> _Part:
     etype = exp.expectation_type
     r = res.result or {}
-    success = bool(res.success)
-    examples: list[dict] = []
-    error = exception_message(res.exception_info)
-    if error is not None:
-        observed = f"error: {error}"
-        success = False
-    elif etype == "expect_column_to_exist":
-        if success:
-            observed = "present"
+    part = _Part(exp.meta["check"], exp, bool(res.success), error=exception_message(res.exception_info),
+                 files=_file_set(df))
+    if part.error is not None:
+        return part
+    if etype == "expect_column_to_exist":
+        if part.success:
+            part.observed = "present"
         else:
             n = skipped.get(exp.column, 0)
-            observed = f"column '{exp.column}' missing (columns: {', '.join(_user_columns(df, checks))})"
+            part.observed = f"column '{exp.column}' missing (columns: {', '.join(_user_columns(df, checks))})"
             if n:
-                observed += f"; {n} dependent checks skipped"
+                part.observed += f"; {n} dependent checks skipped"
     elif etype == "expect_table_row_count_to_be_between":
-        observed = f"{r.get('observed_value', len(df))} rows"
+        part.rows = int(r.get("observed_value", len(df)))
     elif etype == "expect_column_distinct_values_to_contain_set":
         missing = r.get("partial_missing_list")
-        if missing is None:
-            missing = sorted(set(exp.value_set) - set(df["label"].dropna()))
-        missing = [str(m) for m in missing]
-        observed = f"missing: {', '.join(missing)}" if missing else "all present"
-        files = _files(df)
+        part.missing = sorted(set(exp.value_set) - set(df["label"].dropna())) if missing is None else list(missing)
+    else:
+        part.unexpected, part.rows = int(r.get("unexpected_count") or 0), int(r.get("element_count") or len(df))
+        part.nonnull = part.rows - int(r.get("missing_count") or 0)
+        for idx in (r.get("partial_unexpected_index_list") or [])[: cfg.examples_per_failure]:
+            part.examples.append(_example(idx, exp.column, df, train_first_row, checks))
+    return part
+
+
+def _to_check(split: str, parts: list[_Part], cfg: ValidateConfig, checks: TaskChecks) -> CheckResult:
+    """One check of a split from its outcome on every chunk."""
+    first = parts[0]
+    check, exp = first.check, first.exp
+    etype = exp.expectation_type
+    success = all(p.success for p in parts)
+    examples: list[dict] = []
+    errors = [p.error for p in parts if p.error is not None]
+    if errors:
+        observed, success = f"error: {errors[0]}", False
+    elif etype == "expect_column_to_exist":
+        observed = first.observed
+    elif etype == "expect_table_row_count_to_be_between":
+        observed = f"{sum(p.rows for p in parts)} rows"  # only an empty split is one empty chunk
+    elif etype == "expect_column_distinct_values_to_contain_set":
+        # missing from the split: missing from every chunk (in the first chunk's order)
+        missing = [str(m) for m in first.missing if all(m in p.missing for p in parts[1:])]
+        observed, success = (f"missing: {', '.join(missing)}" if missing else "all present"), not missing
+        files = ", ".join(sorted(set().union(*(p.files for p in parts))))
         examples = [{"file": files, "row": None, "value": m} for m in missing[: cfg.examples_per_failure]]
     else:
-        n, total = int(r.get("unexpected_count") or 0), int(r.get("element_count") or len(df))
+        n, total = sum(p.unexpected for p in parts), sum(p.rows for p in parts)
+        mostly = getattr(exp, "mostly", None)
+        if len(parts) > 1 and mostly is not None and mostly < 1:  # the share over the whole split
+            nonnull = sum(p.nonnull for p in parts)
+            success = nonnull == 0 or (nonnull - n) / nonnull >= mostly
         observed = f"{n} of {total} rows ({pct(n, total)})"
         if etype == "expect_column_value_lengths_to_be_between":
             observed += f"; allowed {exp.min_value}..{exp.max_value} chars after stripping"
         if n:
-            for idx in (r.get("partial_unexpected_index_list") or [])[: cfg.examples_per_failure]:
-                examples.append(_example(idx, exp.column, df, train_first_row, checks))
+            examples = [ex for p in parts for ex in p.examples][: cfg.examples_per_failure]
     hint = "" if success else HINTS.get(check) or (
         DROP_INVALID_HINT if check in {name for _, name in checks.not_blank} else "")
     return CheckResult(split, check, etype, success, observed, examples, hint)
@@ -543,10 +629,10 @@ def _example(idx: dict, column: str, df: pd.DataFrame, train_first_row: dict, ch
 
 
 def _class_share_check(
-    train: pd.DataFrame, counts: dict[str, int], label_names: list[str], cfg: ValidateConfig
+    total: int, files: str, counts: dict[str, int], label_names: list[str], cfg: ValidateConfig
 ) -> CheckResult:
-    # Computed without GE: see the comment at the end of build_suite.
-    total = len(train)
+    """The smallest class's share of the `total` training rows (in `files`). Computed without GE:
+    see the comment at the end of build_suite."""
     shares = {label: counts.get(label, 0) for label in label_names}
     rare = [(label, n) for label, n in shares.items() if n < cfg.min_class_fraction * total]
     if total and shares:
@@ -556,7 +642,6 @@ def _class_share_check(
     else:
         observed = "no labelled rows"
     observed += f"; minimum {pct(cfg.min_class_fraction * 100, 100)}"
-    files = _files(train)
     examples = [
         {"file": files, "row": None, "value": label, "note": f"{n} of {total} rows ({pct(n, total)})"}
         for label, n in rare[: cfg.examples_per_failure]
@@ -585,8 +670,8 @@ def _user_columns(df: pd.DataFrame, checks: TaskChecks) -> list[str]:
     return [str(c) for c in df.columns if c != _POS and c not in derived]
 
 
-def _files(df: pd.DataFrame) -> str:
-    return ", ".join(sorted({str(f) for f in df["source_file"].dropna().unique()}))
+def _file_set(df: pd.DataFrame) -> set[str]:
+    return {str(f) for f in df["source_file"].dropna().unique()}
 
 
 def _clean(value: Any) -> Any:

@@ -1,5 +1,8 @@
 """Training progress in the Prefect UI: log lines on the run logger and a progress artifact.
 
+The tokenize stage reports the rows it has turned into features the same way (`rows_progress`:
+artifact `<name>-tokenize-progress`, a line per chunk at the same cadence).
+
 A fine-tune or pretraining run inside `training_progress(cfg, stage)` reports at each of the loop's
 log points (`tlflow.training.progress`): the progress artifact `<name>-<stage>-progress` shows the
 percentage done, its description the last line (step/total, loss, samples/s, ETA); the run
@@ -11,15 +14,16 @@ Prefect API cannot be reached the artifact stays as it was and training goes on.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 from prefect import get_run_logger
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
 from tasks.tracking import artifact_key
 from tlflow.config import PipelineConfig
-from tlflow.training.progress import Cadence, TrainingProgress, progress_reporter
+from tlflow.training.progress import Cadence, TrainingProgress, duration, progress_reporter
 
 #: Seconds between two updates of the progress artifact (the last one is always sent).
 ARTIFACT_EVERY_S = 5.0
@@ -42,7 +46,7 @@ class PrefectProgress:
             self.failed = True
             return None
 
-    def __call__(self, progress: TrainingProgress) -> None:
+    def __call__(self, progress: TrainingProgress | RowsProgress) -> None:
         now = time.monotonic()
         if self.cadence.due(progress, now):
             self.logger.info(progress.line())
@@ -57,3 +61,41 @@ def training_progress(cfg: PipelineConfig, stage: str) -> Iterator[None]:
     """Report the progress of the training loops run in this block to the Prefect UI."""
     with progress_reporter(PrefectProgress(artifact_key(cfg.name, f"{stage}-progress"), stage)):
         yield
+
+
+@dataclass(frozen=True)
+class RowsProgress:
+    """Rows a data stage has done, in the shape `PrefectProgress` reports (fraction, finished, line)."""
+
+    stage: str
+    done: int
+    total: int
+    seconds: float
+
+    @property
+    def fraction(self) -> float:
+        return self.done / self.total if self.total else 1.0
+
+    @property
+    def finished(self) -> bool:
+        return self.done >= self.total
+
+    def line(self) -> str:
+        """`tokenize: 200,000/1,000,000 rows (20%), 11,234 rows/s, ETA 1m11s`."""
+        rate = self.done / self.seconds if self.seconds > 0 else 0.0
+        eta = (self.total - self.done) / rate if rate else None
+        return (f"{self.stage}: {self.done:,}/{self.total:,} rows ({self.fraction:.0%}), {rate:,.0f} rows/s, "
+                + ("done" if self.finished else f"ETA {duration(eta)}" if eta is not None else "ETA unknown"))
+
+
+def rows_progress(cfg: PipelineConfig, stage: str) -> Callable[[int, int], None]:
+    """`on_chunk(done, total)` for a data stage: the stage's progress artifact and log lines. The
+    artifact is made at the first chunk (a stage served from its cache reports nothing)."""
+    started, reporter = time.monotonic(), []
+
+    def on_chunk(done: int, total: int) -> None:
+        if not reporter:
+            reporter.append(PrefectProgress(artifact_key(cfg.name, f"{stage}-progress"), stage))
+        reporter[0](RowsProgress(stage, done, total, time.monotonic() - started))
+
+    return on_chunk

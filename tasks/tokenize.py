@@ -8,6 +8,7 @@ import mlflow
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from tasks.progress import rows_progress
 from tlflow import paths
 from tlflow.config import PipelineConfig
 from tlflow.data.cache import cache_key, file_digest, tokenize_cached
@@ -40,7 +41,7 @@ def tokenize_data(cfg: PipelineConfig, loaded: LoadedData, tokenizer_source: str
     result = tokenize_cached(
         without_meta(loaded.splits["train"]),  # metadata columns (evaluation slices) never reach the features
         lambda rows: task_type.train_features(rows, loaded.label_names, tokenizer, settings),
-        CACHE_DIR, key,
+        CACHE_DIR, key, on_chunk=rows_progress(cfg, "tokenize"),
     )
     mlflow.set_tag("tokenize_cache", "hit" if result.cache_hit else "miss")
     get_run_logger().info("tokenized data %s (%s)", result.path, "cache hit" if result.cache_hit else "built")

@@ -65,7 +65,11 @@ def test_a_scheduled_retraining_names_tags_and_reports_its_runs(project, prefect
         progress = _artifacts(prefect, "named-fine-tune-progress")[-1]
         assert progress.type == "progress" and float(progress.data) == 100.0
         assert "fine-tune: step" in progress.description and "done" in progress.description
+        tokenized = _artifacts(prefect, "named-tokenize-progress")[-1]  # the rows turned into features
+        assert tokenized.type == "progress" and float(tokenized.data) == 100.0
+        assert tokenized.description.startswith("tokenize: ") and tokenized.description.endswith("rows/s, done")
         logs = flow_run_logs(prefect, training.id)
+        assert any(m.startswith("tokenize: ") and m.endswith("done") for m in logs)
         lines = [m for m in logs if m.startswith("fine-tune: step")]
         assert len(lines) >= 2 and "samples/s" in lines[0] and "ETA" in lines[0] and lines[-1].endswith("done")
 
@@ -78,3 +82,12 @@ def test_a_scheduled_retraining_names_tags_and_reports_its_runs(project, prefect
     with get_client(sync_client=True) as prefect:
         assert model_version_url("named", "1") in _artifacts(
             prefect, "named-retraining", again.state_details.flow_run_id)[-1].data
+
+
+def test_the_rows_progress_line():
+    from tasks.progress import RowsProgress
+
+    line = RowsProgress("tokenize", 200_000, 1_000_000, 17.8).line()
+    assert line == "tokenize: 200,000/1,000,000 rows (20%), 11,236 rows/s, ETA 1m11s"
+    done = RowsProgress("tokenize", 12, 12, 0.5)
+    assert done.finished and done.fraction == 1.0 and done.line().endswith("24 rows/s, done")

@@ -74,3 +74,13 @@ def test_a_chunk_with_other_columns_is_refused_and_nothing_is_cached(tmp_path):
     with pytest.raises(ValueError, match="rows 3-3"):
         tokenize_cached(rows, build, tmp_path, "mismatch", chunk_rows=2)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_each_chunk_is_reported_with_the_rows_done(tmp_path):
+    rows = Dataset.from_dict({"text": [f"text {i}" for i in range(12)]})
+    seen = []
+    tokenize_cached(rows, lambda chunk: {"input_ids": [[1, 2]] * len(chunk)}, tmp_path, "k", chunk_rows=5,
+                    on_chunk=lambda done, total: seen.append((done, total)))
+    assert seen == [(5, 12), (10, 12), (12, 12)]
+    tokenize_cached(rows, lambda chunk: {"input_ids": [[1]] * len(chunk)}, tmp_path, "k", on_chunk=seen.append)
+    assert len(seen) == 3  # served from the cache: nothing to report

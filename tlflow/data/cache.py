@@ -61,8 +61,12 @@ def load_tokenized(path: Path) -> DatasetDict:
     return load_from_disk(str(path))
 
 
+#: `on_chunk(rows_done, rows_total)`, called after each chunk (progress reporting).
+ChunkCallback = Callable[[int, int], None]
+
+
 def write_features(split: Dataset, features_of: Callable[[Dataset], dict[str, list]], arrow_file: Path,
-                   chunk_rows: int = CHUNK_ROWS) -> None:
+                   chunk_rows: int = CHUNK_ROWS, on_chunk: ChunkCallback | None = None) -> None:
     """Append `features_of(chunk)` (column-wise lists) for every chunk of `chunk_rows` rows of
     `split` to `arrow_file` (Arrow stream format), one chunk in memory at a time. Every chunk must
     give the columns and types of the first (a mismatch raises ValueError naming the rows)."""
@@ -80,15 +84,17 @@ def write_features(split: Dataset, features_of: Callable[[Dataset], dict[str, li
                 schema = table.schema
                 writer = pa.ipc.new_stream(sink, schema)
             writer.write_table(table)
+            if on_chunk is not None:
+                on_chunk(stop, len(split))
         if writer is not None:
             writer.close()
 
 
 def tokenize_cached(split: Dataset, features_of: Callable[[Dataset], dict[str, list]], cache_dir: Path,
-                    key: str, chunk_rows: int = CHUNK_ROWS) -> TokenizedData:
+                    key: str, chunk_rows: int = CHUNK_ROWS, on_chunk: ChunkCallback | None = None) -> TokenizedData:
     """The training features of `split` (`features_of` maps rows to column-wise lists), built
-    chunk by chunk (`write_features`) and saved as the `train` split of a DatasetDict under
-    `cache_dir/key`, unless the cache already holds `key`."""
+    chunk by chunk (`write_features`, which reports each chunk to `on_chunk`) and saved as the
+    `train` split of a DatasetDict under `cache_dir/key`, unless the cache already holds `key`."""
     target = Path(cache_dir) / key
     if (target / "dataset_dict.json").is_file():
         return TokenizedData(target, cache_hit=True)
@@ -98,6 +104,6 @@ def tokenize_cached(split: Dataset, features_of: Callable[[Dataset], dict[str, l
     Path(cache_dir).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{key}-chunks-", dir=cache_dir) as scratch:
         arrow_file = Path(scratch) / "features.arrow"
-        write_features(split, features_of, arrow_file, chunk_rows)
+        write_features(split, features_of, arrow_file, chunk_rows, on_chunk)
         save_atomically(DatasetDict({"train": Dataset.from_file(str(arrow_file))}), target)
     return TokenizedData(target, cache_hit=False)

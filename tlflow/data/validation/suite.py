@@ -330,7 +330,8 @@ def validate_splits(splits: Any, label_names: list[str], cfg: ValidateConfig, ch
     train_first_row: dict[str, tuple[str, int]] = {}
     train_has_keys = False
     class_balance: dict[str, dict[str, int]] = {}
-    train_rows, train_files = 0, set()
+    files: dict[str, set[str]] = {}
+    train_rows = 0
 
     with quiet_gx() as context:
         source = context.data_sources.add_pandas("tlflow")
@@ -342,6 +343,7 @@ def validate_splits(splits: Any, label_names: list[str], cfg: ValidateConfig, ch
             batches = source.add_dataframe_asset(name).add_batch_definition_whole_dataframe("whole")
             parts: list[list[_Part]] = []
             counts: dict[str, int] = {}
+            files[name] = set()
             frames = [kept_frames[name]] if kept_frames.get(name) is not None else _frames(
                 splits[name], name, checks, label_names, chunk_rows)
             for df in frames:
@@ -350,15 +352,16 @@ def validate_splits(splits: Any, label_names: list[str], cfg: ValidateConfig, ch
                     for key, file, row in zip(df["text_key"], df["source_file"], df["source_row"]):
                         if key in wanted and key not in train_first_row:
                             train_first_row[key] = (file, row)
-                if name == "train":
-                    train_rows, train_files = train_rows + len(df), train_files | _file_set(df)
+                train_rows += len(df) if name == "train" else 0
+                files[name] |= _file_set(df)
                 _add_counts(counts, _class_counts(df, label_names, checks))
                 parts.append(_run_chunk(batches, df, suite, cfg, train_first_row, checks))
             class_balance[name] = counts
-            results.extend(_to_check(name, [p[i] for p in parts], cfg, checks) for i in range(len(parts[0])))
+            shown = ", ".join(sorted(files[name]))
+            results.extend(_to_check(name, [p[i] for p in parts], cfg, checks, shown) for i in range(len(parts[0])))
 
     if "train" in splits and cfg.min_class_fraction > 0 and checks.labelled and _has_labels(splits["train"]):
-        results.append(_class_share_check(train_rows, ", ".join(sorted(train_files)), class_balance["train"],
+        results.append(_class_share_check(train_rows, ", ".join(sorted(files["train"])), class_balance["train"],
                                           label_names, cfg))
 
     success = all(c.success for c in results)
@@ -444,6 +447,8 @@ def _add_counts(total: dict[str, int], counts: dict[str, int]) -> None:
     """Add one chunk's class counts to `total` (labels in the order they first appear)."""
     for label, n in counts.items():
         total[label] = total.get(label, 0) + n
+
+
 @contextmanager
 def quiet_gx() -> Iterator[Any]:
     """One ephemeral GE context with progress bars and analytics off, no GE logging or warnings
@@ -491,7 +496,6 @@ class _Part:
     unexpected: int = 0
     nonnull: int = 0
     missing: list | None = None  # labels a distinct-values check found missing in this chunk
-    files: set = field(default_factory=set)
     examples: list[dict] = field(default_factory=list)
 
 
@@ -535,8 +539,7 @@ def _part(exp: Any, res: Any, df: pd.DataFrame, cfg: ValidateConfig, skipped: Co
           train_first_row: dict[str, tuple[str, int]], checks: TaskChecks) -> _Part:
     etype = exp.expectation_type
     r = res.result or {}
-    part = _Part(exp.meta["check"], exp, bool(res.success), error=exception_message(res.exception_info),
-                 files=_file_set(df))
+    part = _Part(exp.meta["check"], exp, bool(res.success), error=exception_message(res.exception_info))
     if part.error is not None:
         return part
     if etype == "expect_column_to_exist":
@@ -560,8 +563,8 @@ def _part(exp: Any, res: Any, df: pd.DataFrame, cfg: ValidateConfig, skipped: Co
     return part
 
 
-def _to_check(split: str, parts: list[_Part], cfg: ValidateConfig, checks: TaskChecks) -> CheckResult:
-    """One check of a split from its outcome on every chunk."""
+def _to_check(split: str, parts: list[_Part], cfg: ValidateConfig, checks: TaskChecks, files: str) -> CheckResult:
+    """One check of a split from its outcome on every chunk (`files`: the split's files, for split-level findings)."""
     first = parts[0]
     check, exp = first.check, first.exp
     etype = exp.expectation_type
@@ -578,7 +581,6 @@ def _to_check(split: str, parts: list[_Part], cfg: ValidateConfig, checks: TaskC
         # missing from the split: missing from every chunk (in the first chunk's order)
         missing = [str(m) for m in first.missing if all(m in p.missing for p in parts[1:])]
         observed, success = (f"missing: {', '.join(missing)}" if missing else "all present"), not missing
-        files = ", ".join(sorted(set().union(*(p.files for p in parts))))
         examples = [{"file": files, "row": None, "value": m} for m in missing[: cfg.examples_per_failure]]
     else:
         n, total = sum(p.unexpected for p in parts), sum(p.rows for p in parts)

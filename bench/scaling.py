@@ -20,18 +20,20 @@ functions the pipeline's stages call, in order:
 * load_features: `feature_columns(load_tokenized(...)["train"])`, what the fine-tune stage does first
   (the saved split memory-mapped, rows decoded per batch), on all rows;
 * finetune: `train_task_model` for a fixed budget of `finetune_steps` optimizer steps (the first
-  `finetune_steps * batch_size` feature rows, one epoch, no validation): fine-tuning 1M rows on 2
-  cores would take hours, and its time per step does not depend on the rows; this shows only that
-  the loop's memory and time stay flat while the process holds the larger data.
+  steps of an epoch over all feature rows, read memory-mapped; no validation): fine-tuning 1M rows
+  on 2 cores would take hours, and its time per step does not depend on the rows; this shows only
+  that the loop's memory and time stay flat while it plans an epoch over the larger data.
 
-Peak RSS is sampled every 20 ms (psutil, this process plus its children) and reported per stage
-(peak during the stage, and the RSS when it started). The stages run one after the other in one
+Peak RSS and peak anonymous RSS (`RssAnon`: without the pages of memory-mapped files, which are
+file cache) are sampled every 20 ms (this process plus its children) and reported per stage (peak
+during the stage, and the value when it started). The stages run one after the other in one
 process, as in the pipeline (which keeps the loaded splits for evaluation and registration), so a
 stage's peak includes what earlier stages still hold, and memory they freed but the allocator did
 not return; `added_mb` (peak minus the RSS at the stage's start) is the stage's own addition. A
 stage whose peak grows with the rows holds them in memory; the result says so
-(`memory_growth_mb_per_100k_rows`, on the peak; `added_growth_mb_per_100k_rows`, on the addition). Time growth is the exponent
-of time against rows between the two largest sizes (1 = linear).
+(`memory_growth_mb_per_100k_rows`, on the peak; `anon_growth_mb_per_100k_rows`, on the anonymous
+peak, which `memory_flat` judges; `added_growth_mb_per_100k_rows`, on the addition). Time growth is
+the exponent of time against rows between the two largest sizes (1 = linear).
 
     .venv/bin/python bench/scaling.py [--sizes 2000,4000]
 """

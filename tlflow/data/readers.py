@@ -25,7 +25,7 @@ zip with one member) are decompressed as they are read.
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,6 +37,7 @@ from tlflow.config import DataConfig
 from tlflow.data.formats.common import BadLines, DataError, check_no_nul, decode_text, to_str
 from tlflow.data.formats.compression import compression_of, read_bytes, read_text
 from tlflow.data.invalid import UNPARSEABLE, InvalidRow, row_problems
+from tlflow.data.row_store import POSITION, KeyColumns, RowFile, frames_of
 from tlflow.data.spec import (
     LABEL_FIELD,
     TEXT_FIELD,
@@ -59,6 +60,10 @@ CARVED_VALIDATION_FRACTION = 0.1
 #: Structured formats, each the native format of at most one task type.
 NATIVE_FORMATS = ("conll", "squad")
 TABLE_FORMATS = ("csv", "tsv", "text", "regex", "jsonl", "parquet")
+#: Table formats read in chunks (`read_table_chunks`).
+DELIMITED_FORMATS = ("csv", "tsv", "text")
+#: Rows parsed (and held as Python objects) at a time while reading a delimited file.
+CHUNK_ROWS = 10_000
 #: Column carrying the raw value of `DataConfig.split_column` until the rows are split.
 SPLIT_VALUE = "__split__"
 
@@ -115,17 +120,47 @@ def read_table(path: str | Path, cfg: DataConfig, spec: DatasetSpec, meta_column
     structured format that does not hold this kind of data, and for a column of `meta_columns`
     the file lacks.
     """
+    frames = list(read_table_chunks(path, cfg, spec, meta_columns, invalid))
+    return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+
+
+def read_table_chunks(path: str | Path, cfg: DataConfig, spec: DatasetSpec, meta_columns: Sequence[str] = (),
+                      invalid: list[InvalidRow] | None = None, chunk_rows: int = CHUNK_ROWS) -> Iterator[pd.DataFrame]:
+    """`read_table` in chunks: csv, tsv and delimited text are parsed `chunk_rows` rows at a time
+    (`iter_delimited`), so only one chunk's rows are Python objects at once; the other formats
+    come as one frame. At least one frame (empty for a file without rows); `invalid` gets the
+    file's left-out rows in line order."""
     source = str(path)
     path = _data_file(path)
     bad: BadLines | None = [] if cfg.invalid_rows == "drop" else None
     if cfg.format in NATIVE_FORMATS and cfg.format == spec.native_format:
-        frame = _read_native(source, cfg, spec, meta_columns)
+        parts: Iterator[tuple[list[str] | None, dict[str, list], list[int]]] | None = None
+        frames: Iterator[pd.DataFrame] = iter([_read_native(source, cfg, spec, meta_columns)])
     else:
         required, optional = _table_keys(cfg, spec)
         optional += [column_key(c) for c in meta_columns if column_key(c) not in required + optional]
-        names, columns, rows = _read_columns(path, source, cfg, raw_keys(required, cfg), raw_keys(optional, cfg), bad)
-        frame = _canonical_frame(source, RawTable(derive_columns(columns, cfg), rows, cfg), names, spec, meta_columns)
-    return _without_invalid(frame, source, spec, bad, invalid) if bad is not None else frame
+        parts = _column_chunks(path, source, cfg, raw_keys(required, cfg), raw_keys(optional, cfg), bad, chunk_rows)
+        frames = (_canonical_frame(source, RawTable(derive_columns(columns, cfg), rows, cfg), names, spec, meta_columns)
+                  for names, columns, rows in parts)
+    for frame in frames:
+        if bad is not None:
+            frame = _without_invalid(frame, source, spec, bad, invalid)
+            bad.clear()
+        yield frame
+
+
+def _column_chunks(path: Path, source: str, cfg: DataConfig, required: list[str], optional: list[str],
+                   bad: BadLines | None, chunk_rows: int) -> Iterator[tuple[list[str] | None, dict[str, list], list[int]]]:
+    """(column names or None, raw column key -> values, row numbers) of a table format, in chunks
+    for the delimited formats."""
+    if cfg.format in DELIMITED_FORMATS:
+        from tlflow.data.formats.delimited import iter_delimited
+
+        text = read_text(path, source, cfg.encoding, cfg.compression)
+        yield from iter_delimited(text, source, cfg.format, cfg.separator, cfg.header, required, optional,
+                                  cfg.maxsplit, bad, chunk_rows)
+    else:
+        yield _read_columns(path, source, cfg, required, optional, bad)
 
 
 def read_class_file(label: str, path: str | Path, cfg: DataConfig, spec: DatasetSpec,
@@ -162,7 +197,8 @@ def _data_file(path: str | Path) -> Path:
 
 def _read_columns(path: Path, source: str, cfg: DataConfig, required: list[str], optional: list[str],
                   bad: BadLines | None) -> tuple[list[str] | None, dict[str, list], list[int]]:
-    """(column names or None, raw column key -> values, row numbers) of a table format."""
+    """(column names or None, raw column key -> values, row numbers) of a table format other than
+    the delimited ones (`_column_chunks`)."""
     if cfg.format in NATIVE_FORMATS:  # another task's structured format, read as a table of its fields
         columns, rows = _structured_as_table(source, cfg, required)
         return list(columns), columns, rows
@@ -177,13 +213,9 @@ def _read_columns(path: Path, source: str, cfg: DataConfig, required: list[str],
         from tlflow.data.formats.jsonl import read_jsonl
 
         return read_jsonl(text, source, required, optional, bad)
-    if cfg.format == "regex":
-        from tlflow.data.formats.regex import read_regex
+    from tlflow.data.formats.regex import read_regex
 
-        return read_regex(text, source, cfg.pattern, required, optional, bad)
-    from tlflow.data.formats.delimited import read_delimited
-
-    return read_delimited(text, source, cfg.format, cfg.separator, cfg.header, required, optional, cfg.maxsplit, bad)
+    return read_regex(text, source, cfg.pattern, required, optional, bad)
 
 
 def _canonical_frame(source: str, table: RawTable, names: Sequence[str] | None, spec: DatasetSpec,
@@ -314,26 +346,51 @@ def overlap_keys(df: pd.DataFrame, columns: Sequence[str]) -> list[str | None]:
     return [normalize_text(v) if isinstance(v, str) and v.strip() else None for v in values]
 
 
-def _drop_overlap(train: pd.DataFrame, others: list[pd.DataFrame], columns: Sequence[str]) -> tuple[pd.DataFrame, int]:
-    held_out = {k for df in others for k in overlap_keys(df, columns) if k is not None}
-    leaked = np.fromiter((k is not None and k in held_out for k in overlap_keys(train, columns)), dtype=bool,
-                         count=len(train))
-    return train[~leaked].reset_index(drop=True), int(leaked.sum())
+def _overlap(train: datasets.Dataset, others: list[datasets.Dataset], columns: Sequence[str]) -> np.ndarray:
+    """Whether each training row's `overlap_keys` equals that of a row of `others`, reading the
+    rows chunk by chunk (the held-out keys are kept, not the training ones)."""
+    held_out = {k for ds in others for frame in frames_of(ds, columns) for k in overlap_keys(frame, columns)
+                if k is not None}
+    leaked = [np.fromiter((k is not None and k in held_out for k in overlap_keys(frame, columns)), dtype=bool)
+              for frame in frames_of(train, columns)]
+    return np.concatenate(leaked) if leaked else np.zeros(0, dtype=bool)
 
 
-def _label_names(cfg: DataConfig, train: pd.DataFrame, spec: DatasetSpec, origin: str) -> list[str]:
+def _label_names(cfg: DataConfig, train: datasets.Dataset, spec: DatasetSpec, origin: str) -> list[str]:
     """Declared label names, or those the spec infers from the training split (none without labels);
     DataError naming the training file(s) `origin` when fewer than two are found there."""
     if cfg.label_names or spec.infer_labels is None:
         return list(cfg.label_names)
-    names = spec.infer_labels(train)
+    names = spec.infer_labels(frames_of(train))
     if len(names) < 2:
         raise DataError(f"{origin}: the training split holds {len(names)} distinct label(s) {names}: a classifier "
                         "needs at least 2 (data.label_names is empty, so labels are taken from the training rows)")
     return names
 
 
-def load_labelled_data(cfg: DataConfig, spec: DatasetSpec, meta_columns: Sequence[str] = ()) -> LoadedData:
+@dataclass
+class _Rows:
+    """Rows of one split, not yet taken from the rows read: the split's key columns (`KeyColumns`,
+    with each row's `POSITION` in `source`, the memory-mapped rows of its file(s))."""
+
+    keys: pd.DataFrame
+    source: datasets.Dataset
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def part(self, keys: pd.DataFrame) -> _Rows:
+        return _Rows(keys, self.source)
+
+    def dataset(self) -> datasets.Dataset:
+        positions = self.keys[POSITION].to_numpy()
+        if len(positions) == len(self.source) and np.array_equal(positions, np.arange(len(positions))):
+            return self.source
+        return self.source.select(positions)
+
+
+def load_labelled_data(cfg: DataConfig, spec: DatasetSpec, meta_columns: Sequence[str] = (),
+                       chunk_rows: int = CHUNK_ROWS) -> LoadedData:
     """Read every file of ``cfg`` and return the canonical train/validation/test splits of `spec`,
     with a ``meta_<column>`` column per raw column of `meta_columns` (evaluation slices).
 
@@ -352,72 +409,108 @@ def load_labelled_data(cfg: DataConfig, spec: DatasetSpec, meta_columns: Sequenc
     4. ``cfg.max_train_rows`` / ``cfg.max_eval_rows``: `stratified_sample` of train /
        validation and test, seeded by ``cfg.seed``; the splits before it are kept as ``whole``.
 
+    Files are read `chunk_rows` rows at a time (`read_table_chunks`) into memory-mapped Arrow files
+    (`RowFile`); cutting and sampling look only at the key columns (`KeyColumns`), and the splits
+    are selections of the rows read, so memory grows by a few bytes a row (and, while a file is
+    parsed, by its decoded text), not by the rows' Python objects.
+
     ``label_names`` is ``cfg.label_names``, or taken from the whole train split when empty
     (`_label_names`). Raises `DataError` when a file cannot be read or a split ends up with no rows.
     """
     group = cfg.group_column or spec.group_default
+    features = datasets.Features({**spec.features, **meta_features(meta_columns)})
     invalid: list[InvalidRow] = []
-    frames, origin = _read_splits(cfg, spec, meta_columns, group, invalid)
-    if "validation" not in frames:
+    parts, origin = _read_splits(cfg, spec, meta_columns, group, features, invalid, chunk_rows)
+    if "validation" not in parts:
         share = {"train": 1 - CARVED_VALIDATION_FRACTION, "validation": CARVED_VALIDATION_FRACTION}
-        carved = split_rows(frames["train"], share, group, cfg.seed)
-        frames["train"], frames["validation"] = carved["train"], carved["validation"]
+        carved = split_rows(parts["train"].keys, share, group, cfg.seed)
+        parts["train"], parts["validation"] = parts["train"].part(carved["train"]), parts["train"].part(carved["validation"])
         origin["validation"] = origin["train"]
+    for split in SPLITS:
+        if not len(parts[split]):
+            raise DataError(f"{origin[split]}: {split} split is empty (0 rows) after splitting/filtering")
+    whole = {split: rows.dataset() for split, rows in parts.items()}
     dropped = 0
     if cfg.drop_train_overlap:
-        frames["train"], dropped = _drop_overlap(frames["train"], [frames["validation"], frames["test"]], spec.overlap_columns)
-    for split in SPLITS:
-        if frames[split].empty:
-            raise DataError(f"{origin[split]}: {split} split is empty (0 rows) after splitting/filtering")
-    whole = dict(frames)
+        leaked = _overlap(whole["train"], [whole["validation"], whole["test"]], spec.overlap_columns)
+        dropped = int(leaked.sum())
+        if dropped:
+            parts["train"] = parts["train"].part(parts["train"].keys[~leaked].reset_index(drop=True))
+            whole["train"] = parts["train"].dataset()
+            if not len(parts["train"]):
+                raise DataError(f"{origin['train']}: train split is empty (0 rows) after splitting/filtering")
+    splits = dict(whole)
     if cfg.max_train_rows:
-        frames["train"] = stratified_sample(frames["train"], cfg.max_train_rows, cfg.seed)
+        splits["train"] = _sampled(parts["train"], cfg.max_train_rows, cfg.seed)
     if cfg.max_eval_rows:
         for split in ("validation", "test"):
-            frames[split] = stratified_sample(frames[split], cfg.max_eval_rows, cfg.seed)
-    features = datasets.Features({**spec.features, **meta_features(meta_columns)})
-    sampled = any(len(frames[split]) != len(whole[split]) for split in SPLITS)
+            splits[split] = _sampled(parts[split], cfg.max_eval_rows, cfg.seed)
+    sampled = any(len(splits[split]) != len(whole[split]) for split in SPLITS)
     return LoadedData(
-        splits=_dataset_dict(frames, features), label_names=_label_names(cfg, whole["train"], spec, origin["train"]),
+        splits=datasets.DatasetDict({split: splits[split] for split in SPLITS}),
+        label_names=_label_names(cfg, whole["train"], spec, origin["train"]),
         dropped_overlap=dropped, files=cfg.paths(), invalid=invalid,
-        whole=_dataset_dict(whole, features) if sampled else None,
+        whole=datasets.DatasetDict({split: whole[split] for split in SPLITS}) if sampled else None,
     )
 
 
+def _sampled(rows: _Rows, n: int, seed: int) -> datasets.Dataset:
+    return rows.part(stratified_sample(rows.keys, n, seed)).dataset()
+
+
+def _key_columns(cfg: DataConfig, spec: DatasetSpec, group: str | None) -> list[str]:
+    """The columns cutting and sampling look at: the label, the group, the split value, the file."""
+    keys = [LABEL_FIELD] if LABEL_FIELD in spec.columns else []
+    if group:
+        keys.append(group)
+    if cfg.split_column is not None:
+        keys.append(SPLIT_VALUE)
+    return list(dict.fromkeys([*keys, "source_file", "source_row"]))
+
+
+def _write(frames: Iterator[pd.DataFrame], features: datasets.Features, key_columns: list[str]) -> _Rows:
+    """Every frame appended to a `RowFile` (its key columns kept as `KeyColumns`)."""
+    keys = KeyColumns(key_columns)
+    with RowFile(features) as rows:
+        for frame in frames:
+            rows.append(frame)
+            keys.append(frame)
+        return _Rows(keys.frame(), rows.dataset())
+
+
 def _read_splits(cfg: DataConfig, spec: DatasetSpec, meta_columns: Sequence[str], group: str | None,
-                 invalid: list[InvalidRow]) -> tuple[dict[str, pd.DataFrame], dict[str, str]]:
+                 features: datasets.Features, invalid: list[InvalidRow],
+                 chunk_rows: int) -> tuple[dict[str, _Rows], dict[str, str]]:
     """Step 1 of `load_labelled_data`: the splits as read or cut, and the file each came from."""
+    keys = _key_columns(cfg, spec, group)
     if cfg.files:
-        frames, origin = {}, {}
+        parts, origin = {}, {}
         for split in SPLITS:
             if split in cfg.files:
-                frames[split] = read_table(cfg.files[split], cfg, spec, meta_columns, invalid)
+                parts[split] = _write(read_table_chunks(cfg.files[split], cfg, spec, meta_columns, invalid,
+                                                        chunk_rows), features, keys)
                 origin[split] = cfg.files[split]
-                if frames[split].empty:
+                if not len(parts[split]):
                     raise DataError(f"{cfg.files[split]}: {split} split is empty (0 rows)")
-        return frames, origin
+        return parts, origin
     if cfg.class_files:
-        parts = [read_class_file(label, path, cfg, spec, meta_columns, invalid) for label, path in cfg.class_files.items()]
-        whole, where = pd.concat(parts, ignore_index=True), ", ".join(cfg.class_files.values())
+        frames = (read_class_file(label, path, cfg, spec, meta_columns, invalid)
+                  for label, path in cfg.class_files.items())
+        where = ", ".join(cfg.class_files.values())
     else:
         if cfg.split_column is not None and cfg.format in NATIVE_FORMATS:
             raise DataError(f"{cfg.file}: data.split_column needs a table format (csv, tsv, text, regex, jsonl, "
                             f"parquet), not {cfg.format}")
-        whole, where = read_table(cfg.file, cfg, spec, meta_columns, invalid), cfg.file
-    if whole.empty:
+        frames, where = read_table_chunks(cfg.file, cfg, spec, meta_columns, invalid, chunk_rows), cfg.file
+    whole = _write(frames, features, keys)
+    if not len(whole):
         raise DataError(f"{where}: no rows to split into train/validation/test (0 rows)")
     origin = {split: cfg.file or where for split in SPLITS}
     if cfg.split_column is not None:
-        frames = split_by_column(whole, SPLIT_VALUE, cfg.split_map, f"data.split_column '{cfg.split_column}'")
-        return {name: df.drop(columns=SPLIT_VALUE) for name, df in frames.items()}, origin
-    if group:
+        cut = split_by_column(whole.keys, SPLIT_VALUE, cfg.split_map, f"data.split_column '{cfg.split_column}'")
+    elif group:
         wanted = {"train": cfg.split.train, "validation": cfg.split.validation, "test": cfg.split.test}
-        return split_rows(whole, {k: v for k, v in wanted.items() if v}, group, cfg.split.seed), origin
-    return stratified_split(whole, cfg.split), origin
-
-
-def _dataset_dict(frames: dict[str, pd.DataFrame], features: datasets.Features) -> datasets.DatasetDict:
-    return datasets.DatasetDict({
-        split: datasets.Dataset.from_pandas(frames[split][list(features)], features=features, preserve_index=False)
-        for split in SPLITS
-    })
+        cut = split_rows(whole.keys, {k: v for k, v in wanted.items() if v}, group, cfg.split.seed)
+    else:
+        cut = stratified_split(whole.keys, cfg.split)
+    return {split: whole.part(keys) for split, keys in cut.items()}, origin

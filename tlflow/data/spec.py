@@ -10,7 +10,7 @@ The data layer never looks a task type up by name: callers pass the spec
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import datasets
@@ -129,8 +129,8 @@ class DatasetSpec:
             is split (None: stratified by label); `DataConfig.group_column` overrides it.
         overlap_columns: columns two rows share when one leaks into another split (several are
             joined with ' ||| ').
-        infer_labels: label names from the training split when none are declared; None for data
-            without labels.
+        infer_labels: label names from the training split (given as chunks of rows) when none are
+            declared; None for data without labels.
     """
 
     name: str
@@ -141,7 +141,7 @@ class DatasetSpec:
     native_format: str | None = None
     group_default: str | None = None
     overlap_columns: tuple[str, ...] = (TEXT_FIELD,)
-    infer_labels: Callable[[pd.DataFrame], list[str]] | None = None
+    infer_labels: Callable[[Iterable[pd.DataFrame]], list[str]] | None = None
 
     @property
     def columns(self) -> list[str]:

@@ -12,6 +12,7 @@ registry (`tlflow.task_types.registry`) lists them.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar
@@ -197,8 +198,9 @@ class TaskType:
         """Canonical columns (all but source_file/source_row) of the rows of one table file."""
         raise NotImplementedError
 
-    def infer_label_names(self, train: pd.DataFrame) -> list[str]:
-        """Label names in id order from the training split, when the config declares none."""
+    def infer_label_names(self, train: Iterable[pd.DataFrame]) -> list[str]:
+        """Label names in id order from the training split (chunks of its rows), when the config
+        declares none."""
         raise NotImplementedError
 
     def configured(self, cfg: PipelineConfig) -> TaskType:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from typing import Any
 
 import datasets
@@ -45,9 +46,9 @@ class TextClassification(TaskType):
     def from_table(self, table: RawTable) -> dict[str, list]:
         return {"text": table.texts(), "label": table.labels()}
 
-    def infer_label_names(self, train: pd.DataFrame) -> list[str]:
+    def infer_label_names(self, train: Iterable[pd.DataFrame]) -> list[str]:
         """The sorted distinct labels of the training split."""
-        return sorted({v for v in train["label"] if v is not None})
+        return sorted({v for chunk in train for v in chunk["label"] if v is not None})
 
     def data_checks(self) -> TaskChecks:
         return TaskChecks(labelled=True, overlap_columns=self.overlap_columns)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from typing import Any
 
 import datasets
@@ -118,9 +119,9 @@ class TokenClassification(TaskType):
         tokens = table.list_field("tokens")
         return {"tokens": tokens, "tags": table.list_field("tags"), "text": [" ".join(t) for t in tokens]}
 
-    def infer_label_names(self, train: pd.DataFrame) -> list[str]:
+    def infer_label_names(self, train: Iterable[pd.DataFrame]) -> list[str]:
         """The tags of the training split, 'O' first, then sorted."""
-        tags = {t for tags in train["tags"] for t in tags if t}
+        tags = {t for chunk in train for tags in chunk["tags"] for t in tags if t}
         return ["O", *sorted(tags - {"O"})]
 
     def data_checks(self) -> TaskChecks:

@@ -1,0 +1,114 @@
+"""Canonical rows held on disk while a dataset is read, so that reading holds one chunk at a time.
+
+`RowFile` appends frames of canonical rows (chunks of a raw file) to an Arrow stream file in a
+temporary folder (``TMPDIR``, prefix ``tlflow-rows-``) and gives them back as one memory-mapped
+`datasets.Dataset`: the pages of the rows are file cache, read when a row is used, not memory the
+process owns. The splits are selections of it (an index per row). The folder lives as long as the
+process (datasets made from the rows may write next to them), and is removed at exit; a failure
+while writing removes it at once.
+
+`KeyColumns` keeps the few columns that splitting and sampling look at (label, group, split
+value, source file) as integer codes into the distinct values, with the row's position.
+"""
+
+from __future__ import annotations
+
+import atexit
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from types import TracebackType
+
+import datasets
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+#: Column of `KeyColumns.frame`: the row's position in the rows written.
+POSITION = "__position__"
+
+
+class RowFile:
+    """Frames of rows with the columns of `features`, appended to an Arrow file and read back
+    memory-mapped (`dataset`). Use as a context manager: an exception inside removes the file."""
+
+    def __init__(self, features: datasets.Features) -> None:
+        self.features = features
+        self.folder = Path(tempfile.mkdtemp(prefix="tlflow-rows-"))
+        self.path = self.folder / "rows.arrow"
+        self._sink = pa.OSFile(str(self.path), "wb")
+        self._schema = features.arrow_schema
+        self._writer = pa.ipc.new_stream(self._sink, self._schema)
+        self.rows = 0
+
+    def append(self, frame: pd.DataFrame) -> None:
+        """Append the rows of `frame` (its columns of `features`, typed as `datasets` types them)."""
+        table = datasets.Dataset.from_pandas(frame[list(self.features)], features=self.features,
+                                             preserve_index=False).data.table
+        self._writer.write_table(table.cast(self._schema))
+        self.rows += len(frame)
+
+    def dataset(self) -> datasets.Dataset:
+        """Every row appended, memory-mapped; the file is removed at exit."""
+        self._close()
+        atexit.register(shutil.rmtree, self.folder, True)
+        return datasets.Dataset.from_file(str(self.path))
+
+    def _close(self) -> None:
+        if not self._sink.closed:
+            self._writer.close()
+            self._sink.close()
+
+    def __enter__(self) -> RowFile:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
+        if kind is not None:
+            self._close()
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+
+#: Rows read back into one frame at a time by `frames_of`.
+FRAME_ROWS = 10_000
+
+
+def frames_of(dataset: datasets.Dataset, columns: Sequence[str] | None = None,
+              chunk_rows: int = FRAME_ROWS) -> Iterator[pd.DataFrame]:
+    """The rows of `dataset` (only `columns` when given) as frames of at most `chunk_rows` rows."""
+    part = dataset.select_columns(list(columns)) if columns is not None else dataset
+    for start in range(0, len(part), chunk_rows):
+        yield part.select(range(start, min(start + chunk_rows, len(part)))).to_pandas()
+
+
+class KeyColumns:
+    """Some columns of every row written, as int32 codes into their distinct values (None
+    included), and each row's position: a few bytes per row instead of a Python object."""
+
+    def __init__(self, columns: Sequence[str]) -> None:
+        self.columns = list(columns)
+        self._index: dict[str, dict] = {c: {} for c in self.columns}
+        self._codes: dict[str, list[np.ndarray]] = {c: [] for c in self.columns}
+        self._started = False
+
+    def append(self, frame: pd.DataFrame) -> None:
+        """Add the rows of `frame`; a column it lacks (e.g. a group column the files do not have)
+        is left out of every row."""
+        if not self._started:
+            self.columns, self._started = [c for c in self.columns if c in frame.columns], True
+        for column in self.columns:
+            index = self._index[column]
+            codes = [index.setdefault(v, len(index)) for v in frame[column].tolist()]
+            self._codes[column].append(np.asarray(codes, dtype=np.int32))
+
+    def frame(self) -> pd.DataFrame:
+        """The columns with their values back (shared objects, one reference per row), and `POSITION`."""
+        out: dict[str, pd.Series] = {}
+        for column in self.columns:
+            values = np.empty(len(self._index[column]), dtype=object)
+            for value, code in self._index[column].items():
+                values[code] = value
+            codes = np.concatenate(self._codes[column]) if self._codes[column] else np.zeros(0, dtype=np.int32)
+            out[column] = pd.Series(values[codes], dtype=object)
+        rows = len(next(iter(out.values()))) if out else 0
+        return pd.DataFrame({**out, POSITION: np.arange(rows, dtype=np.int64)})

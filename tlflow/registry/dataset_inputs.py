@@ -83,6 +83,26 @@ def split_version(version: DataVersion, split: str, data_md5: str) -> str:
     return data_md5 if version.tracked else version.splits.get(split, data_md5)
 
 
+#: Rows of a split the logged dataset's schema is inferred from (the split itself is not loaded).
+SCHEMA_ROWS = 10_000
+
+
+class SplitDataset(PandasDataset):
+    """A split as an MLflow dataset without holding its rows: the schema is inferred from its first
+    `SCHEMA_ROWS` rows, the profile counts every row, and the digest is given."""
+
+    def __init__(self, split: datasets.Dataset, source: DatasetSource, targets: str | None, name: str,
+                 digest: str) -> None:
+        head = split.select(range(min(SCHEMA_ROWS, len(split)))).to_pandas()
+        super().__init__(head, source=source, targets=targets if targets in head.columns else None, name=name,
+                         digest=digest)
+        self._rows, self._columns = len(split), len(split.column_names)
+
+    @property
+    def profile(self) -> dict[str, int]:
+        return {"num_rows": self._rows, "num_elements": self._rows * self._columns}
+
+
 def dataset_inputs(cfg: PipelineConfig, splits: datasets.DatasetDict, data_md5: str, version: DataVersion,
                    target: str | None) -> list[tuple[PandasDataset, str]]:
     """(dataset, context) per split, ready for `mlflow.log_input`: the rows as trained or evaluated
@@ -90,11 +110,10 @@ def dataset_inputs(cfg: PipelineConfig, splits: datasets.DatasetDict, data_md5: 
     files = split_files(cfg.data)
     out = []
     for split, ds in splits.items():
-        frame = without_meta(ds)
-        frame = frame.remove_columns([c for c in BOOKKEEPING if c in frame.column_names]).to_pandas()
+        rows = without_meta(ds)
+        rows = rows.remove_columns([c for c in BOOKKEEPING if c in rows.column_names])
         md5 = split_version(version, split, data_md5)
         source = RepositoryDataSource([repository_path(f) for f in files[split]], md5, version.tracked)
-        out.append((PandasDataset(frame, source=source, targets=target if target in frame.columns else None,
-                                  name=f"{cfg.name}-{split}", digest=split_digest(cfg.data, split, cfg.task.type, md5)),
-                    split))
+        out.append((SplitDataset(rows, source, target, f"{cfg.name}-{split}",
+                                 split_digest(cfg.data, split, cfg.task.type, md5)), split))
     return out

@@ -24,6 +24,7 @@ from datasets import Dataset
 from mlflow.exceptions import MlflowException
 
 from tlflow.data.readers import overlap_keys
+from tlflow.data.row_store import frames_of
 from tlflow.registry.gate import TrainedRows
 
 #: Artifact of a version's run that holds the fingerprint of its training rows.
@@ -33,12 +34,12 @@ FORMAT = "tlflow-train-rows/1"
 
 def row_digests(split: Dataset, columns: Sequence[str]) -> np.ndarray:
     """A 64-bit hash of each row's canonical key (`overlap_keys` of `columns`); 0 for a row whose
-    key is blank (it matches nothing)."""
-    keys = overlap_keys(split.select_columns(list(columns)).to_pandas(), list(columns))
+    key is blank (it matches nothing). Rows are read a chunk at a time."""
+    keys = (k for frame in frames_of(split, columns) for k in overlap_keys(frame, list(columns)))
     return np.fromiter(
         (int.from_bytes(hashlib.blake2b(k.encode(), digest_size=8).digest(), "little") if k is not None else 0
          for k in keys),
-        dtype=np.uint64, count=len(keys),
+        dtype=np.uint64, count=len(split),
     )
 
 

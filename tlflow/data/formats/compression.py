@@ -9,10 +9,14 @@ which setting reads it, instead of a decoding error at some byte.
 from __future__ import annotations
 
 import bz2
+import codecs
 import gzip
 import lzma
 import zipfile
+from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
+from typing import BinaryIO
 
 from tlflow.data.formats.common import DataError, decode_text
 
@@ -89,6 +93,49 @@ def read_text(path: str | Path, source: str, encoding: str, setting: str = "auto
     return text
 
 
+def iter_text(path: str | Path, source: str, encoding: str, setting: str = "auto",
+              block: int = _CHUNK) -> Iterator[str]:
+    """`read_text` in pieces, each ending at a line end (LF) but the last: the file is read and
+    decompressed `block` bytes at a time and decoded incrementally, so neither its bytes nor its
+    text is held whole. Errors are `read_text`'s: on any error the file is read again whole to name
+    it the same way (the pieces before it have been yielded)."""
+    try:
+        decoder = codecs.getincrementaldecoder(encoding)()
+    except LookupError:
+        raise DataError(f"{source}: unknown encoding '{encoding}'") from None
+    try:
+        with ExitStack() as opened:
+            stream = _open(Path(path), source, compression_of(path, setting), opened)
+            head = stream.read(4096)
+            carry = decoder.decode(head).removeprefix("\ufeff")
+            if "\x00" in carry and sniff(head) is not None:
+                raise not_text_error(head, source, encoding)
+            more = bool(head)
+            while more:
+                raw = stream.read(block)
+                more = bool(raw)
+                text = carry + decoder.decode(raw, final=not more)
+                cut = text.rfind("\n") + 1 if more else len(text)
+                if cut:
+                    yield text[:cut]
+                carry = text[cut:]
+            if carry:
+                yield carry
+    except (OSError, EOFError, lzma.LZMAError, zipfile.BadZipFile, UnicodeDecodeError):
+        read_text(path, source, encoding, setting)  # names the problem as a whole read does
+        raise
+
+
+def _open(path: Path, source: str, kind: str | None, opened: ExitStack) -> BinaryIO:
+    """The decompressed byte stream of a data file, closed (with its archive) by `opened`."""
+    if kind is None:
+        return opened.enter_context(path.open("rb"))
+    if kind == "zip":
+        archive = opened.enter_context(zipfile.ZipFile(path))
+        return opened.enter_context(archive.open(_zip_member(archive, source)))
+    return opened.enter_context(_OPENERS[kind](path, "rb"))
+
+
 def sniff(raw: bytes) -> str | None:
     """What the first bytes of a file that should be text say it is ('gz-compressed', 'a parquet
     file: ...'), or None when nothing is recognised."""
@@ -122,14 +169,18 @@ def not_text_error(raw: bytes, source: str, encoding: str) -> DataError | None:
 
 
 def _read_zip(path: Path, source: str) -> bytes:
-    with zipfile.ZipFile(path) as archive:
-        members = [m for m in archive.infolist() if not m.is_dir()]
-        if len(members) != 1:
-            names = ", ".join(m.filename for m in members[:5]) + (", ..." if len(members) > 5 else "")
-            raise DataError(f"{source}: a zip data file must hold exactly one file, this one holds {len(members)}"
-                            + (f" ({names})" if names else ""))
-        with archive.open(members[0]) as stream:
-            return _drain(stream)
+    with zipfile.ZipFile(path) as archive, archive.open(_zip_member(archive, source)) as stream:
+        return _drain(stream)
+
+
+def _zip_member(archive: zipfile.ZipFile, source: str) -> zipfile.ZipInfo:
+    """The one file a zip data file holds; `DataError` when it holds another number."""
+    members = [m for m in archive.infolist() if not m.is_dir()]
+    if len(members) != 1:
+        names = ", ".join(m.filename for m in members[:5]) + (", ..." if len(members) > 5 else "")
+        raise DataError(f"{source}: a zip data file must hold exactly one file, this one holds {len(members)}"
+                        + (f" ({names})" if names else ""))
+    return members[0]
 
 
 def _drain(stream) -> bytes:

@@ -35,7 +35,7 @@ import pandas as pd
 
 from tlflow.config import DataConfig
 from tlflow.data.formats.common import BadLines, DataError, check_no_nul, decode_text, to_str
-from tlflow.data.formats.compression import compression_of, read_bytes, read_text
+from tlflow.data.formats.compression import compression_of, iter_text, read_bytes, read_text
 from tlflow.data.invalid import UNPARSEABLE, InvalidRow, row_problems
 from tlflow.data.row_store import POSITION, KeyColumns, RowFile, frames_of
 from tlflow.data.spec import (
@@ -126,9 +126,9 @@ def read_table(path: str | Path, cfg: DataConfig, spec: DatasetSpec, meta_column
 
 def read_table_chunks(path: str | Path, cfg: DataConfig, spec: DatasetSpec, meta_columns: Sequence[str] = (),
                       invalid: list[InvalidRow] | None = None, chunk_rows: int = CHUNK_ROWS) -> Iterator[pd.DataFrame]:
-    """`read_table` in chunks: csv, tsv and delimited text are parsed `chunk_rows` rows at a time
-    (`iter_delimited`), so only one chunk's rows are Python objects at once; the other formats
-    come as one frame. At least one frame (empty for a file without rows); `invalid` gets the
+    """`read_table` in chunks: csv, tsv and delimited text are read and decoded a block at a time
+    (`iter_text`) and parsed `chunk_rows` rows at a time (`iter_delimited`), so only one chunk's rows
+    are held at once; the other formats come as one frame. At least one frame (empty for a file without rows); `invalid` gets the
     file's left-out rows in line order."""
     source = str(path)
     path = _data_file(path)
@@ -156,7 +156,7 @@ def _column_chunks(path: Path, source: str, cfg: DataConfig, required: list[str]
     if cfg.format in DELIMITED_FORMATS:
         from tlflow.data.formats.delimited import iter_delimited
 
-        text = read_text(path, source, cfg.encoding, cfg.compression)
+        text = iter_text(path, source, cfg.encoding, cfg.compression)
         yield from iter_delimited(text, source, cfg.format, cfg.separator, cfg.header, required, optional,
                                   cfg.maxsplit, bad, chunk_rows)
     else:
@@ -465,12 +465,12 @@ def _key_columns(cfg: DataConfig, spec: DatasetSpec, group: str | None) -> list[
         keys.append(group)
     if cfg.split_column is not None:
         keys.append(SPLIT_VALUE)
-    return list(dict.fromkeys([*keys, "source_file", "source_row"]))
+    return list(dict.fromkeys([*keys, "source_file"]))
 
 
 def _write(frames: Iterator[pd.DataFrame], features: datasets.Features, key_columns: list[str]) -> _Rows:
     """Every frame appended to a `RowFile` (its key columns kept as `KeyColumns`)."""
-    keys = KeyColumns(key_columns)
+    keys = KeyColumns(key_columns, numbers=["source_row"])
     with RowFile(features) as rows:
         for frame in frames:
             rows.append(frame)

@@ -43,10 +43,9 @@ class RowFile:
         self.rows = 0
 
     def append(self, frame: pd.DataFrame) -> None:
-        """Append the rows of `frame` (its columns of `features`, typed as `datasets` types them)."""
-        table = datasets.Dataset.from_pandas(frame[list(self.features)], features=self.features,
-                                             preserve_index=False).data.table
-        self._writer.write_table(table.cast(self._schema))
+        """Append the rows of `frame` (its columns of `features`)."""
+        table = pa.Table.from_pandas(frame[list(self.features)], schema=self._schema, preserve_index=False)
+        self._writer.write_table(table.replace_schema_metadata(self._schema.metadata))
         self.rows += len(frame)
 
     def dataset(self) -> datasets.Dataset:
@@ -76,39 +75,51 @@ FRAME_ROWS = 10_000
 def frames_of(dataset: datasets.Dataset, columns: Sequence[str] | None = None,
               chunk_rows: int = FRAME_ROWS) -> Iterator[pd.DataFrame]:
     """The rows of `dataset` (only `columns` when given) as frames of at most `chunk_rows` rows."""
-    part = dataset.select_columns(list(columns)) if columns is not None else dataset
+    part = (dataset.select_columns(list(columns)) if columns is not None else dataset).with_format("pandas")
     for start in range(0, len(part), chunk_rows):
-        yield part.select(range(start, min(start + chunk_rows, len(part)))).to_pandas()
+        yield part[start:start + chunk_rows]
 
 
 class KeyColumns:
-    """Some columns of every row written, as int32 codes into their distinct values (None
-    included), and each row's position: a few bytes per row instead of a Python object."""
+    """Some columns of every row written, and each row's position, in a few bytes a row: the
+    `coded` columns (label, group, file: few distinct values) as int32 codes into their distinct
+    values (None included), the `numbers` (row numbers) as int64."""
 
-    def __init__(self, columns: Sequence[str]) -> None:
-        self.columns = list(columns)
-        self._index: dict[str, dict] = {c: {} for c in self.columns}
-        self._codes: dict[str, list[np.ndarray]] = {c: [] for c in self.columns}
+    def __init__(self, coded: Sequence[str], numbers: Sequence[str] = ()) -> None:
+        self.coded, self.numbers = list(coded), list(numbers)
+        self._index: dict[str, dict] = {c: {} for c in self.coded}
+        self._parts: dict[str, list[np.ndarray]] = {c: [] for c in [*self.coded, *self.numbers]}
+        self.rows = 0
         self._started = False
 
     def append(self, frame: pd.DataFrame) -> None:
-        """Add the rows of `frame`; a column it lacks (e.g. a group column the files do not have)
-        is left out of every row."""
+        """Add the rows of `frame`; a column the first frame lacks (e.g. a group column the files do
+        not have) is left out of every row."""
         if not self._started:
-            self.columns, self._started = [c for c in self.columns if c in frame.columns], True
-        for column in self.columns:
+            self.coded = [c for c in self.coded if c in frame.columns]
+            self.numbers = [c for c in self.numbers if c in frame.columns]
+            self._started = True
+        for column in self.coded:
             index = self._index[column]
             codes = [index.setdefault(v, len(index)) for v in frame[column].tolist()]
-            self._codes[column].append(np.asarray(codes, dtype=np.int32))
+            self._parts[column].append(np.asarray(codes, dtype=np.int32))
+        for column in self.numbers:
+            self._parts[column].append(frame[column].to_numpy(dtype=np.int64))
+        self.rows += len(frame)
 
     def frame(self) -> pd.DataFrame:
-        """The columns with their values back (shared objects, one reference per row), and `POSITION`."""
-        out: dict[str, pd.Series] = {}
-        for column in self.columns:
+        """The columns with their values back (coded ones as shared objects, one reference per row),
+        and `POSITION`."""
+        out: dict[str, pd.Series | np.ndarray] = {}
+        for column in self.coded:
             values = np.empty(len(self._index[column]), dtype=object)
             for value, code in self._index[column].items():
                 values[code] = value
-            codes = np.concatenate(self._codes[column]) if self._codes[column] else np.zeros(0, dtype=np.int32)
-            out[column] = pd.Series(values[codes], dtype=object)
-        rows = len(next(iter(out.values()))) if out else 0
-        return pd.DataFrame({**out, POSITION: np.arange(rows, dtype=np.int64)})
+            out[column] = pd.Series(values[self._joined(column, np.int32)], dtype=object)
+        for column in self.numbers:
+            out[column] = self._joined(column, np.int64)
+        return pd.DataFrame({**out, POSITION: np.arange(self.rows, dtype=np.int64)})
+
+    def _joined(self, column: str, dtype: type) -> np.ndarray:
+        parts = self._parts[column]
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)

@@ -147,6 +147,8 @@ def read_table_chunks(path: str | Path, cfg: DataConfig, spec: DatasetSpec, meta
             frame = _without_invalid(frame, source, spec, bad, invalid)
             bad.clear()
         yield frame
+    if bad and invalid is not None:  # lines left out after the last chunk's rows
+        invalid.extend(InvalidRow(source, line, UNPARSEABLE, detail) for line, detail in bad)
 
 
 def _column_chunks(path: Path, source: str, cfg: DataConfig, required: list[str], optional: list[str],

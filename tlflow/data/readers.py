@@ -37,7 +37,7 @@ from tlflow.config import DataConfig
 from tlflow.data.formats.common import BadLines, DataError, check_no_nul, decode_text, to_str
 from tlflow.data.formats.compression import compression_of, iter_text, read_bytes, read_text
 from tlflow.data.invalid import UNPARSEABLE, InvalidRow, row_problems
-from tlflow.data.row_store import POSITION, KeyColumns, RowFile, frames_of
+from tlflow.data.row_store import POSITION, KeyColumns, RowFile, frames_of, take_rows
 from tlflow.data.spec import (
     LABEL_FIELD,
     TEXT_FIELD,
@@ -388,7 +388,7 @@ class _Rows:
         positions = self.keys[POSITION].to_numpy()
         if len(positions) == len(self.source) and np.array_equal(positions, np.arange(len(positions))):
             return self.source
-        return self.source.select(positions)
+        return take_rows(self.source, positions)
 
 
 def load_labelled_data(cfg: DataConfig, spec: DatasetSpec, meta_columns: Sequence[str] = (),
@@ -412,9 +412,9 @@ def load_labelled_data(cfg: DataConfig, spec: DatasetSpec, meta_columns: Sequenc
        validation and test, seeded by ``cfg.seed``; the splits before it are kept as ``whole``.
 
     Files are read `chunk_rows` rows at a time (`read_table_chunks`) into memory-mapped Arrow files
-    (`RowFile`); cutting and sampling look only at the key columns (`KeyColumns`), and the splits
-    are selections of the rows read, so memory grows by a few bytes a row (and, while a file is
-    parsed, by its decoded text), not by the rows' Python objects.
+    (`RowFile`); cutting and sampling look only at the key columns (`KeyColumns`), and each split
+    is copied from the rows read to its own memory-mapped file (`take_rows`), so memory grows by a
+    few bytes a row, not by the rows' Python objects.
 
     ``label_names`` is ``cfg.label_names``, or taken from the whole train split when empty
     (`_label_names`). Raises `DataError` when a file cannot be read or a split ends up with no rows.

@@ -11,13 +11,14 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+import datasets
 import pandas as pd
 import pytest
 
 from tlflow.config import DataConfig, PipelineConfig
 from tlflow.data.formats.compression import iter_text, read_text
 from tlflow.data.readers import DataError, load_labelled_data, read_table_chunks
-from tlflow.data.row_store import POSITION, KeyColumns
+from tlflow.data.row_store import POSITION, KeyColumns, RowFile, take_rows
 from tlflow.data.version import data_version
 from tlflow.registry import dataset_inputs as inputs
 from tlflow.task_types.registry import get_task_type
@@ -173,6 +174,8 @@ def test_the_splits_are_memory_mapped_and_a_failed_read_leaves_no_rows_file(tmp_
         (cached,) = split.cache_files
         assert Path(cached["filename"]).parent.parent == scratch
         assert Path(cached["filename"]).parent.name.startswith("tlflow-rows-")
+        # a split is its own contiguous file, not an index selection read back one chunk per row
+        assert split.data.table.column("text").num_chunks < len(split)
     before = set(scratch.iterdir())
     bad = DataConfig(**{**single_file(tmp_path), "invalid_rows": "fail"})  # the ragged last line: an error
     with pytest.raises(DataError, match=r"all.csv: line 69: expected 3 fields"):
@@ -202,3 +205,16 @@ def test_a_split_logged_to_mlflow_holds_only_its_schema_rows(tmp_path, monkeypat
         assert len(ds.df) == min(5, len(loaded.splits[split]))
         assert ds.profile == {"num_rows": len(loaded.splits[split]), "num_elements": 2 * len(loaded.splits[split])}
         assert json.loads(json.dumps(ds.to_dict()))["profile"]
+
+
+def test_rows_taken_from_a_file_keep_their_order_in_their_own_file():
+    with RowFile(datasets.Features({"x": datasets.Value("int64")})) as rows:
+        for start in range(0, 100, 7):  # record batches of 7 rows
+            rows.append(pd.DataFrame({"x": range(start, min(start + 7, 100))}))
+        source = rows.dataset()
+    for positions in ([], [0, 6, 7, 50, 99], list(range(3, 100, 3)), list(range(100))):
+        taken = take_rows(source, positions)
+        assert taken["x"][:] == positions
+        assert taken.cache_files[0]["filename"] != source.cache_files[0]["filename"]
+    with pytest.raises(ValueError, match="increasing order"):
+        take_rows(source, [3, 1])

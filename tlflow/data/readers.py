@@ -20,6 +20,12 @@ with a blank required field and lines that cannot be parsed left out, each liste
 `InvalidRow`. Files that cannot be read at all raise `DataError` with a one-line message naming the
 file, the line and the field, and the likely fix when there is one. Compressed files (gz, bz2, xz,
 zip with one member) are decompressed as they are read.
+
+Memory does not grow with the rows' Python objects: csv, tsv and delimited text are decoded a
+block at a time and parsed `CHUNK_ROWS` rows at a time (`read_table_chunks`); every chunk goes to a
+memory-mapped Arrow file (`tlflow.data.row_store`), and splitting, sampling and the overlap drop
+look only at each row's key columns (label, group, split value, file and line). jsonl, regex,
+parquet, conll and SQuAD JSON files are parsed whole, then written the same way.
 """
 
 from __future__ import annotations

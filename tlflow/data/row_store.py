@@ -72,15 +72,23 @@ class RowFile:
             shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def take_rows(dataset: datasets.Dataset, positions: np.ndarray, chunk_rows: int = 10_000) -> datasets.Dataset:
-    """The rows of `dataset` (memory-mapped, no index mapping) at `positions`, copied in order to
-    their own `RowFile` a chunk at a time. A selection (`Dataset.select`) would keep an index per
-    row and gather row by row whenever it is read: a frame of it is made of one Arrow chunk per
-    row, which pandas and Great Expectations handle tens of times slower."""
-    table = dataset.data.table
+def take_rows(dataset: datasets.Dataset, positions: np.ndarray) -> datasets.Dataset:
+    """The rows of `dataset` (memory-mapped, no index mapping) at `positions` (increasing), copied
+    in order to their own `RowFile`, one record batch of the file at a time. A selection
+    (`Dataset.select`) would keep an index per row and gather row by row whenever it is read: a
+    frame of it is made of one Arrow chunk per row, which pandas and Great Expectations handle tens
+    of times slower."""
+    positions = np.asarray(positions, dtype=np.int64)
+    if len(positions) and np.any(np.diff(positions) < 0):
+        raise ValueError("take_rows: positions must be in increasing order")
+    batches = dataset.data.table.to_batches()
+    starts = np.cumsum([0] + [batch.num_rows for batch in batches])
+    bounds = np.searchsorted(positions, starts)  # positions[bounds[i]:bounds[i + 1]] lie in batch i
     with RowFile(dataset.features) as rows:
-        for start in range(0, len(positions), chunk_rows):
-            rows.append_table(table.take(positions[start:start + chunk_rows]).combine_chunks())
+        for index, batch in enumerate(batches):
+            local = positions[bounds[index]:bounds[index + 1]] - starts[index]
+            if len(local):
+                rows.append_table(pa.Table.from_batches([batch.take(pa.array(local))]))
         return rows.dataset()
 
 

@@ -181,6 +181,12 @@ def test_the_splits_are_memory_mapped_and_a_failed_read_leaves_no_rows_file(tmp_
     with pytest.raises(DataError, match=r"all.csv: line 69: expected 3 fields"):
         load_labelled_data(bad, SPEC, chunk_rows=4)
     assert set(scratch.iterdir()) == before
+    # the training file is written whole before the test file fails: its rows go too
+    files = files_without_validation(tmp_path)
+    Path(files["files"]["test"]).write_text("text,label,set\nfine,pos,test\nragged,x,y,z\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"test.csv: line 3: expected 3 fields"):
+        load_labelled_data(DataConfig(**files), SPEC, chunk_rows=4)
+    assert set(scratch.iterdir()) == before
 
 
 def test_key_columns_keep_values_codes_and_numbers():

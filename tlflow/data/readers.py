@@ -43,7 +43,7 @@ from tlflow.config import DataConfig
 from tlflow.data.formats.common import BadLines, DataError, check_no_nul, decode_text, to_str
 from tlflow.data.formats.compression import compression_of, iter_text, read_bytes, read_text
 from tlflow.data.invalid import UNPARSEABLE, InvalidRow, row_problems
-from tlflow.data.row_store import POSITION, KeyColumns, RowFile, frames_of, take_rows
+from tlflow.data.row_store import POSITION, KeyColumns, RowFile, frames_of, removed_on_error, take_rows
 from tlflow.data.spec import (
     LABEL_FIELD,
     TEXT_FIELD,
@@ -133,14 +133,13 @@ def read_table(path: str | Path, cfg: DataConfig, spec: DatasetSpec, meta_column
 def read_table_chunks(path: str | Path, cfg: DataConfig, spec: DatasetSpec, meta_columns: Sequence[str] = (),
                       invalid: list[InvalidRow] | None = None, chunk_rows: int = CHUNK_ROWS) -> Iterator[pd.DataFrame]:
     """`read_table` in chunks: csv, tsv and delimited text are read and decoded a block at a time
-    (`iter_text`) and parsed `chunk_rows` rows at a time (`iter_delimited`), so only one chunk's rows
-    are held at once; the other formats come as one frame. At least one frame (empty for a file without rows); `invalid` gets the
-    file's left-out rows in line order."""
+    (`iter_text`) and parsed `chunk_rows` rows at a time (`iter_delimited`), so only one chunk's
+    rows are held at once; the other formats come as one frame. At least one frame (empty for a
+    file without rows); `invalid` gets the file's left-out rows in line order."""
     source = str(path)
     path = _data_file(path)
     bad: BadLines | None = [] if cfg.invalid_rows == "drop" else None
     if cfg.format in NATIVE_FORMATS and cfg.format == spec.native_format:
-        parts: Iterator[tuple[list[str] | None, dict[str, list], list[int]]] | None = None
         frames: Iterator[pd.DataFrame] = iter([_read_native(source, cfg, spec, meta_columns)])
     else:
         required, optional = _table_keys(cfg, spec)
@@ -425,6 +424,12 @@ def load_labelled_data(cfg: DataConfig, spec: DatasetSpec, meta_columns: Sequenc
     ``label_names`` is ``cfg.label_names``, or taken from the whole train split when empty
     (`_label_names`). Raises `DataError` when a file cannot be read or a split ends up with no rows.
     """
+    with removed_on_error():  # a file that fails to read leaves no rows of the others behind
+        return _load(cfg, spec, meta_columns, chunk_rows)
+
+
+def _load(cfg: DataConfig, spec: DatasetSpec, meta_columns: Sequence[str], chunk_rows: int) -> LoadedData:
+    """`load_labelled_data`'s steps."""
     group = cfg.group_column or spec.group_default
     features = datasets.Features({**spec.features, **meta_features(meta_columns)})
     invalid: list[InvalidRow] = []

@@ -18,6 +18,8 @@ import atexit
 import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from types import TracebackType
 
@@ -28,6 +30,24 @@ import pyarrow as pa
 
 #: Column of `KeyColumns.frame`: the row's position in the rows written.
 POSITION = "__position__"
+#: Folders of the `RowFile`s made inside `removed_on_error` (None outside it).
+_MADE: ContextVar[list[Path] | None] = ContextVar("tlflow_row_files", default=None)
+
+
+@contextmanager
+def removed_on_error() -> Iterator[None]:
+    """Every `RowFile` made inside is removed if the block raises: a read that fails half-way
+    (a bad line in the test file, after the training file was written) leaves no rows behind."""
+    made: list[Path] = []
+    token = _MADE.set(made)
+    try:
+        yield
+    except BaseException:
+        for folder in made:
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
+    finally:
+        _MADE.reset(token)
 
 
 class RowFile:
@@ -37,6 +57,8 @@ class RowFile:
     def __init__(self, features: datasets.Features) -> None:
         self.features = features
         self.folder = Path(tempfile.mkdtemp(prefix="tlflow-rows-"))
+        if (made := _MADE.get()) is not None:
+            made.append(self.folder)
         self.path = self.folder / "rows.arrow"
         self._sink = pa.OSFile(str(self.path), "wb")
         self._schema = features.arrow_schema

@@ -7,6 +7,10 @@ import bz2
 import gzip
 import json
 import lzma
+import os
+import signal
+import subprocess
+import sys
 import tempfile
 import zipfile
 from pathlib import Path
@@ -16,6 +20,7 @@ import pandas as pd
 import pytest
 
 from tlflow.config import DataConfig, PipelineConfig
+from tlflow.data import row_store
 from tlflow.data.formats.compression import iter_text, read_text
 from tlflow.data.readers import DataError, load_labelled_data, read_table_chunks
 from tlflow.data.row_store import POSITION, KeyColumns, RowFile, take_rows
@@ -224,3 +229,39 @@ def test_rows_taken_from_a_file_keep_their_order_in_their_own_file():
         assert taken.cache_files[0]["filename"] != source.cache_files[0]["filename"]
     with pytest.raises(ValueError, match="increasing order"):
         take_rows(source, [3, 1])
+
+
+KILLED_READER = """
+import os, signal, sys
+from tlflow.config import DataConfig
+from tlflow.data.readers import load_labelled_data
+from tlflow.task_types.registry import get_task_type
+load_labelled_data(DataConfig(file=sys.argv[1], format="csv"), get_task_type("text-classification").dataset_spec())
+os.kill(os.getpid(), signal.SIGKILL)  # no exit handler runs
+"""
+
+
+def test_the_rows_folders_of_a_killed_process_are_removed_by_the_next_reader(tmp_path, monkeypatch):
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    data = write_csv(tmp_path / "all.csv", rows_of(30))
+    reader = subprocess.Popen([sys.executable, "-c", KILLED_READER, data], env={**os.environ, "TMPDIR": str(scratch)},
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _, err = reader.communicate(timeout=300)
+    assert reader.returncode == -signal.SIGKILL, err[-2000:]
+    left = sorted(scratch.glob(f"tlflow-rows-*-{reader.pid}-*"))
+    assert left and left == sorted(scratch.iterdir())  # its rows outlived it
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    monkeypatch.setattr(row_store, "_SWEPT", True)  # this process has swept already
+    features = datasets.Features({"x": datasets.Value("int64")})
+    with RowFile(features) as mine:  # a live process's folder
+        mine.dataset()
+    assert sorted(row_store.sweep_orphans()) == left
+    assert list(scratch.iterdir()) == [mine.folder]  # the live one is kept
+    # a process's first RowFile sweeps
+    orphan = scratch / f"{left[0].name}-again"
+    orphan.mkdir()
+    monkeypatch.setattr(row_store, "_SWEPT", False)
+    with RowFile(features) as another:
+        another.dataset()
+    assert sorted(scratch.iterdir()) == sorted([mine.folder, another.folder])

@@ -1,12 +1,13 @@
 """Canonical rows held on disk while a dataset is read, so that reading holds one chunk at a time.
 
 `RowFile` appends frames of canonical rows (chunks of a raw file) to an Arrow stream file in a
-temporary folder (``TMPDIR``, prefix ``tlflow-rows-``) and gives them back as one memory-mapped
-`datasets.Dataset`: the pages of the rows are file cache, read when a row is used, not memory the
+temporary folder (``TMPDIR``, named ``tlflow-rows-<host>-<pid>-...``) and gives them back as one
+memory-mapped `datasets.Dataset`: the pages of the rows are file cache, read when a row is used, not memory the
 process owns. A split that is not all the rows of a file is copied, a chunk at a time, to its own
 `RowFile` (`take_rows`), so that every split is read contiguously. The folders live as long as
 the process (datasets made from the rows may write next to them) and are removed at exit; a
-failure while writing removes the folder at once.
+failure while writing removes the folder at once, and the folders of killed processes are removed
+by the next process that reads (`sweep_orphans`).
 
 `KeyColumns` keeps the few columns that splitting and sampling look at (label, group, split
 value, source file) as integer codes into the distinct values, with the row's position.
@@ -15,7 +16,9 @@ value, source file) as integer codes into the distinct values, with the row's po
 from __future__ import annotations
 
 import atexit
+import os
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -30,6 +33,8 @@ import pyarrow as pa
 
 #: Column of `KeyColumns.frame`: the row's position in the rows written.
 POSITION = "__position__"
+#: Start of a rows folder's name, followed by the host and the process id of its owner.
+FOLDER_PREFIX = "tlflow-rows-"
 #: Folders of the `RowFile`s made inside `removed_on_error` (None outside it).
 _MADE: ContextVar[list[Path] | None] = ContextVar("tlflow_row_files", default=None)
 
@@ -50,13 +55,48 @@ def removed_on_error() -> Iterator[None]:
         _MADE.reset(token)
 
 
+def _folder_prefix(pid: int) -> str:
+    return f"{FOLDER_PREFIX}{socket.gethostname()}-{pid}-"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+_SWEPT = False
+
+
+def sweep_orphans() -> list[Path]:
+    """Remove the rows folders that processes of this host left when they were killed before
+    their exit handlers ran (``kill -9``, an out-of-memory kill); done once per process, before
+    its first `RowFile`. Returns the folders removed."""
+    global _SWEPT
+    _SWEPT = True
+    removed = []
+    mine = f"{FOLDER_PREFIX}{socket.gethostname()}-"
+    for folder in Path(tempfile.gettempdir()).glob(f"{mine}*"):
+        pid = folder.name.removeprefix(mine).split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
 class RowFile:
     """Frames of rows with the columns of `features`, appended to an Arrow file and read back
     memory-mapped (`dataset`). Use as a context manager: an exception inside removes the file."""
 
     def __init__(self, features: datasets.Features) -> None:
         self.features = features
-        self.folder = Path(tempfile.mkdtemp(prefix="tlflow-rows-"))
+        if not _SWEPT:
+            sweep_orphans()
+        self.folder = Path(tempfile.mkdtemp(prefix=_folder_prefix(os.getpid())))
         if (made := _MADE.get()) is not None:
             made.append(self.folder)
         self.path = self.folder / "rows.arrow"

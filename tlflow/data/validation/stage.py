@@ -7,12 +7,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import datasets
 import pandas as pd
 
 from tlflow import paths
 from tlflow.config import PipelineConfig
 from tlflow.data.pii.fields import TextFields
 from tlflow.data.readers import LoadedData, load_labelled_data
+from tlflow.data.row_store import RowFile, frames_of
 from tlflow.data.spec import DatasetSpec
 from tlflow.data.validation.account import DataAccount
 from tlflow.data.validation.checks import TaskChecks
@@ -77,7 +79,7 @@ def check_data(
             frames, checks = _scanned_within_whole(loaded.whole, pii.frames), _pii_on_scanned_rows(checks)
     report = validate_splits(frames, loaded.label_names, cfg.validate_, checks)
     if pii is not None and loaded.whole is not None and cfg.privacy.pii == "redact":
-        _hide_unscanned(report, frames)
+        _hide_unscanned(report, pii.frames)
     report.pii = pii.summary if pii is not None else None
     report.data = DataAccount.of(loaded, cfg.data, data_version(cfg.data))
     report_dir.mkdir(parents=True, exist_ok=True)
@@ -90,23 +92,31 @@ def check_data(
 SCANNED = "pii_scanned"
 
 
-def _scanned_within_whole(whole: Any, scanned: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+def _scanned_within_whole(whole: Any, scanned: dict[str, pd.DataFrame]) -> dict[str, datasets.Dataset]:
     """The whole splits, each row the scan saw replaced by its scanned version (redacted texts and
     the `PII_COLUMN` note), the others with no note; `SCANNED` says which is which. Rows are
-    matched by (source_file, source_row)."""
+    matched by (source_file, source_row). Each split is written a chunk at a time to its own
+    memory-mapped file (`RowFile`): only the scanned rows (the sample) are held."""
+    from tlflow.data.pii.report import PII_COLUMN
+
     out = {}
     for split, dataset in whole.items():
-        df = dataset.to_pandas()
         seen = scanned[split]
         at = {key: i for i, key in enumerate(zip(seen["source_file"], seen["source_row"]))}
-        positions = [at.get(key) for key in zip(df["source_file"], df["source_row"])]
-        for column in [c for c in seen.columns if c not in ("source_file", "source_row")]:
-            mine = df[column].tolist() if column in df.columns else [None] * len(df)
-            theirs = seen[column].tolist()
-            df[column] = pd.Series([mine[i] if p is None else theirs[p] for i, p in enumerate(positions)],
-                                   index=df.index, dtype=object)
-        df[SCANNED] = [p is not None for p in positions]
-        out[split] = df
+        replaced = [c for c in seen.columns if c not in ("source_file", "source_row")]
+        features = datasets.Features({**dataset.features, PII_COLUMN: datasets.Value("string"),
+                                      SCANNED: datasets.Value("bool")})
+        with RowFile(features) as rows:
+            for df in frames_of(dataset):
+                positions = [at.get(key) for key in zip(df["source_file"], df["source_row"])]
+                for column in replaced:
+                    mine = df[column].tolist() if column in df.columns else [None] * len(df)
+                    theirs = seen[column]
+                    df[column] = pd.Series([mine[i] if p is None else theirs.iat[p] for i, p in enumerate(positions)],
+                                           index=df.index, dtype=object)
+                df[SCANNED] = [p is not None for p in positions]
+                rows.append(df)
+            out[split] = rows.dataset()
     return out
 
 
@@ -118,12 +128,11 @@ def _pii_on_scanned_rows(checks: TaskChecks) -> TaskChecks:
                                           for p in checks.problems))
 
 
-def _hide_unscanned(report: ValidationReport, frames: dict[str, pd.DataFrame]) -> None:
+def _hide_unscanned(report: ValidationReport, scanned: dict[str, pd.DataFrame]) -> None:
     """Under ``privacy.pii: redact``, no value of a row the scan did not see (outside the sampled
-    rows) reaches the report: its examples keep file and row only."""
-    unscanned = {(str(f), int(r)) for df in frames.values()
-                 for f, r, seen in zip(df["source_file"], df["source_row"], df[SCANNED]) if not seen}
+    rows, `scanned`) reaches the report: its examples keep file and row only."""
+    seen = {(str(f), int(r)) for df in scanned.values() for f, r in zip(df["source_file"], df["source_row"])}
     for check in report.checks:
         for example in check.examples:
-            if example.get("row") is not None and (str(example.get("file")), int(example["row"])) in unscanned:
+            if example.get("row") is not None and (str(example.get("file")), int(example["row"])) not in seen:
                 example["value"] = UNSCANNED_VALUE

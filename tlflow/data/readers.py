@@ -353,13 +353,13 @@ def overlap_keys(df: pd.DataFrame, columns: Sequence[str]) -> list[str | None]:
     return [normalize_text(v) if isinstance(v, str) and v.strip() else None for v in values]
 
 
-def _overlap(train: datasets.Dataset, others: list[datasets.Dataset], columns: Sequence[str]) -> np.ndarray:
-    """Whether each training row's `overlap_keys` equals that of a row of `others`, reading the
-    rows chunk by chunk (the held-out keys are kept, not the training ones)."""
+def _overlap(rows: datasets.Dataset, others: list[datasets.Dataset], columns: Sequence[str]) -> np.ndarray:
+    """Whether each row's `overlap_keys` equals that of a row of `others`, reading the rows chunk by
+    chunk (the held-out keys are kept, not those of `rows`)."""
     held_out = {k for ds in others for frame in frames_of(ds, columns) for k in overlap_keys(frame, columns)
                 if k is not None}
     leaked = [np.fromiter((k is not None and k in held_out for k in overlap_keys(frame, columns)), dtype=bool)
-              for frame in frames_of(train, columns)]
+              for frame in frames_of(rows, columns)]
     return np.concatenate(leaked) if leaked else np.zeros(0, dtype=bool)
 
 
@@ -418,8 +418,8 @@ def load_labelled_data(cfg: DataConfig, spec: DatasetSpec, meta_columns: Sequenc
 
     Files are read `chunk_rows` rows at a time (`read_table_chunks`) into memory-mapped Arrow files
     (`RowFile`); cutting and sampling look only at the key columns (`KeyColumns`), and each split
-    is copied from the rows read to its own memory-mapped file (`take_rows`), so memory grows by a
-    few bytes a row, not by the rows' Python objects.
+    is copied from the rows read to its own memory-mapped file (`take_rows`), so memory grows by
+    the key columns (about 100 bytes a row), not by the rows' Python objects.
 
     ``label_names`` is ``cfg.label_names``, or taken from the whole train split when empty
     (`_label_names`). Raises `DataError` when a file cannot be read or a split ends up with no rows.
@@ -442,16 +442,16 @@ def _load(cfg: DataConfig, spec: DatasetSpec, meta_columns: Sequence[str], chunk
     for split in SPLITS:
         if not len(parts[split]):
             raise DataError(f"{origin[split]}: {split} split is empty (0 rows) after splitting/filtering")
-    whole = {split: rows.dataset() for split, rows in parts.items()}
+    whole = {split: parts[split].dataset() for split in ("validation", "test")}
     dropped = 0
-    if cfg.drop_train_overlap:
-        leaked = _overlap(whole["train"], [whole["validation"], whole["test"]], spec.overlap_columns)
+    if cfg.drop_train_overlap:  # read over the training rows' file(s): train is copied once, after the drop
+        train = parts["train"]
+        leaked = _overlap(train.source, list(whole.values()), spec.overlap_columns)[train.keys[POSITION].to_numpy()]
         dropped = int(leaked.sum())
-        if dropped:
-            parts["train"] = parts["train"].part(parts["train"].keys[~leaked].reset_index(drop=True))
-            whole["train"] = parts["train"].dataset()
-            if not len(parts["train"]):
-                raise DataError(f"{origin['train']}: train split is empty (0 rows) after splitting/filtering")
+        parts["train"] = train.part(train.keys[~leaked].reset_index(drop=True))
+        if not len(parts["train"]):
+            raise DataError(f"{origin['train']}: train split is empty (0 rows) after splitting/filtering")
+    whole["train"] = parts["train"].dataset()
     splits = dict(whole)
     if cfg.max_train_rows:
         splits["train"] = _sampled(parts["train"], cfg.max_train_rows, cfg.seed)

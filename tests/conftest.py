@@ -71,28 +71,71 @@ def pytest_collection_modifyitems(config, items):
                 item.add_marker(skip)
 
 
-def _enter_project(root: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+@pytest.fixture(scope="session")
+def empty_stores(tmp_path_factory) -> Path:
+    """An empty MLflow store and an empty Prefect database, each created once per test process by
+    the library itself (all its schema migrations: 2-3 s for MLflow, about 9 s for Prefect), for
+    projects to start from a copy of (`_enter_project`, `prefect_home`)."""
+    import subprocess
+    import sys
+
+    from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore as RegistryStore
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    folder = tmp_path_factory.mktemp("empty-stores")
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    for store in (SqlAlchemyStore(uri, str(folder / "mlruns")), RegistryStore(uri)):
+        store.engine.dispose()
+    env = {**os.environ, "PREFECT_HOME": str(folder / "prefect")}
+    env.pop("PREFECT_API_URL", None)
+    upgraded = subprocess.run([str(Path(sys.executable).parent / "prefect"), "server", "database", "upgrade", "-y"],
+                              env=env, capture_output=True, text=True, timeout=300)
+    assert upgraded.returncode == 0, upgraded.stdout[-2000:] + upgraded.stderr[-2000:]
+    return folder
+
+
+def _enter_project(root: Path, monkeypatch: pytest.MonkeyPatch, stores: Path) -> Path:
+    """The project folder, its MLflow store a copy of the empty one: the same tables and `Default`
+    experiment (its artifacts under this folder's `mlruns/`, as MLflow makes it on first use here)."""
+    import sqlite3
+
     (root / "data").symlink_to(DATA, target_is_directory=True)
     shutil.copy(REPO / "data.dvc", root / "data.dvc")
     shutil.copytree(REPO / "configs", root / "configs")
+    (root / "mlflow").mkdir()
+    db = shutil.copy(stores / "mlflow.db", root / "mlflow" / "mlflow.db")
+    with sqlite3.connect(db) as connection:
+        connection.execute("UPDATE experiments SET artifact_location = ? WHERE experiment_id = 0",
+                           (str(root.resolve() / "mlruns" / "0"),))
+    connection.close()
     monkeypatch.chdir(root)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow' / 'mlflow.db'}")
     return root
 
 
 @pytest.fixture
-def project(tmp_path, monkeypatch) -> Path:
+def project(tmp_path, monkeypatch, empty_stores) -> Path:
     """A throw-away project folder: `data/` linked to the real datasets, `data.dvc` copied, its own
     MLflow store, caches and reports. Tests run inside it, so nothing touches the checkout."""
-    return _enter_project(tmp_path, monkeypatch)
+    return _enter_project(tmp_path, monkeypatch, empty_stores)
 
 
 @pytest.fixture(scope="module")
-def module_project(tmp_path_factory) -> Path:
+def module_project(tmp_path_factory, empty_stores) -> Path:
     """Like `project`, but shared by the tests of one module: what they need trained (a tiny
     champion, say) is trained once. For tests that only read it or must leave it unchanged."""
     with pytest.MonkeyPatch.context() as monkeypatch:
-        yield _enter_project(tmp_path_factory.mktemp("project"), monkeypatch)
+        yield _enter_project(tmp_path_factory.mktemp("project"), monkeypatch, empty_stores)
+
+
+@pytest.fixture
+def prefect_home(project, empty_stores) -> Path:
+    """`PREFECT_HOME` for a command run in `project` with a temporary Prefect server of its own: its
+    database a copy of the empty one, so the server starts without migrating a new database."""
+    home = project / ".prefect"
+    home.mkdir()
+    shutil.copy(empty_stores / "prefect" / "prefect.db", home / "prefect.db")
+    return home
 
 
 @pytest.fixture(scope="session")

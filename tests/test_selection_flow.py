@@ -132,7 +132,7 @@ def winner_candidates(trials) -> list[str]:
     return sorted({t.params["candidate"] for t in trials if t.state.name == "COMPLETE"})
 
 
-def test_selection_resumes_prunes_and_registers_the_winner(project, selection_config, monkeypatch):
+def test_selection_resumes_prunes_and_registers_the_winner(project, prefect_home, selection_config, monkeypatch):
     first = _tlflow_select(project, selection_config)
     deadline = time.monotonic() + 420
     while _states(project).count("COMPLETE") < 2:

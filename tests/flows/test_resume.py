@@ -37,7 +37,7 @@ def _checkpoints(project: Path) -> list[Path]:
 
 
 @pytest.mark.slow
-def test_killed_run_resumes_from_last_checkpoint(project):
+def test_killed_run_resumes_from_last_checkpoint(project, prefect_home):
     proc = _tlflow_run(project)
     deadline = time.monotonic() + 240
     while not any(p.name >= "step-0000040" for p in _checkpoints(project)):

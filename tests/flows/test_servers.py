@@ -62,7 +62,8 @@ def _worker_runs(pool: str, env: dict) -> str:
 
 
 @pytest.mark.slow
-def test_deployment_runs_on_a_worker_and_registers_in_the_mlflow_server(project, tiny_config, monkeypatch):
+def test_deployment_runs_on_a_worker_and_registers_in_the_mlflow_server(project, prefect_home, tiny_config,
+                                                                       monkeypatch):
     prefect_port, mlflow_port = _free_port(), _free_port()
     for package in ("flows", "tasks", "tlflow"):  # the worker imports the entrypoint from its folder
         (project / package).symlink_to(REPO / package, target_is_directory=True)

@@ -18,6 +18,7 @@ from flows.commands import audit, ops, pipelines, registry, select, serving
 from flows.commands.common import CONSEQUENCE
 from flows.commands.serving import serve_command, serve_env
 from tlflow.errors import TlflowError
+from tlflow.runtime import exit_without_scanning
 
 __all__ = ["app", "main", "serve_command", "serve_env"]
 
@@ -75,7 +76,10 @@ app.command()(registry.unlock)
 
 def main() -> None:
     """Console-script entry point."""
-    app()
+    try:
+        app()
+    finally:
+        exit_without_scanning()
 
 
 if __name__ == "__main__":

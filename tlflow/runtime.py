@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 #: Environment defaults: offline model/data loading, no telemetry, terse console.
 OFFLINE_DEFAULTS = {
@@ -58,3 +61,36 @@ def apply_defaults(quiet_console: bool = True) -> None:
         datasets.disable_progress_bars()
     except ImportError:  # pragma: no cover - both are dependencies
         pass
+
+
+def freeze_imported() -> None:
+    """Put every object alive now out of the cyclic garbage collector's reach (`gc.freeze`), after
+    collecting what is already garbage. Call it once the libraries are imported: torch,
+    transformers, MLflow, Prefect and Great Expectations leave millions of objects that live until
+    the process ends, and every full collection would scan them all again; frozen, only what the
+    work allocates is scanned."""
+    gc.collect()
+    gc.freeze()
+
+
+@contextmanager
+def startup_imports() -> Iterator[None]:
+    """A block that imports what a command needs before its work starts: the cyclic collector is
+    off meanwhile, and what is alive at the end is frozen (`freeze_imported`). Imports leave little
+    garbage, but as the heap grows they set off ever longer full collections: 16 (3.8 s) in a tiny
+    `tlflow run`, 5 (1.5 s) with this block."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        freeze_imported()
+        if enabled:
+            gc.enable()
+
+
+def exit_without_scanning() -> None:
+    """`gc.freeze` without a collection: the interpreter's exit then does not scan the heap for
+    cycles (about 3 s after the pipeline's imports). Exit handlers still run; objects kept alive
+    only by reference cycles are left to the OS, which Python never promised to finalize anyway."""
+    gc.freeze()

@@ -28,6 +28,7 @@ from flows.commands.common import (
     print_ui_commands,
 )
 from flows.ephemeral import EarlyServer, PrefectApiLost, api_loss_is_one_line, start_early
+from tlflow.runtime import startup_imports
 
 NOTHING_TRAINED = "Nothing was trained or registered."
 #: What a run stopped by a lost Prefect API keeps. Prefect orchestrates tasks in this process, so
@@ -63,10 +64,11 @@ def run(
 ) -> None:
     """Run `training_pipeline` on CONFIG and print the outcome (nothing is retrained when data,
     config and code match a registered version, unless --force)."""
-    cfg = pipeline_config(config, set_)
-    prepare_env(verbose)
-    server = start_early()  # comes up while torch and transformers import
-    from flows.training import training_pipeline
+    with startup_imports():
+        cfg = pipeline_config(config, set_)
+        prepare_env(verbose)
+        server = start_early()  # comes up while torch and transformers import
+        from flows.training import training_pipeline
 
     with _running_flows(server):
         outcome = training_pipeline(cfg, force=force)
@@ -75,12 +77,13 @@ def run(
 
 def pretrain(config: ConfigArg = None, set_: SetOpt = None, verbose: VerboseOpt = False) -> None:
     """Run `pretraining_pipeline` (pretrain.mode scratch or continue) and register `<name>-encoder`."""
-    cfg = pipeline_config(config, set_)
-    if cfg.pretrain.mode == "none":
-        fail("pretrain.mode is 'none': set it to 'scratch' or 'continue' (e.g. --set pretrain.mode=scratch)", 2)
-    prepare_env(verbose)
-    server = start_early()
-    from flows.pretraining import pretraining_pipeline
+    with startup_imports():
+        cfg = pipeline_config(config, set_)
+        if cfg.pretrain.mode == "none":
+            fail("pretrain.mode is 'none': set it to 'scratch' or 'continue' (e.g. --set pretrain.mode=scratch)", 2)
+        prepare_env(verbose)
+        server = start_early()
+        from flows.pretraining import pretraining_pipeline
 
     with _running_flows(server):
         encoder = pretraining_pipeline(cfg)
@@ -91,11 +94,12 @@ def pretrain(config: ConfigArg = None, set_: SetOpt = None, verbose: VerboseOpt 
 def report_transfer(config: ConfigArg = None, set_: SetOpt = None, verbose: VerboseOpt = False) -> None:
     """Fine-tune CONFIG's task from random init, a scratch-pretrained encoder, the base checkpoint and
     the base after continued in-domain pretraining (same budget); print the comparison table."""
-    cfg = pipeline_config(config, set_)
-    prepare_env(verbose)
-    server = start_early()
-    from flows.transfer import transfer_report
-    from tlflow.evaluation.transfer import report_markdown
+    with startup_imports():
+        cfg = pipeline_config(config, set_)
+        prepare_env(verbose)
+        server = start_early()
+        from flows.transfer import transfer_report
+        from tlflow.evaluation.transfer import report_markdown
 
     with _running_flows(server, "The failing variant trained and registered nothing; variants finished before it "
                                 "stay in MLflow.", lost=None):
@@ -106,10 +110,11 @@ def report_transfer(config: ConfigArg = None, set_: SetOpt = None, verbose: Verb
 
 def validate(config: ConfigArg = None, set_: SetOpt = None) -> None:
     """Run only the data checks of CONFIG and print the report (exit 1 when a check fails)."""
-    cfg = pipeline_config(config, set_)
-    prepare_env(verbose=False)
-    from tlflow.data.validation.stage import check_data
-    from tlflow.task_types.registry import task_type_for
+    with startup_imports():
+        cfg = pipeline_config(config, set_)
+        prepare_env(verbose=False)
+        from tlflow.data.validation.stage import check_data
+        from tlflow.task_types.registry import task_type_for
 
     task_type = task_type_for(cfg)
     loaded, report, path = check_data(cfg, task_type.dataset_spec(), task_type.data_checks(),
@@ -122,11 +127,12 @@ def validate(config: ConfigArg = None, set_: SetOpt = None) -> None:
 
 def retrain(config: ConfigArg = None, set_: SetOpt = None, verbose: VerboseOpt = False) -> None:
     """Run `retraining_pipeline`: keep the champion when data and config are unchanged, else train + gate."""
-    cfg = pipeline_config(config, set_)
-    prepare_env(verbose)
-    server = start_early()
-    from flows.retraining import retraining_pipeline
-    from tlflow.registry.retraining import RetrainingCheck
+    with startup_imports():
+        cfg = pipeline_config(config, set_)
+        prepare_env(verbose)
+        server = start_early()
+        from flows.retraining import retraining_pipeline
+        from tlflow.registry.retraining import RetrainingCheck
 
     with _running_flows(server):
         result = retraining_pipeline(cfg)
@@ -143,9 +149,10 @@ def predict(
     alias: Annotated[str, typer.Option("--alias", help="Registry alias of the model to use.")] = "champion",
 ) -> None:
     """Run the `batch_predict` flow: predictions of NAME@ALIAS for every row of INPUT_FILE."""
-    prepare_env(verbose=False)
-    server = start_early()
-    from flows.batch import batch_predict
+    with startup_imports():
+        prepare_env(verbose=False)
+        server = start_early()
+        from flows.batch import batch_predict
 
     with _running_flows(server, consequence=None, lost=None):
         path = batch_predict(name, str(input_file), str(output_file), alias)
@@ -161,12 +168,13 @@ def monitor(
 ) -> None:
     """Run the `monitoring` flow: drift of the champion's latest predictions against its training
     rows; retraining is triggered when the drift score exceeds monitoring.threshold."""
-    cfg = pipeline_config(config, set_)
-    if window is not None and not window.exists():
-        fail(f"{window}: no such prediction window", 2)
-    prepare_env(verbose)
-    server = start_early()
-    from flows.monitoring import monitoring_pipeline
+    with startup_imports():
+        cfg = pipeline_config(config, set_)
+        if window is not None and not window.exists():
+            fail(f"{window}: no such prediction window", 2)
+        prepare_env(verbose)
+        server = start_early()
+        from flows.monitoring import monitoring_pipeline
 
     with _running_flows(server, consequence=None):
         check = monitoring_pipeline(cfg, str(window) if window else None)

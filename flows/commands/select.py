@@ -17,6 +17,7 @@ from flows.commands.common import (
     prepare_env,
     print_outcome,
 )
+from tlflow.runtime import startup_imports
 
 RESUMABLE = ("Finished and pruned trials stay in the study and in MLflow: the same command resumes the search "
              "(select.trials counts them).")
@@ -38,16 +39,17 @@ def _server_for_workers(server) -> Iterator[None]:
 def select(config: ConfigArg = None, set_: SetOpt = None, verbose: VerboseOpt = False) -> None:
     """Run `model_selection` on CONFIG's `select` section (candidates, space, trials), resuming its
     study when it exists; print the candidates table and the registered winner."""
-    cfg = pipeline_config(config, set_)
-    from tlflow.selection.checks import check_selection
+    with startup_imports():
+        cfg = pipeline_config(config, set_)
+        from tlflow.selection.checks import check_selection
 
-    check_selection(cfg)
-    prepare_env(verbose)
-    from flows.ephemeral import api_loss_is_one_line, start_early
+        check_selection(cfg)
+        prepare_env(verbose)
+        from flows.ephemeral import api_loss_is_one_line, start_early
 
-    server = start_early()  # comes up while torch, transformers, Optuna and Dask import
-    from flows.model_selection import run_selection
-    from tlflow.selection.report import candidates_markdown
+        server = start_early()  # comes up while torch, transformers, Optuna and Dask import
+        from flows.model_selection import run_selection
+        from tlflow.selection.report import candidates_markdown
 
     server.wait()
     on_failure(RESUMABLE)

@@ -6,7 +6,8 @@ machine gives up while the server is still coming up: the next caller starts a s
 the same port and the first one outlives the run; a run killed with `kill -9` leaves it behind too.
 This module starts it itself, so that:
 
-- it comes up early, while torch, transformers and MLflow import (on another core meanwhile);
+- it comes up early, while torch, transformers and MLflow import (on another core meanwhile); this
+  process does not even import the server's code before starting it, only before its first flow;
 - it dies with this process however the process ends: a parent-death signal (Linux
   `PR_SET_PDEATHSIG`, SIGKILL) covers `kill -9`, an exit handler stops it on a normal exit;
 - one server is started, and waited for up to `PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS`
@@ -23,7 +24,9 @@ from __future__ import annotations
 import atexit
 import ctypes
 import os
+import random
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -38,6 +41,8 @@ from tlflow.errors import TlflowError
 PR_SET_PDEATHSIG = 1
 #: uvicorn's exit status when it cannot bind its port (Prefect picks another port then, as here).
 PORT_TAKEN = 3
+#: Where Prefect looks for a free port for its temporary server (`SubprocessASGIServer._port_range`).
+PORT_RANGE = range(8000, 9000)
 
 
 class ServerStartError(TlflowError, RuntimeError):
@@ -64,61 +69,92 @@ def die_with_parent(sig: int = signal.SIGKILL) -> Callable[[], None] | None:
     return set_parent_death_signal
 
 
+def _uvicorn(port: int) -> subprocess.Popen:
+    """Prefect 3's command for its temporary server (prefect/server/api/server.py), plus the
+    parent-death signal; started without importing the server's code in this process."""
+    import prefect
+    from prefect.settings import get_current_settings
+
+    env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1",
+           "PREFECT__SERVER_FINAL": "1", **get_current_settings().to_environment_variables(exclude_unset=True)}
+    args = [sys.executable, "-m", "uvicorn", "--app-dir", str(prefect.__module_path__.parent), "--factory",
+            "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port", str(port),
+            "--log-level", "error", "--lifespan", "on"]
+    return subprocess.Popen(args, env=env, preexec_fn=die_with_parent())
+
+
+def _free_port() -> int:
+    """A free port in Prefect's range for its temporary server (as `find_available_port` picks it)."""
+    for _ in range(10):
+        port = random.choice(PORT_RANGE)
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+                return port
+            except OSError:
+                time.sleep(random.uniform(0.1, 0.5))
+    raise ServerStartError("the temporary Prefect server did not start: no free port in 8000-8999")
+
+
+def _stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _ready(process: subprocess.Popen, api_url: str, timeout_s: float) -> str | None:
+    """Wait until the server answers; None when it does, else why not."""
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    with httpx.Client(timeout=10) as client:
+        while True:
+            if (code := process.poll()) is not None:
+                return f"it exited with status {code}"
+            try:
+                if client.get(f"{api_url}/health").status_code == 200:
+                    return None
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                return f"it did not answer within {timeout_s:.0f} s"
+            time.sleep(0.2)
+
+
 @cache
 def _server_class() -> type:
     from prefect.server.api.server import SubprocessASGIServer
 
     class OwnedServer(SubprocessASGIServer):
-        """Prefect's temporary server, started with a parent-death signal and waited for here."""
+        """Prefect's temporary server, run by the process this module started."""
 
         def _run_uvicorn_command(self) -> subprocess.Popen:
-            # Prefect 3's command (prefect/server/api/server.py), plus the parent-death signal.
-            import prefect
-            from prefect.settings import get_current_settings
+            return _uvicorn(self.port)
 
-            env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1",
-                   "PREFECT__SERVER_FINAL": "1", **get_current_settings().to_environment_variables(exclude_unset=True)}
-            args = [sys.executable, "-m", "uvicorn", "--app-dir", str(prefect.__module_path__.parent), "--factory",
-                    "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port", str(self.port),
-                    "--log-level", "error", "--lifespan", "on"]
-            return subprocess.Popen(args, env=env, preexec_fn=die_with_parent())
-
-        def launch(self) -> None:
-            """Start the server process (no waiting); Prefect's clients now use it."""
-            self.port = self.find_available_port()
-            self.server_process = self._run_uvicorn_command()
+        def adopt(self, port: int, process: subprocess.Popen) -> None:
+            """Prefect's clients now use the server `process` on `port`."""
+            self.port = port
+            self.server_process = process
             self.running = True
-            atexit.register(self.stop)
-
-        def ready(self, timeout_s: float) -> str | None:
-            """Wait until the server answers; None when it does, else why not."""
-            import httpx
-
-            deadline = time.monotonic() + timeout_s
-            with httpx.Client(timeout=10) as client:
-                while True:
-                    process = self.server_process
-                    if process is None:
-                        return "it was stopped"
-                    if (code := process.poll()) is not None:
-                        return f"it exited with status {code}"
-                    try:
-                        if client.get(f"{self.api_url}/health").status_code == 200:
-                            return None
-                    except httpx.HTTPError:
-                        pass
-                    if time.monotonic() > deadline:
-                        return f"it did not answer within {timeout_s:.0f} s"
-                    time.sleep(0.2)
 
     return OwnedServer
 
 
 class EarlyServer:
-    """The temporary server of this process, coming up in the background until `wait()`."""
+    """The temporary server of this process, coming up in the background until `wait()`.
+
+    `start()` only launches the server's process (Prefect's server code, seconds of imports, loads
+    there); `wait()` registers it with Prefect's clients as *the* temporary server, once the
+    command's own imports are done."""
 
     def __init__(self) -> None:
         self.server = None
+        self.process: subprocess.Popen | None = None
+        self.port = 0
         self.thread: threading.Thread | None = None
         self.problem: str | None = None
         self.timeout_s = 0.0
@@ -132,34 +168,55 @@ class EarlyServer:
 
         if PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
             return self  # a configured server, or none allowed: nothing to start
-        self.server = _server_class()()
-        if self.server.running or not hasattr(self.server, "launch"):
-            self.server = None  # Prefect already started one in this process: it owns it
-            return self
         self.timeout_s = float(PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value())
-        self.server.launch()
-        self.thread = threading.Thread(target=self._watch, name="prefect-server-start", daemon=True)
-        self.thread.start()
+        self._launch()
+        atexit.register(self.stop)
         return self
 
-    def _watch(self) -> None:
-        self.problem = self.server.ready(self.timeout_s)
+    def _launch(self) -> None:
+        self.port = _free_port()
+        self.process = _uvicorn(self.port)
+        self.thread = threading.Thread(target=self._watch, args=(self.process,), name="prefect-server-start",
+                                       daemon=True)
+        self.thread.start()
+
+    def _watch(self, process: subprocess.Popen) -> None:
+        self.problem = _ready(process, f"http://127.0.0.1:{self.port}/api", self.timeout_s)
+
+    @property
+    def api_url(self) -> str | None:
+        """The server's API address, once `wait()` has returned (None without a temporary server)."""
+        return self.server.api_url if self.server is not None else None
+
+    def stop(self) -> None:
+        if self.process is not None:
+            _stop(self.process)
+        if self.server is not None:
+            self.server.running = False
 
     def wait(self) -> None:
-        """Block until the server answers; ServerStartError (server stopped) when it does not."""
+        """Block until the server answers, then hand it to Prefect's clients; ServerStartError
+        (server stopped) when it does not answer."""
         if self.thread is None:
             return
         self.thread.join()
         self.thread = None
         if self.problem and self.problem.endswith(f"status {PORT_TAKEN}"):  # its port was taken meanwhile
-            self.server.launch()
-            self.problem = self.server.ready(self.timeout_s)
+            self._launch()
+            self.thread.join()
+            self.thread = None
         if self.problem:
-            self.server.stop()
+            self.stop()
             raise ServerStartError(
                 f"the temporary Prefect server did not start: {self.problem} (a busy machine: raise "
                 "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, or start one with `make serve` and set "
                 "PREFECT_API_URL)")
+        server = _server_class()()
+        if server.running:  # Prefect started one of its own meanwhile: it owns that one
+            self.stop()
+            return
+        server.adopt(self.port, self.process)
+        self.server = server
 
 
 def start_early() -> EarlyServer:

@@ -28,7 +28,7 @@ def _server_for_workers(server) -> Iterator[None]:
     """Dask workers are other processes: they reach this command's temporary Prefect server by its URL."""
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    url = getattr(server.server, "api_url", None) if server.server is not None else None
+    url = server.api_url
     if not url:
         yield
         return

@@ -14,13 +14,15 @@ Decodable text is not checked here: the corpus reader raises on undecodable byte
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import great_expectations as gx
 import pandas as pd
 
 from tlflow.config import CorpusConfig
 from tlflow.data.validation.suite import BLANK_REGEX, CheckResult, ValidationReport, exception_message, pct, quiet_gx
+
+if TYPE_CHECKING:
+    import great_expectations as gx
 
 CORPUS_SPLIT = "corpus"
 FRAME_COLUMNS = ("doc_id", "source", "text", "n_tokens", "n_unknown", "n_non_ascii", "n_chars")
@@ -107,6 +109,8 @@ def build_corpus_suite(cfg: CorpusConfig, min_tokens: int) -> gx.ExpectationSuit
     rounding, hence ``_SHARE_TOLERANCE``), and GE checks its mean with ``ExpectColumnMeanToBeBetween``:
     GE does the aggregation over all documents and reports the share as its observed value.
     """
+    import great_expectations as gx  # seconds of imports: only where a corpus is validated
+
     E = gx.expectations
     expectations: list[Any] = []
 

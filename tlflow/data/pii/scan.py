@@ -13,9 +13,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 import pandas as pd
-from presidio_analyzer import BatchAnalyzerEngine
 
-from tlflow.data.pii import engine
 from tlflow.data.pii.fields import TextFields
 
 BATCH_SIZE = 256
@@ -101,6 +99,10 @@ def analyze(texts: list[str], entities: list[str], min_score: float) -> dict[str
     unique = list(dict.fromkeys(texts))
     if not unique or not entities:
         return {}
+    from presidio_analyzer import BatchAnalyzerEngine  # Presidio and spaCy: seconds of imports, only when scanning
+
+    from tlflow.data.pii import engine
+
     batch = BatchAnalyzerEngine(engine.analyzer(engine.needs_ner(entities)))
     results = batch.analyze_iterator(unique, language=engine.LANGUAGE, batch_size=BATCH_SIZE,
                                      entities=list(entities), score_threshold=min_score)

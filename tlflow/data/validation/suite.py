@@ -32,23 +32,18 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import great_expectations as gx
 import pandas as pd
-from great_expectations.data_context import set_context
-from great_expectations.data_context.data_context.context_factory import project_manager
-from great_expectations.data_context.types.base import (
-    DataContextConfig,
-    InMemoryStoreBackendDefaults,
-    ProgressBarsConfig,
-)
 
 from tlflow.config import ValidateConfig
 from tlflow.data.formats.common import excerpt
 from tlflow.data.readers import overlap_keys
 from tlflow.data.text import normalize_text, strip_text
 from tlflow.data.validation.checks import TaskChecks
+
+if TYPE_CHECKING:
+    import great_expectations as gx
 
 SPLIT_ORDER = ("train", "validation", "test")
 #: A text of only whitespace and invisible characters (`tlflow.data.text.INVISIBLE`) is blank.
@@ -249,6 +244,8 @@ def build_suite(
     1.24 re-serialises an expectation's ``value_set`` dozens of times per validation, which with
     all 67k SST-2 train texts costs seconds per split).
     """
+    import great_expectations as gx  # seconds of imports: only where data are validated
+
     E = gx.expectations
     expectations: list[Any] = []
 
@@ -460,6 +457,15 @@ def quiet_gx() -> Iterator[Any]:
     comes back. ``get_context`` makes the new context GE's process-wide current one; the caller's
     current context is put back afterwards.
     """
+    import great_expectations as gx
+    from great_expectations.data_context import set_context
+    from great_expectations.data_context.data_context.context_factory import project_manager
+    from great_expectations.data_context.types.base import (
+        DataContextConfig,
+        InMemoryStoreBackendDefaults,
+        ProgressBarsConfig,
+    )
+
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     try:
         previous = project_manager.get_current_project()
@@ -519,7 +525,7 @@ def _run_chunk(
             kept.append(exp)
         else:
             skipped[derived.get(column, column)] += 1
-    chunk_suite = gx.ExpectationSuite(name=suite.name, expectations=kept)
+    chunk_suite = type(suite)(name=suite.name, expectations=kept)
 
     result = batches.get_batch(batch_parameters={"dataframe": df}).validate(
         chunk_suite,

@@ -21,7 +21,7 @@ if os.environ.get("PYTEST_XDIST_WORKER"):  # set before torch is imported: it re
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from tlflow.config import PipelineConfig, load_config  # noqa: E402
-from tlflow.runtime import apply_defaults  # noqa: E402
+from tlflow.runtime import apply_defaults, freeze_imported  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "data"
@@ -41,6 +41,13 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "needs_data: reads the DVC-tracked datasets in data/ (skipped without them)")
     for name, meaning in TIERS.items():
         config.addinivalue_line("markers", f"{name}: {meaning}")
+
+
+def pytest_collection_finish(session):
+    """The libraries the tests import (torch, transformers, MLflow, Prefect, Great Expectations) stay
+    to the end of the session: frozen, the cyclic collector stops scanning them at every full
+    collection and at the process's exit (as the command line does, `tlflow.runtime`)."""
+    freeze_imported()
 
 
 def pytest_collection_modifyitems(config, items):

@@ -44,9 +44,12 @@ from tlflow.registry.abandoned_runs import (
 pytestmark = [pytest.mark.integration]
 
 BIN = Path(sys.executable).parent
-#: Busy loops beside the run: with the run itself, 2 runnable processes per core on 2 cores, enough
-#: for the temporary Prefect server to need more than Prefect's default 20 s to start.
-BUSY_LOOPS = 3
+#: Busy loops beside the run, all on one core (BUSY_CORE): the run gets a third of it, its temporary
+#: Prefect server a quarter while both start, so that the server needs more than Prefect's default
+#: 20 s to start. On one core only, the starved run leaves the machine's other cores to other work
+#: (the other pytest-xdist worker) instead of starving it too.
+BUSY_LOOPS = 2
+BUSY_CORE = max(os.sched_getaffinity(0))
 CHECKPOINTS = ".cache/tlflow/checkpoints/lifecycle/*"
 SETS = [
     "name=lifecycle", "model.init=random", "model.num_layers=2", "model.hidden_size=64", "model.num_heads=2",
@@ -85,14 +88,18 @@ def _session(sid: int) -> list[psutil.Process]:
     return found
 
 
-def _tlflow_run(project: Path) -> subprocess.Popen:
+def _on_busy_core() -> None:
+    os.sched_setaffinity(0, {BUSY_CORE})  # inherited by every process the run starts
+
+
+def _tlflow_run(project: Path, busy: bool = False) -> subprocess.Popen:
     cmd = [str(BIN / "tlflow"), "run", "configs/sst2.yaml"]
     for s in SETS:
         cmd += ["--set", s]
     env = {**os.environ, "PREFECT_HOME": str(project / ".prefect")}
     env.pop("PREFECT_API_URL", None)  # a temporary server of its own, as in a user's shell
     return subprocess.Popen(cmd, cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=_on_busy_core if busy else None)
 
 
 def _kill_session(proc: subprocess.Popen) -> None:
@@ -106,9 +113,9 @@ def _kill_session(proc: subprocess.Popen) -> None:
 
 @pytest.fixture
 def busy_cpu() -> Iterator[None]:
-    """BUSY_LOOPS processes spinning at nice 0 (each gives up after 15 minutes on its own)."""
+    """BUSY_LOOPS processes spinning at nice 0 on BUSY_CORE (each gives up after 15 minutes on its own)."""
     loop = "import time\nend = time.monotonic() + 900\nwhile time.monotonic() < end:\n    pass\n"
-    loops = [subprocess.Popen([sys.executable, "-S", "-c", loop]) for _ in range(BUSY_LOOPS)]
+    loops = [subprocess.Popen([sys.executable, "-S", "-c", loop], preexec_fn=_on_busy_core) for _ in range(BUSY_LOOPS)]
     try:
         yield
     finally:
@@ -132,7 +139,7 @@ def test_killed_and_cut_off_runs_leave_nothing_and_the_next_run_resumes_on_a_bus
     runs: list[subprocess.Popen] = []
     try:
         # 1. SIGKILL mid-training: the temporary Prefect server dies with the run.
-        killed = _tlflow_run(project)
+        killed = _tlflow_run(project, busy=True)
         runs.append(killed)
         server = _wait_for(lambda: _temporary_server(killed), 300, "temporary Prefect server", killed)
         _wait_for(lambda: _last_step(project), 400, "checkpoint", killed)
@@ -143,7 +150,7 @@ def test_killed_and_cut_off_runs_leave_nothing_and_the_next_run_resumes_on_a_bus
 
         # 2. The Prefect API goes away mid-training: one line, exit 1, nothing left running.
         monkeypatch.setenv("PREFECT_CLIENT_MAX_RETRIES", "1")  # give up on the dead API sooner
-        cut_off = _tlflow_run(project)
+        cut_off = _tlflow_run(project, busy=True)
         runs.append(cut_off)
         before = _last_step(project)
         server = _wait_for(lambda: _temporary_server(cut_off), 300, "temporary Prefect server", cut_off)
@@ -159,7 +166,7 @@ def test_killed_and_cut_off_runs_leave_nothing_and_the_next_run_resumes_on_a_bus
         monkeypatch.delenv("PREFECT_CLIENT_MAX_RETRIES")
 
         # 3. The next run completes, on the same busy CPU.
-        last = _tlflow_run(project)
+        last = _tlflow_run(project, busy=True)
         runs.append(last)
         output, _ = last.communicate(timeout=900)
         assert last.returncode == 0, output[-3000:]

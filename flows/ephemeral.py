@@ -125,6 +125,14 @@ def _ready(process: subprocess.Popen, api_url: str, timeout_s: float) -> str | N
             time.sleep(0.2)
 
 
+def _already_running() -> bool:
+    """Whether Prefect's temporary server already runs in this process (without importing its code
+    when nothing here has)."""
+    module = sys.modules.get("prefect.server.api.server")
+    server = module.SubprocessASGIServer._instances.get(None) if module is not None else None
+    return bool(server is not None and server.running)
+
+
 @cache
 def _server_class() -> type:
     from prefect.server.api.server import SubprocessASGIServer
@@ -168,6 +176,8 @@ class EarlyServer:
 
         if PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
             return self  # a configured server, or none allowed: nothing to start
+        if _already_running():
+            return self  # an earlier command of this process (or Prefect) started it: it owns it
         self.timeout_s = float(PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value())
         self._launch()
         atexit.register(self.stop)

@@ -18,6 +18,10 @@ warm-up and decay), fp32 and threads. The settings are frozen in `bench/settings
   random order, no length grouping.
 * trainer-padded-128 (footnote, `--footnote`): `run_glue.py`'s default, every row padded to 128.
 
+A contender named in `speed_only_steps` (run_glue's behaviour, three times slower than the others)
+runs the same schedule but stops after that many steps: its samples/s counts, its accuracy is
+left out of the equivalence tests.
+
 Each run is its own process started by this script with the same environment (the allocator
 preloaded by `LD_PRELOAD`, jemalloc from Debian's libjemalloc2; the same thread counts); every
 run records from inside `torch.get_num_threads()` and the allocator mapped into it. Runs of one
@@ -29,8 +33,9 @@ per-pair ratios with a Student-t interval (pooled over every job with the same s
 job-and-pair bootstrap interval once there are two jobs), accuracy on the 1,821-sentence SST-2
 test split with a two one-sided test of equivalence at +-`equivalence_margin_pt` (paired by seed),
 and the dev accuracy curve (every `dev_eval_every_steps`) to show whether the budget has
-converged. Each job is appended to `bench/results/finetune_throughput.json` (a list; nothing is
-overwritten).
+converged: the budget counts as plateaued when the median dev accuracy gained over the second half
+of the runs is at most `plateau_max_gain_pt`. Each job is appended to
+`bench/results/finetune_throughput.json` (a list; nothing is overwritten).
 
     .venv/bin/python bench/finetune_throughput.py [--seeds N] [--footnote]
     .venv/bin/python bench/finetune_throughput.py --quick     # smoke run: 256 rows, 2 seeds
@@ -70,7 +75,8 @@ SETTINGS_FILE = ROOT / "bench" / "settings" / f"{SETTINGS}.json"
 OURS = "ours"
 TRAINERS = ("trainer-identical", "trainer-run-glue", "trainer-padded-128")
 #: Settings that do not change what one run measures: jobs differing only in these are pooled.
-NOT_POOLING_KEYS = ("about", "quick", "seeds", "first_seed", "baseline_seeds", "contenders", "footnote_contenders")
+NOT_POOLING_KEYS = ("about", "quick", "seeds", "first_seed", "baseline_seeds", "contenders", "footnote_contenders",
+                    "speed_only_steps", "plateau_max_gain_pt")
 
 
 # ------------------------------------------------------------------ one run (in its own process)
@@ -195,18 +201,22 @@ class LoopBatchSampler:
 
 
 class CountingCollator:
-    """Wraps a collator and counts the steps, samples, real and padded tokens it builds."""
+    """Wraps a collator and records the samples, real and padded tokens of every batch it builds."""
 
     def __init__(self, inner) -> None:
-        self.inner, self.steps, self.samples, self.real_tokens, self.padded_tokens = inner, 0, 0, 0, 0
+        self.inner, self.batches = inner, []
 
     def __call__(self, features):
         batch = self.inner(features)
         mask = batch["attention_mask"]
-        self.steps, self.samples = self.steps + 1, self.samples + mask.shape[0]
-        self.real_tokens += int(mask.sum())
-        self.padded_tokens += mask.numel()
+        self.batches.append((mask.shape[0], int(mask.sum()), mask.numel()))
         return batch
+
+    def work(self, steps: int) -> dict:
+        """The first `steps` batches (the Trainer builds one batch ahead of the step it trains)."""
+        used = self.batches[:steps]
+        return {"steps": len(used), "samples": sum(b[0] for b in used), "real_tokens": sum(b[1] for b in used),
+                "padded_tokens": sum(b[2] for b in used)}
 
 
 def run_trainer(s: dict, seed: int, kind: str) -> dict:
@@ -241,6 +251,7 @@ def run_trainer(s: dict, seed: int, kind: str) -> dict:
     collator = CountingCollator(DataCollatorWithPadding(tokenizer, **padding))
     sampler = LoopBatchSampler(lengths, s["batch_size"], seed) if kind == "trainer-identical" else None
     every = s["dev_eval_every_steps"]
+    last_step = min(total_steps, s.get("speed_only_steps", {}).get(kind, total_steps))
     threads_inside = []
 
     class Timing(TrainerCallback):
@@ -248,9 +259,10 @@ def run_trainer(s: dict, seed: int, kind: str) -> dict:
             clock.start()
 
         def on_step_end(self, args, state, control, **kwargs):
-            if state.global_step == state.max_steps:
+            if state.global_step == last_step:  # the schedule is the full run's; a speed-only run stops here
                 threads_inside.append(torch.get_num_threads())
                 clock.stop()
+                control.should_training_stop = True
             elif every and state.global_step % every == 0:
                 clock.evaluate(model, state.global_step)
 
@@ -275,11 +287,12 @@ def run_trainer(s: dict, seed: int, kind: str) -> dict:
     clock.evaluate(model, output.global_step)
     seconds = clock.train_seconds
     clock.points[-1]["train_seconds"] = seconds
-    work = {"steps": collator.steps, "samples": collator.samples, "real_tokens": collator.real_tokens,
-            "padded_tokens": collator.padded_tokens,
-            "batches_sha256": hashlib.sha256(json.dumps(sampler.served).encode()).hexdigest() if sampler else None}
-    return finish(s, task, loaded, tokenizer, settings, model, collator.samples / seconds, seconds, clock, work,
-                  {"optimizer": str(args.optim), "torch_threads_training": threads_inside[-1]})
+    work = {**collator.work(output.global_step),
+            "batches_sha256": hashlib.sha256(json.dumps(sampler.served[:output.global_step]).encode()).hexdigest()
+            if sampler else None}
+    return finish(s, task, loaded, tokenizer, settings, model, work["samples"] / seconds, seconds, clock, work,
+                  {"optimizer": str(args.optim), "torch_threads_training": threads_inside[-1],
+                   "speed_only": last_step < total_steps})
 
 
 def finish(s, task, loaded, tokenizer, settings, model, samples_per_s, seconds, clock, work, extra) -> dict:
@@ -367,10 +380,12 @@ def compare(runs: list[dict], jobs: list[str], other: str, s: dict) -> dict | No
                                                 [p[0] for p in pairs], s["ratio_confidence"]),
            "padded_tokens_ratio": median([p[2]["work"]["padded_tokens"] / p[1]["work"]["padded_tokens"]
                                           for p in pairs]),
-           "identical_batches": all(p[1]["work"]["batches_sha256"] == p[2]["work"]["batches_sha256"] for p in pairs)}
-    if len(pairs) >= 2:
-        out["test_accuracy_tost_pt"] = tost_paired([100 * p[1]["test_accuracy"] for p in pairs],
-                                                   [100 * p[2]["test_accuracy"] for p in pairs],
+           "identical_batches": all(p[1]["work"]["batches_sha256"] == p[2]["work"]["batches_sha256"] for p in pairs),
+           "speed_only": any(p[2].get("speed_only") for p in pairs)}
+    full = [p for p in pairs if not p[2].get("speed_only")]  # a run stopped early is not scored against ours
+    if len(full) >= 2:
+        out["test_accuracy_tost_pt"] = tost_paired([100 * p[1]["test_accuracy"] for p in full],
+                                                   [100 * p[2]["test_accuracy"] for p in full],
                                                    s["equivalence_margin_pt"], s["tost_alpha"])
     return out
 
@@ -384,7 +399,12 @@ def summarize(runs: list[dict], jobs: list[str], s: dict) -> dict:
                "median_dev_gain_last_half_pt": median([plateau(r["dev_curve"]) for r in runs if r["contender"] == n])}
            for n in names}
     versus = {n: compare(runs, jobs, n, s) for n in names if n != OURS}
-    return {"contenders": per, "ours_vs": {k: v for k, v in versus.items() if v}}
+    full = [r for r in runs if not r.get("speed_only")]
+    gain = median([plateau(r["dev_curve"]) for r in full]) if full else None
+    limit = s.get("plateau_max_gain_pt")
+    return {"contenders": per, "ours_vs": {k: v for k, v in versus.items() if v},
+            "budget": {"median_dev_gain_last_half_pt": gain, "plateau_max_gain_pt": limit,
+                       "plateaued": None if gain is None or limit is None else gain <= limit}}
 
 
 def plateau(curve: list[dict]) -> float:
@@ -417,7 +437,10 @@ def pooled(path: Path, key: str, job: dict) -> dict:
 
 def print_table(job: dict) -> None:
     p, s = job["pooled"], job["settings"]
-    print(f"\n{len(p['jobs'])} job(s) pooled, {s['rows']:,} rows, {s['epochs']} epoch(s)")
+    b = p["budget"]
+    gain = "n/a" if b["median_dev_gain_last_half_pt"] is None else f"{b['median_dev_gain_last_half_pt']:+.1f} pt"
+    print(f"\n{len(p['jobs'])} job(s) pooled, {s['rows']:,} rows, {s['epochs']} epoch(s); median dev gain over the "
+          f"2nd half {gain} (plateaued at <= {b['plateau_max_gain_pt']} pt: {b['plateaued']})")
     print("| contender | runs | samples/s | test accuracy | dev accuracy | dev gain, 2nd half (pt) |\n|---|---|---|---|---|---|")
     for name, c in p["contenders"].items():
         print(f"| {name} | {c['runs']} | {c['median_samples_per_s']:.1f} | {c['median_test_accuracy']:.4f} | "
@@ -429,6 +452,7 @@ def print_table(job: dict) -> None:
         if "low" in r:
             line += f", {100 * r['confidence']:.0f} % interval {r['low']:.2f}-{r['high']:.2f}"
         line += f"), padded tokens {v['padded_tokens_ratio']:.3f}x ours, identical batches {v['identical_batches']}"
+        line += ", speed only (stopped early)" if v.get("speed_only") else ""
         t = v.get("test_accuracy_tost_pt")
         if t:
             line += (f"; test accuracy {t['mean_difference']:+.2f} pt, {100 * t['interval_confidence']:.0f} % "

@@ -62,9 +62,14 @@ def finetuning(r: dict) -> tuple[str, str, str, str]:
         interval = f" [{low:.2f}, {high:.2f}]" if low is not None else ""
         acc = (f", test accuracy {t['mean_difference']:+.2f} pt [{t['low']:+.2f}, {t['high']:+.2f}]"
                f"{' (equivalent)' if t['equivalent'] else ''}") if t else ""
-        parts.append(f"{q['geomean']:.2f}x{interval} samples/s vs {label}, {v['pairs']} pairs{acc}")
+        stopped = f" (first {s['speed_only_steps'][other]} steps, speed only)" if v.get("speed_only") else ""
+        parts.append(f"{q['geomean']:.2f}x{interval} samples/s vs {label}{stopped}, {v['pairs']} pairs{acc}")
         if goal is not None:
             ok &= q["geomean"] >= goal and bool(t and t["equivalent"])
+    b = p.get("budget", {})
+    if b.get("median_dev_gain_last_half_pt") is not None:
+        parts.append(f"dev accuracy gained over the 2nd half {b['median_dev_gain_last_half_pt']:+.1f} pt (median): "
+                     f"{'plateaued' if b['plateaued'] else 'not plateaued'} at <= {b['plateau_max_gain_pt']} pt")
     return (f"Fine-tuning minilm-l6 on {s['rows']:,} SST-2 rows, {s['epochs']:g} epoch(s), jemalloc for all, "
             f"{len(p['jobs'])} job(s)", "; ".join(parts),
             f">= 1.3x the Trainer on identical batches, test accuracy equivalent at +-{s['equivalence_margin_pt']} pt",

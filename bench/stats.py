@@ -87,3 +87,31 @@ def tost_paired(a: Sequence[float], b: Sequence[float], margin: float, alpha: fl
     return {"n": n, "mean_difference": mean, "sd": sd, "se": se, "margin": margin, "alpha": alpha,
             "interval_confidence": 1 - 2 * alpha, "low": mean - half, "high": mean + half,
             "p_lower": p_lower, "p_upper": p_upper, "p": p, "equivalent": p < alpha}
+
+
+def same_method_jobs(jobs: Sequence[dict], latest: dict) -> list[dict]:
+    """The jobs of a results file (a list, oldest first) that measured what `latest` measured, `latest`
+    included: the same frozen settings (`settings_sha256`, nothing overridden) on the same CPU model.
+    A job without a settings hash, or with overrides, pools with nothing."""
+    def key(job: dict):
+        if not job.get("settings_sha256") or job.get("settings_overridden"):
+            return None
+        return job["settings_sha256"], job.get("machine", {}).get("Model name")
+
+    wanted = key(latest)
+    if wanted is None:
+        return [latest]
+    return [j for j in jobs if j is latest or key(j) == wanted]
+
+
+def pooled_ratio_summary(jobs: Sequence[dict], ratios_of, confidence: float = 0.95) -> dict:
+    """`ratio_summary` over the per-pair ratios `ratios_of(job)` of every job, with the job-and-pair
+    bootstrap interval once there are two jobs; `jobs_pooled` counts the jobs that gave pairs."""
+    ratios, ids = [], []
+    for i, job in enumerate(jobs):
+        found = list(ratios_of(job))
+        ratios += found
+        ids += [str(job.get("date", i))] * len(found)
+    out = ratio_summary(ratios, ids, confidence)
+    out["jobs_pooled"] = len(set(ids))
+    return out

@@ -4,7 +4,7 @@ import math
 
 import numpy as np
 import pytest
-from stats import paired_ratios, ratio_summary, tost_paired
+from stats import paired_ratios, pooled_ratio_summary, ratio_summary, same_method_jobs, tost_paired
 
 pytestmark = [pytest.mark.unit]
 
@@ -49,3 +49,23 @@ def test_tost_shows_equivalence_of_close_accuracies_only():
 def test_tost_needs_two_pairs():
     with pytest.raises(ValueError, match="at least 2"):
         tost_paired([85.0], [85.0], margin=0.5)
+
+
+def test_same_method_jobs_pool_only_equal_settings_on_the_same_cpu():
+    def job(sha, cpu, overridden=None):
+        return {"settings_sha256": sha, "machine": {"Model name": cpu}, "settings_overridden": overridden}
+
+    a1, a2, other_cpu, other_settings, overridden = (job("s", "X"), job("s", "X"), job("s", "Y"), job("t", "X"),
+                                                     job("s", "X", {"pairs": 1}))
+    jobs = [a1, other_cpu, other_settings, overridden, a2]
+    assert same_method_jobs(jobs, a2) == [a1, a2]
+    assert same_method_jobs(jobs, overridden) == [overridden]
+    assert same_method_jobs([{"machine": {}}, a1], {"machine": {}}) == [{"machine": {}}]
+
+
+def test_pooled_ratio_summary_counts_pairs_and_jobs():
+    jobs = [{"date": "d1", "r": [1.1, 1.2]}, {"date": "d2", "r": [1.3]}, {"date": "d3", "r": []}]
+    s = pooled_ratio_summary(jobs, lambda j: j["r"])
+    assert s["n"] == 3 and s["jobs_pooled"] == 2 and s["jobs"] == 2
+    assert s["job_low"] <= s["geomean"] <= s["job_high"]
+    assert math.isclose(s["geomean"], (1.1 * 1.2 * 1.3) ** (1 / 3))

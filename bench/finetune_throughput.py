@@ -378,8 +378,7 @@ def compare(runs: list[dict], jobs: list[str], other: str, s: dict) -> dict | No
            "samples_per_s_ratio": ratio_summary(paired_ratios([p[1]["samples_per_s"] for p in pairs],
                                                               [p[2]["samples_per_s"] for p in pairs]),
                                                 [p[0] for p in pairs], s["ratio_confidence"]),
-           "padded_tokens_ratio": median([p[2]["work"]["padded_tokens"] / p[1]["work"]["padded_tokens"]
-                                          for p in pairs]),
+           "padded_tokens_ratio": median([per_sample(p[2]["work"]) / per_sample(p[1]["work"]) for p in pairs]),
            "identical_batches": all(p[1]["work"]["batches_sha256"] == p[2]["work"]["batches_sha256"] for p in pairs),
            "speed_only": any(p[2].get("speed_only") for p in pairs)}
     full = [p for p in pairs if not p[2].get("speed_only")]  # a run stopped early is not scored against ours
@@ -388,6 +387,11 @@ def compare(runs: list[dict], jobs: list[str], other: str, s: dict) -> dict | No
                                                    [100 * p[2]["test_accuracy"] for p in full],
                                                    s["equivalence_margin_pt"], s["tost_alpha"])
     return out
+
+
+def per_sample(work: dict) -> float:
+    """Padded tokens per sample trained: comparable between a full run and one stopped early."""
+    return work["padded_tokens"] / work["samples"]
 
 
 def summarize(runs: list[dict], jobs: list[str], s: dict) -> dict:

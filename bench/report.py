@@ -1,10 +1,11 @@
 """The benchmark table in README.md, from `bench/results/*.json` (the last `make bench` step).
 
 Each row gives the measured ratio against its goal, the date, the machine and the command of the
-run that wrote the JSON; a benchmark without results is listed as not run. The pretraining and tax
-rows pool the pairs of every job with the newest job's frozen settings on the same CPU model
-(`stats.same_method_jobs`), with an interval that resamples jobs and pairs once there are two. The table sits
-between the markers `<!-- bench:start -->` and `<!-- bench:end -->` of README.md.
+run that wrote the JSON; a benchmark without results is listed as not run. The fine-tuning and
+inference jobs carry their own pooled summaries; the pretraining and tax rows are pooled here, over
+every job with the newest job's frozen settings on the same CPU model (`stats.same_method_jobs`),
+with an interval that resamples jobs and pairs once there are two. The table sits between the
+markers `<!-- bench:start -->` and `<!-- bench:end -->` of README.md.
 
     .venv/bin/python bench/report.py [--readme README.md]
 """

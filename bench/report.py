@@ -39,7 +39,7 @@ def _interval(q: dict, digits: int = 2) -> str:
 
 
 def _jobs(q: dict) -> str:
-    return f" over {q['jobs_pooled']} jobs" if q.get("jobs_pooled", 1) > 1 else ""
+    return f" over {q['jobs']} jobs" if q.get("jobs", 1) > 1 else ""
 
 
 def pretraining(r: dict, history: list[dict]) -> tuple[str, str, str, str]:
@@ -54,13 +54,14 @@ def pretraining(r: dict, history: list[dict]) -> tuple[str, str, str, str]:
         if other in c:
             q = pooled_ratio_summary(pool, lambda j, o=other: j.get("comparisons", {}).get(o, {})
                                      .get("pair_ratios_tokens_per_s", []))
-            loss = [d for j in pool for d in j["comparisons"].get(other, {})
-                    .get("heldout_loss_diff_per_seed", {}).get("packed", [])]
+            diffs = [d for j in pool for d in j["comparisons"].get(other, {})
+                     .get("heldout_loss_diff_per_seed", {}).get("packed", [])]
+            loss = sum(diffs) / len(diffs)
             parts.append(f"{q['geomean']:.2f}x{_interval(q)} non-pad tokens/s vs {label} "
                          f"({m['ours']['tokens_per_s']:,.0f} vs {m[other]['tokens_per_s']:,.0f} in the newest job; "
-                         f"{q['n']} seed pair(s){_jobs(q)}), held-out loss {sum(loss) / len(loss):+.3f} nats")
+                         f"{q['n']} seed pair(s){_jobs(q)}), held-out loss {loss:+.3f} nats")
             if other == "packed":
-                ok = q["geomean"] >= 1.8 and q["n"] >= 3 and sum(loss) / len(loss) <= 0.0
+                ok = q["geomean"] >= 1.8 and q["n"] >= 3 and loss <= 0.0
     return ("Pretraining throughput (MLM, 4-layer BERT, same tokens)", "; ".join(parts),
             ">= 1.8x the packed default at equal or lower loss, >= 3 seeds", _met(ok))
 

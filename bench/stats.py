@@ -106,12 +106,10 @@ def same_method_jobs(jobs: Sequence[dict], latest: dict) -> list[dict]:
 
 def pooled_ratio_summary(jobs: Sequence[dict], ratios_of, confidence: float = 0.95) -> dict:
     """`ratio_summary` over the per-pair ratios `ratios_of(job)` of every job, with the job-and-pair
-    bootstrap interval once there are two jobs; `jobs_pooled` counts the jobs that gave pairs."""
+    bootstrap interval once there are two jobs (`jobs` counts the jobs that gave pairs)."""
     ratios, ids = [], []
     for i, job in enumerate(jobs):
         found = list(ratios_of(job))
         ratios += found
         ids += [str(job.get("date", i))] * len(found)
-    out = ratio_summary(ratios, ids, confidence)
-    out["jobs_pooled"] = len(set(ids))
-    return out
+    return ratio_summary(ratios, ids, confidence)

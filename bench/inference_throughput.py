@@ -20,8 +20,8 @@ Settings: `bench/settings/inference.json` (frozen; sha256 and git state in the r
 line option that changes one is recorded under `settings_overridden`). The process re-executes
 itself under the settings' environment (jemalloc, 2 threads) like every benchmark. Each repeat
 gives one paired speedup per variant (its samples/s over fp32's in the same repeat); the pairs of
-every job in the results file with the same settings and the same model (the registered version's
-run) are pooled: a Student-t interval over the pairs and, from two jobs on, a bootstrap over jobs
+every job in the results file with the same settings, the same model (the registered version's
+run), the same ONNX recipe (`tlflow.serving.optimized.ONNX_RECIPE`) and the same CPU model are pooled: a Student-t interval over the pairs and, from two jobs on, a bootstrap over jobs
 and pairs. The goal is met when a variant's interval (the jobs' one when there is one) lies at or
 above 2x and its accuracy is within 1 pt of fp32 in every pooled job.
 
@@ -75,6 +75,7 @@ from tlflow.runtime import apply_defaults
 from tlflow.serving import TaskModel, load_task_model
 from tlflow.serving.optimized import (
     FP32,
+    ONNX_RECIPE,
     Measurement,
     build_variant,
     choose,
@@ -132,10 +133,11 @@ def size_mib(model, onnx_file: Path | None = None) -> float:
     return buffer.tell() / 2**20
 
 
-def pool_key(settings: dict, source: dict) -> str:
-    """Jobs with equal settings on the same model (registered version's run, or folder) are pooled."""
+def pool_key(settings: dict, source: dict, recipe: dict, cpu: str | None) -> str:
+    """Jobs with equal settings on the same model (registered version's run, or folder), whose ONNX
+    variants were built and run by the same recipe (`ONNX_RECIPE`), on the same CPU model, are pooled."""
     model = {k: source.get(k) for k in ("run_id", "hf_dir")}
-    return hashlib.sha256(json.dumps([settings, model], sort_keys=True).encode()).hexdigest()[:16]
+    return hashlib.sha256(json.dumps([settings, model, recipe, cpu], sort_keys=True).encode()).hexdigest()[:16]
 
 
 def paired_speedups(runs: dict[str, list[dict]], name: str) -> list[float]:
@@ -269,18 +271,20 @@ def main() -> None:
         for name, m in measured.items()
     }
     s["metric"] = metric
+    machine_info = machine()
     record = {
         "job_id": f"{dt.datetime.now(dt.UTC).strftime('%Y%m%dT%H%M%SZ')}-{os.getpid()}",
         "date": dt.date.today().isoformat(),
         "command": " ".join([".venv/bin/python", "bench/inference_throughput.py", *map(shlex.quote, sys.argv[1:])]),
-        "machine": machine(),
+        "machine": machine_info,
         "versions": versions(),
         "settings_file": {"path": "bench/settings/inference.json", "sha256": frozen_sha,
                           **git_file_state(os.path.join(SETTINGS_DIR, "inference.json"))},
         "settings_overridden": overridden,
         "settings": {**s, "model": model_source, "test_examples": len(test), "batch_size": settings.batch_size,
                      "max_length": settings.max_length},
-        "pool_key": pool_key(s, model_source),
+        "onnx_recipe": ONNX_RECIPE,
+        "pool_key": pool_key(s, model_source, ONNX_RECIPE, machine_info.get("Model name")),
         "allocator": allocator_loaded(),
         "environment_before": env_before,
         "runs": runs, "summary": summary,

@@ -76,8 +76,10 @@ def _probs(model, trained_parts, split=None):
 def test_variants_predict_like_fp32_through_the_task_code(trained, project, tmp_path):
     cfg, loaded, model, tokenizer = trained
     task, settings = get_task_type(cfg.task.type), TaskSettings.from_config(cfg)
+    attention = model.config._attn_implementation
     variants = build_variants(model, cfg.task.type, tmp_path, VARIANTS, threads=2)
     assert set(variants) == set(VARIANTS)
+    assert model.config._attn_implementation == attention  # exported with eager attention, then put back
     reference = _probs(model, trained)
     assert 0.2 < reference.argmax(-1).mean() < 0.8 and reference.max(-1).mean() > 0.7  # not a constant model
     for name, variant in variants.items():

@@ -185,16 +185,18 @@ def git_file_state(path) -> dict:
     return {"git_commit": commit, "committed": commit is not None and not dirty}
 
 
-def run_with_environment(env: dict[str, str]) -> None:
+def run_with_environment(env: dict[str, str], unset: tuple[str, ...] = ()) -> None:
     """Make this process run with the environment variables `env` (a benchmark's frozen allocator
-    and thread settings): when any differs, re-execute the same command with them set (an
-    `LD_PRELOAD` allocator only takes effect at process start). Call first thing in `main`."""
+    and thread settings) and without those of `unset`: when any differs, re-execute the same command
+    so (an `LD_PRELOAD` allocator only takes effect at process start). Call first thing in `main`."""
     import sys
 
     missing = {k: v for k, v in env.items() if os.environ.get(k) != v}
-    if not missing:
+    extra = [k for k in unset if k in os.environ]
+    if not missing and not extra:
         return
     for key, value in missing.items():
         if key == "LD_PRELOAD" and not os.path.exists(value):
             raise SystemExit(f"frozen setting environment.LD_PRELOAD: {value} does not exist on this machine")
-    os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **missing})
+    kept = {k: v for k, v in os.environ.items() if k not in extra}
+    os.execve(sys.executable, [sys.executable, *sys.argv], {**kept, **missing})

@@ -26,7 +26,7 @@ and pairs. The goal is met when a variant's interval (the jobs' one when there i
 above 2x and its accuracy is within 1 pt of fp32 in every pooled job.
 
     .venv/bin/python bench/inference_throughput.py [--model-uri models:/sst2@champion | --hf-dir DIR]
-        [--rows N] [--repeats R] [--threads T]
+        [--rows N] [--repeats R] [--threads T] [--glibc]
 
 The model comes from the project's MLflow store (`MLFLOW_TRACKING_URI`, else
 `sqlite:///mlflow/mlflow.db` of the repository), or from a Hugging Face folder (`--hf-dir`).
@@ -175,7 +175,10 @@ def pooled(path: Path, job: dict) -> dict:
 
 def main() -> None:
     frozen, frozen_sha = load_settings("inference")
-    run_with_environment(frozen["environment"])  # jemalloc and threads, as every benchmark
+    # jemalloc and threads, as every benchmark; --glibc drops the allocator for every contender
+    glibc = "--glibc" in sys.argv[1:]
+    environment_settings = {k: v for k, v in frozen["environment"].items() if not (glibc and k == "LD_PRELOAD")}
+    run_with_environment(environment_settings, unset=("LD_PRELOAD",) if glibc else ())
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--model-uri", default=frozen["model_uri"], help="MLflow model URI of the fp32 model")
@@ -188,6 +191,9 @@ def main() -> None:
     parser.add_argument("--variants", default=",".join(frozen["variants"]), help="comma-separated variants to compare")
     parser.add_argument("--quiet-wait", type=float, default=frozen["quiet_wait_s"],
                         help="max seconds to wait for a quiet machine")
+    parser.add_argument("--glibc", action="store_true",
+                        help="run every contender under glibc's malloc instead of the frozen LD_PRELOAD allocator "
+                             "(recorded as an overridden setting; such jobs pool only with each other)")
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
     if args.hf_dir is not None:
@@ -200,6 +206,7 @@ def main() -> None:
     names = tuple(v.strip() for v in args.variants.split(",") if v.strip())
     s = {**frozen, "model_uri": None if args.hf_dir else args.model_uri, "rows": args.rows, "repeats": args.repeats,
          "threads": args.threads, "variants": list(names), "quiet_wait_s": args.quiet_wait,
+         "environment": environment_settings,
          "config": str(args.config.relative_to(ROOT)) if args.config.is_relative_to(ROOT) else str(args.config)}
     s.pop("about")
     overridden = sorted(k for k in s if s[k] != frozen.get(k))

@@ -48,7 +48,7 @@ from transformers import AutoConfig, PretrainedConfig, PreTrainedModel
 from tlflow.errors import TlflowError
 from tlflow.modeling.models import load_task_head
 from tlflow.task_types.registry import get_task_type
-from tlflow.training.speedups import apply_inference_speedups
+from tlflow.training.speedups import apply_inference_speedups, attention_implementation
 
 FP32 = "fp32"
 #: The variants `build_variant` makes, in the order they are tried and reported.
@@ -154,13 +154,12 @@ def export_onnx(model: PreTrainedModel, task: str, path: Path) -> Path:
     }
     example = {k: example[k] for k in names}
     batch, sequence = Dim("batch"), Dim("sequence")
-    was_training, attention = model.training, model.config._attn_implementation
+    was_training = model.training
     model.eval()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        model.set_attn_implementation(ONNX_RECIPE["attention"])
-        with _quiet():
+        with _quiet(), attention_implementation(model, ONNX_RECIPE["attention"]):
             program = torch.onnx.export(
                 model, (), kwargs=example, dynamo=True, input_names=list(names),
                 output_names=list(get_task_type(task).output_names), dynamic_shapes={k: {0: batch, 1: sequence} for k in names},
@@ -169,7 +168,6 @@ def export_onnx(model: PreTrainedModel, task: str, path: Path) -> Path:
     except Exception as err:
         raise OptimizeError(f"ONNX export of {type(model).__name__} failed: {_first_line(err)}") from err
     finally:
-        model.set_attn_implementation(attention)
         model.train(was_training)
     return path
 

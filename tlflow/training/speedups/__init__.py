@@ -16,7 +16,8 @@ whose base is frozen) trains with any of them named: `cls_only` only touches a B
 classifier's last layer, `kept_embedding_grad` only a trainable, untied input embedding.
 
 Every trick is undone when its context exits: models built or loaded by `tlflow.modeling`, and
-models saved or logged, are plain Hugging Face models.
+models saved or logged, are plain Hugging Face models. `attention_implementation` switches a
+model's attention implementation for a while (the ONNX export writes attention out as "eager").
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ GradZeroer = KeptEmbeddingGrad | DenseGrads
 
 __all__ = [
     "INFERENCE_SPEEDUPS", "SPEEDUPS", "DenseGrads", "GradZeroer", "KeptEmbeddingGrad", "apply_inference_speedups",
-    "inference_speedups", "training_speedups",
+    "attention_implementation", "inference_speedups", "training_speedups",
 ]
 
 
@@ -90,3 +91,15 @@ def apply_inference_speedups(model: object, names: Iterable[str]) -> object:
     if "cls_only" in names and isinstance(model, torch.nn.Module):
         cls_only_last_layer(model)
     return model
+
+
+@contextmanager
+def attention_implementation(model: torch.nn.Module, name: str) -> Iterator[torch.nn.Module]:
+    """`model` running attention implementation `name` ("eager", "sdpa", ...) while inside; its own
+    one is set back on exit."""
+    previous = model.config._attn_implementation
+    model.set_attn_implementation(name)
+    try:
+        yield model
+    finally:
+        model.set_attn_implementation(previous)

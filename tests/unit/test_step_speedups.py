@@ -1,8 +1,10 @@
 """The training loop's step speed-ups change no result: the kept word-embedding gradient gives
-bitwise the weights of the dense path, and the cheaper dropout keeps p and its scaling."""
+the weights of the dense path (bitwise without clipping; up to float rounding in the norm with its
+rows-only clipping), and the cheaper dropout keeps p and its scaling."""
 
 import copy
 
+import numpy as np
 import pytest
 import torch
 from transformers import BertConfig, BertForSequenceClassification, BertForTokenClassification
@@ -32,25 +34,32 @@ def _batches(steps=6, seed=0):
         yield {"input_ids": ids, "attention_mask": (ids != 0).long(), "labels": torch.randint(0, 2, (8,), generator=g)}
 
 
-def _train(model, grads, steps=6):
+def _train(model, grads, steps=6, max_norm=None):
+    """Train `steps` steps; with `max_norm`, clip by `grads.clip_grad_norm_` and return the norms."""
     settings = LoopSettings(total_steps=steps, batch_size=8, learning_rate=1e-2, weight_decay=0.01, warmup_ratio=0.0,
                             checkpoint_every_steps=100, seed=0)
     optimizer = make_optimizer(model, settings)
     model.train()
     torch.manual_seed(1)  # the same dropout masks for both paths
+    norms = []
     with grads:
         for batch in _batches(steps):
             model(**batch).loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            if max_norm is not None:
+                norms.append(float(grads.clip_grad_norm_(model.parameters(), max_norm)))
             optimizer.step()
             grads.zero_grad(optimizer)
-    return model
+    return norms
 
 
-def test_kept_gradient_trains_bitwise_like_the_dense_path():
+def _pair():
     torch.manual_seed(0)
     dense = BertForSequenceClassification(BertConfig(**CONFIG))
-    kept = copy.deepcopy(dense)
+    return dense, copy.deepcopy(dense)
+
+
+def test_kept_gradient_trains_bitwise_like_the_dense_path_without_clipping():
+    dense, kept = _pair()
     unused_before = dense.bert.embeddings.word_embeddings.weight[100:].detach().clone()
     grads = kept_embedding_grad(kept)
     assert isinstance(grads, KeptEmbeddingGrad)
@@ -60,6 +69,34 @@ def test_kept_gradient_trains_bitwise_like_the_dense_path():
         assert torch.equal(p, q), name
     # Rows no batch used moved too (AdamW's weight decay reaches every row, as on the dense path).
     assert not torch.equal(kept.bert.embeddings.word_embeddings.weight[100:], unused_before)
+
+
+def test_rows_only_clipping_trains_like_torch_clipping_on_the_dense_path():
+    dense, kept = _pair()
+    dense_norms = _train(dense, DenseGrads(), max_norm=0.05)
+    kept_norms = _train(kept, kept_embedding_grad(kept), max_norm=0.05)
+    assert min(dense_norms) > 0.05  # every step was clipped, so the scaling is exercised
+    np.testing.assert_allclose(kept_norms, dense_norms, rtol=1e-5)
+    for (name, p), q in zip(dense.named_parameters(), kept.parameters()):
+        torch.testing.assert_close(q, p, rtol=1e-5, atol=2e-6, msg=name)
+
+
+def test_rows_only_clipping_gives_the_dense_norm_and_clipped_gradient():
+    dense, kept = _pair()
+    grads = kept_embedding_grad(kept)
+    batch = next(_batches(1))
+    with grads:
+        for model in (dense, kept):
+            model.train()
+            torch.manual_seed(1)
+            model(**batch).loss.backward()
+        expected = torch.nn.utils.clip_grad_norm_(dense.parameters(), 0.1)
+        total = grads.clip_grad_norm_(kept.parameters(), 0.1)
+        torch.testing.assert_close(total, expected, rtol=1e-6, atol=0.0)
+        assert expected > 0.1
+        for (name, p), q in zip(dense.named_parameters(), kept.parameters()):
+            torch.testing.assert_close(q.grad, p.grad, rtol=1e-5, atol=1e-8, msg=name)
+        assert not kept.get_input_embeddings().weight.grad[100:].any()  # unused rows still zero
 
 
 def test_buffer_is_zero_after_each_step_and_gone_after_training():

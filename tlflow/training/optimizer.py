@@ -38,9 +38,10 @@ def backward_and_step(
     max_grad_norm: float,
 ) -> None:
     """The second half of a training step: backward, gradient clipping, optimizer and schedule
-    step, gradients zeroed by `grads` (what `tlflow.training.speedups.training_speedups` yields)."""
+    step; `grads` (what `tlflow.training.speedups.training_speedups` yields) clips and zeroes the
+    gradients."""
     loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+    grads.clip_grad_norm_(model.parameters(), max_grad_norm)
     optimizer.step()
     if scheduler is not None:
         scheduler.step()

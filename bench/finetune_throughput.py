@@ -29,8 +29,9 @@ seed form a pair (the seed sets head initialisation, batch order and dropout for
 of the contenders rotates from seed to seed, and each run waits for a quiet machine first.
 
 Reported: samples/s (training time only: dev evaluations and checkpoint writes left out) as
-per-pair ratios with a Student-t interval (pooled over every job with the same settings, with a
-job-and-pair bootstrap interval once there are two jobs), accuracy on the 1,821-sentence SST-2
+per-pair ratios with a Student-t interval (pooled over every job with the same settings, the same
+code under test and the same CPU model, `pool_key`, with a job-and-pair bootstrap interval once
+there are two jobs), accuracy on the 1,821-sentence SST-2
 test split with a two one-sided test of equivalence at +-`equivalence_margin_pt` (paired by seed),
 and the dev accuracy curve (every `dev_eval_every_steps`) to show whether the budget has
 converged: the budget counts as plateaued when the median dev accuracy gained over the second half
@@ -359,10 +360,24 @@ def child_env(s: dict) -> dict:
     return env
 
 
-def pool_key(s: dict) -> str:
-    """Hash of the settings that define one run: jobs with equal keys are pooled."""
+#: The library code "ours" runs (the loop, its optimizer and speed-ups, the model and batching code).
+CODE_UNDER_TEST = ("tlflow/training", "tlflow/modeling")
+
+
+def code_sha256() -> str:
+    """Hash of every Python file of `CODE_UNDER_TEST` (paths and contents, sorted)."""
+    digest = hashlib.sha256()
+    for folder in CODE_UNDER_TEST:
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            digest.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def pool_key(s: dict, code: str, cpu: str | None) -> str:
+    """Hash of what defines one run: the settings, the code under test (`code_sha256`) and the CPU
+    model. Jobs with equal keys are pooled."""
     kept = {k: v for k, v in s.items() if k not in NOT_POOLING_KEYS}
-    return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:16]
+    return hashlib.sha256(json.dumps([kept, code, cpu], sort_keys=True).encode()).hexdigest()[:16]
 
 
 def compare(runs: list[dict], jobs: list[str], other: str, s: dict) -> dict | None:
@@ -495,6 +510,7 @@ def main() -> None:
     convert_legacy(output)
     job_id = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     env_before, started = environment(), time.perf_counter()
+    code = code_sha256()  # before any run: the code the runs import
     runs = []
     for i in range(s["seeds"]):
         seed = s["first_seed"] + i
@@ -509,7 +525,8 @@ def main() -> None:
                   f"{r['process']['allocator']}  outside load {r['load']['outside_during']:.2f} CPU", flush=True)
     job = {"job_id": job_id, "date": dt.date.today().isoformat(),
            "command": " ".join([".venv/bin/python", "bench/finetune_throughput.py", *map(shlex.quote, sys.argv[1:])]),
-           "quick": args.quick, "settings": s, "settings_file": frozen, "pool_key": pool_key(s),
+           "quick": args.quick, "settings": s, "settings_file": frozen, "code_sha256": code,
+           "pool_key": pool_key(s, code, env_before["machine"].get("Model name")),
            "machine": env_before["machine"], "environment": {"before": env_before, "after": environment(),
                                                               "child": {k: env[k] for k in s["environment"]}},
            "wall_s": time.perf_counter() - started, "runs": runs}

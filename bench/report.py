@@ -20,6 +20,8 @@ from stats import pooled_ratio_summary, same_method_jobs
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
+#: Settings of `bench/tax.json` that only say how many pairs a job runs: tax jobs differing in them alone pool.
+TAX_COUNTS = ("pairs", "logging_pairs")
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 
 
@@ -66,6 +68,14 @@ def pretraining(r: dict, history: list[dict]) -> tuple[str, str, str, str]:
             ">= 1.8x the packed default at equal or lower loss, >= 3 seeds", _met(ok))
 
 
+def _stopped_steps(r: dict, history: list[dict], contender: str) -> str:
+    """The step counts of the pool's runs of `contender` that stopped early ("100" or "100 and 250")."""
+    pool = set(r["pooled"]["jobs"])
+    steps = sorted({run["work"]["steps"] for j in history if j.get("job_id") in pool for run in j["runs"]
+                    if run["contender"] == contender and run.get("speed_only")})
+    return " and ".join(map(str, steps))
+
+
 def finetuning(r: dict, history: list[dict]) -> tuple[str, str, str, str]:
     if "pooled" not in r:  # a job of the earlier method (unequal batches, glibc malloc, 1,536 rows)
         return ("Fine-tuning throughput", "earlier method, superseded: rerun `bench/finetune_throughput.py`", "", "")
@@ -81,7 +91,7 @@ def finetuning(r: dict, history: list[dict]) -> tuple[str, str, str, str]:
         interval = _interval(q)
         acc = (f", test accuracy {t['mean_difference']:+.2f} pt [{t['low']:+.2f}, {t['high']:+.2f}]"
                f"{' (equivalent)' if t['equivalent'] else ''}") if t else ""
-        stopped = f" (first {s['speed_only_steps'][other]} steps, speed only)" if v.get("speed_only") else ""
+        stopped = f" (first {_stopped_steps(r, history, other)} steps, speed only)" if v.get("speed_only") else ""
         parts.append(f"{q['geomean']:.2f}x{interval} samples/s vs {label}{stopped}, {v['pairs']} pairs{acc}")
         if goal is not None:
             ok &= q["geomean"] >= goal and bool(t and t["equivalent"])
@@ -121,7 +131,7 @@ def orchestration(r: dict, history: list[dict]) -> tuple[str, str, str, str]:
     if "end_to_end_ratio" not in s:  # a job of the earlier method (time outside the stages, imports excluded)
         return ("Orchestration and tracking tax", "earlier method, superseded: rerun `bench/orchestration_tax.py`",
                 "", "")
-    pool = [j for j in same_method_jobs(history, r) if "end_to_end_ratio" in j.get("summary", {})]
+    pool = [j for j in same_method_jobs(history, r, counts=TAX_COUNTS) if "end_to_end_ratio" in j.get("summary", {})]
     e = pooled_ratio_summary(pool, lambda j: [t["wall_s"] / p["wall_s"] for t, p in
                                               zip(j["runs"]["tlflow_run"], j["runs"]["plain"])])
     lg = pooled_ratio_summary(pool, lambda j: [w["wall_s"] / o["wall_s"] for w, o in

@@ -8,6 +8,7 @@ interval then also resamples the jobs, so a job-wide slowdown of the machine wid
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
 from collections.abc import Sequence
@@ -89,14 +90,20 @@ def tost_paired(a: Sequence[float], b: Sequence[float], margin: float, alpha: fl
             "p_lower": p_lower, "p_upper": p_upper, "p": p, "equivalent": p < alpha}
 
 
-def same_method_jobs(jobs: Sequence[dict], latest: dict) -> list[dict]:
+def same_method_jobs(jobs: Sequence[dict], latest: dict, counts: Sequence[str] = ()) -> list[dict]:
     """The jobs of a results file (a list, oldest first) that measured what `latest` measured, `latest`
     included: the same frozen settings (`settings_sha256`, nothing overridden) on the same CPU model.
-    A job without a settings hash, or with overrides, pools with nothing."""
+    Settings named in `counts` only say how many pairs a job runs: jobs that differ in them alone (and
+    in the `about` text) pool too. A job without a settings hash, or with overrides, pools with nothing."""
     def key(job: dict):
         if not job.get("settings_sha256") or job.get("settings_overridden"):
             return None
-        return job["settings_sha256"], job.get("machine", {}).get("Model name")
+        if counts:
+            kept = {k: v for k, v in job["settings"].items() if k not in ("about", *counts)}
+            method = json.dumps(kept, sort_keys=True)
+        else:
+            method = job["settings_sha256"]
+        return method, job.get("machine", {}).get("Model name")
 
     wanted = key(latest)
     if wanted is None:

@@ -63,6 +63,17 @@ def test_same_method_jobs_pool_only_equal_settings_on_the_same_cpu():
     assert same_method_jobs([{"machine": {}}, a1], {"machine": {}}) == [{"machine": {}}]
 
 
+def test_jobs_differing_only_in_their_pair_counts_pool_when_the_counts_are_named():
+    def job(sha, pairs, overrides, about="a"):
+        return {"settings_sha256": sha, "machine": {"Model name": "X"}, "settings_overridden": {},
+                "settings": {"about": about, "pairs": pairs, "overrides": overrides}}
+
+    three, two, other_rows = job("s3", 3, ["rows=4800"]), job("s2", 2, ["rows=4800"], "b"), job("s4", 2, ["rows=100"])
+    jobs = [three, other_rows, two]
+    assert same_method_jobs(jobs, two, counts=("pairs",)) == [three, two]
+    assert same_method_jobs(jobs, two) == [two]  # without naming the counts, the settings hash decides
+
+
 def test_pooled_ratio_summary_counts_pairs_and_jobs():
     jobs = [{"date": "d1", "r": [1.1, 1.2]}, {"date": "d2", "r": [1.3]}, {"date": "d3", "r": []}]
     s = pooled_ratio_summary(jobs, lambda j: j["r"])

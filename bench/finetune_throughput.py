@@ -396,10 +396,16 @@ def compare(runs: list[dict], jobs: list[str], other: str, s: dict) -> dict | No
            "padded_tokens_ratio": median([per_sample(p[2]["work"]) / per_sample(p[1]["work"]) for p in pairs]),
            "identical_batches": all(p[1]["work"]["batches_sha256"] == p[2]["work"]["batches_sha256"] for p in pairs),
            "speed_only": any(p[2].get("speed_only") for p in pairs)}
-    full = [p for p in pairs if not p[2].get("speed_only")]  # a run stopped early is not scored against ours
-    if len(full) >= 2:
-        out["test_accuracy_tost_pt"] = tost_paired([100 * p[1]["test_accuracy"] for p in full],
-                                                   [100 * p[2]["test_accuracy"] for p in full],
+    # A run stopped early is not scored against ours. A seed trains to the same weights in every job
+    # (deterministic training), so its accuracies count once: the first job's pair of each seed.
+    scored = {}
+    for p in pairs:
+        if not p[2].get("speed_only"):
+            scored.setdefault(p[1]["seed"], p)
+    if len(scored) >= 2:
+        out["accuracy_seeds"] = len(scored)
+        out["test_accuracy_tost_pt"] = tost_paired([100 * p[1]["test_accuracy"] for p in scored.values()],
+                                                   [100 * p[2]["test_accuracy"] for p in scored.values()],
                                                    s["equivalence_margin_pt"], s["tost_alpha"])
     return out
 
@@ -475,7 +481,8 @@ def print_table(job: dict) -> None:
         t = v.get("test_accuracy_tost_pt")
         if t:
             line += (f"; test accuracy {t['mean_difference']:+.2f} pt, {100 * t['interval_confidence']:.0f} % "
-                     f"interval [{t['low']:+.2f}, {t['high']:+.2f}], equivalent at +-{t['margin']} pt: "
+                     f"interval [{t['low']:+.2f}, {t['high']:+.2f}] over {v['accuracy_seeds']} seeds, "
+                     f"equivalent at +-{t['margin']} pt: "
                      f"{t['equivalent']} (p {t['p']:.3f})")
         print(line)
 

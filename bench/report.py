@@ -90,6 +90,7 @@ def finetuning(r: dict, history: list[dict]) -> tuple[str, str, str, str]:
         q, t = v["samples_per_s_ratio"], v.get("test_accuracy_tost_pt")
         interval = _interval(q)
         acc = (f", test accuracy {t['mean_difference']:+.2f} pt [{t['low']:+.2f}, {t['high']:+.2f}]"
+               f"{' over ' + str(v['accuracy_seeds']) + ' seeds' if 'accuracy_seeds' in v else ''}"
                f"{' (equivalent)' if t['equivalent'] else ''}") if t else ""
         stopped = f" (first {_stopped_steps(r, history, other)} steps, speed only)" if v.get("speed_only") else ""
         parts.append(f"{q['geomean']:.2f}x{interval} samples/s vs {label}{stopped}, {v['pairs']} pairs{acc}")

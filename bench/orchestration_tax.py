@@ -5,7 +5,7 @@ the fine-tuning loop. Settings: `bench/settings/tax.json` (frozen; sha256 in the
 End to end (`pairs` alternating pairs, the order flipping each pair): both contenders run as fresh
 processes, timed from the parent around the subprocess (process start, imports, Prefect's
 temporary server, every stage, the tracking work inside the stage bodies, exit), on the same config
-(`config` with `overrides`: the demo with fewer training rows so that three pairs fit the
+(`config` with `overrides`: the demo with fewer training rows so that the pairs fit the
 benchmark budget; at 4,800 rows one epoch is 150 steps, the demo's `min_steps`, so no epoch is
 added), each in a new project folder (`data/` linked, cold tokenization and checkpoint caches):
 * `tlflow run`: Prefect flow and task runs with their temporary local server, MLflow on SQLite in

@@ -3,9 +3,9 @@
 - `tlflow run` beside busy loops (the CPU oversubscribed), killed with SIGKILL mid-training: the
   temporary Prefect server it started dies with it. The next run marks the killed run's MLflow run
   KILLED with a note and resumes from its last checkpoint (the model trains its steps in all, not
-  fewer); its Prefect API is killed mid-training: one
-  line, exit 1. The run after it completes (resuming from the last checkpoint, or finding the
-  version registered before the loss surfaced); no process of any of them survives.
+  fewer); its Prefect API is killed mid-training: one line, exit 1. The run after it completes
+  (resuming from the last checkpoint, or finding the version registered before the loss surfaced);
+  no process of any of them survives.
 - A temporary server that does not come up in time: one line, and the server is stopped.
 - Runs of dead processes: marked KILLED with a note; live, remote or unrecorded owners are left.
 - `tlflow servers down`: returns once every process of a server is gone (also one in a session of
